@@ -1,0 +1,52 @@
+"""Importing MXNet and choosing the device, with messages that say what to install."""
+
+from __future__ import annotations
+
+import importlib
+
+from .errors import BackendError, UsageError
+
+INSTALL_HINT = (
+    "install the CPU build with `pip install 'mxnet==1.9.1' 'numpy<1.24'` "
+    "(or `pip install '.[cpu]'` from the w2v source), or the GPU build with "
+    "`pip install '.[gpu]'` (mxnet-cu112 and the CUDA 11 runtime wheels)"
+)
+
+
+def mxnet():
+    """Import MXNet in numpy mode and return the module, or raise BackendError saying why not."""
+    try:
+        mx = importlib.import_module("mxnet")
+    except ImportError as e:
+        raise BackendError(f"MXNet cannot be imported ({e}); {INSTALL_HINT}") from None
+    except OSError as e:  # mxnet-cu112 without its CUDA libraries, a broken libmxnet.so
+        raise BackendError(f"MXNet is installed but its library does not load ({e}); "
+                           f"{INSTALL_HINT}") from None
+    except AttributeError as e:  # numpy >= 1.24 removed np.bool, which MXNet 1.9.1 uses
+        raise BackendError(f"MXNet 1.9.1 does not work with this numpy ({e}); "
+                           "install `numpy<1.24`") from None
+    mx.npx.set_np()
+    return mx
+
+
+def device(spec: str = "auto"):
+    """Map ``auto | cpu | gpu | gpu:N`` to an MXNet context. auto: gpu(0) if MXNet sees one."""
+    mx = mxnet()
+    spec = spec.strip().lower()
+    if spec == "cpu":
+        return mx.cpu()
+    n_gpus = mx.context.num_gpus()
+    if spec == "auto":
+        return mx.gpu(0) if n_gpus > 0 else mx.cpu()
+    if spec == "gpu" or spec.startswith("gpu:"):
+        index_text = spec[4:] if spec.startswith("gpu:") else "0"
+        if not index_text.isdigit():
+            raise UsageError(f"--device {spec!r}: expected cpu, gpu or gpu:N")
+        index = int(index_text)
+        if index >= n_gpus:
+            raise BackendError(
+                f"--device {spec}: MXNet sees {n_gpus} GPU(s)"
+                + ("" if n_gpus else "; is the GPU build installed (`pip install '.[gpu]'`)?")
+            )
+        return mx.gpu(index)
+    raise UsageError(f"--device {spec!r}: expected auto, cpu, gpu or gpu:N")

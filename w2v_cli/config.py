@@ -1,0 +1,66 @@
+"""One dataclass holding every setting and its default; saved with each run."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_WORKDIR = "w2v-work"
+DEFAULT_DATA_DIR = "~/.cache/w2v"
+
+
+@dataclass
+class Config:
+    """Settings for prepare and train. The CLI shows these defaults in ``--help``."""
+
+    # where things live
+    workdir: str = DEFAULT_WORKDIR  # the CLI also reads W2V_WORKDIR
+    data_dir: str = DEFAULT_DATA_DIR  # the CLI also reads W2V_DATA_DIR
+    corpus: tuple[str, ...] = ()  # empty: PTB
+
+    # vocabulary
+    min_count: int = 10
+
+    # sampling
+    subsample: float = 1e-4  # t in keep probability sqrt(t / f(w)); 0 disables
+    window: int = 5
+    negatives: int = 5
+    sample_once: bool = False
+    seed: int = 0
+
+    # model and optimiser
+    embed_size: int = 100
+    batch_size: int = 512
+    epochs: int = 5
+    lr: float = 0.002
+    device: str = "auto"  # auto | cpu | gpu | gpu:N
+
+    # reporting
+    log_interval: int = 50  # batches between progress reports (and device syncs)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["corpus"] = list(self.corpus)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in d.items() if k in names}
+        if "corpus" in kwargs:
+            kwargs["corpus"] = tuple(kwargs["corpus"])
+        return cls(**kwargs)
+
+    @property
+    def workdir_path(self) -> Path:
+        return Path(self.workdir).expanduser()
+
+    @property
+    def data_dir_path(self) -> Path:
+        return Path(self.data_dir).expanduser()
+
+
+def default(name: str):
+    """The default of one Config field, for the CLI's option declarations."""
+    return {f.name: f.default for f in dataclasses.fields(Config)}[name]

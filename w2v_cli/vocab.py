@@ -1,0 +1,105 @@
+"""Token <-> id mapping with one counts array indexed by id; saved as JSON.
+
+Id 0 is ``<unk>``; the other tokens are ordered by count, most frequent first, ties in order
+of first appearance. ``counts[i]`` is how often token ``i`` occurs in the corpus (for ``<unk>``:
+every token below ``min_count`` plus literal ``<unk>`` tokens). The id of a token is its
+position in ``tokens``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections import Counter
+from itertools import repeat
+from pathlib import Path
+
+import numpy as np
+
+from . import fileio
+from .errors import DataError
+
+UNK = "<unk>"
+FORMAT = "w2v-vocab"
+VERSION = 1
+
+
+class Vocab:
+    """Tokens, their counts and the reverse index.
+
+    tokens: list of V strings, ``tokens[0] == "<unk>"``.
+    counts: (V,) int64.
+    """
+
+    def __init__(self, tokens: list[str], counts: np.ndarray, meta: dict | None = None):
+        if not tokens or tokens[0] != UNK:
+            raise DataError(f"a vocabulary must start with {UNK}")
+        if len(tokens) != len(counts):
+            raise DataError(f"vocabulary has {len(tokens)} tokens but {len(counts)} counts")
+        self.tokens = list(tokens)
+        self.counts = np.asarray(counts, dtype=np.int64)
+        self.index = {t: i for i, t in enumerate(self.tokens)}
+        if len(self.index) != len(self.tokens):
+            raise DataError("vocabulary has duplicate tokens")
+        self.meta = dict(meta or {})
+
+    @classmethod
+    def build(cls, tokens: list[str], min_count: int) -> "Vocab":
+        """Count a flat list of tokens and keep those seen at least ``min_count`` times."""
+        counter = Counter(tokens)
+        unk = counter.pop(UNK, 0)
+        # sorted() is stable, and Counter keeps first-appearance order: ties stay in that order.
+        kept = [(t, c) for t, c in sorted(counter.items(), key=lambda tc: -tc[1]) if c >= min_count]
+        unk += sum(counter.values()) - sum(c for _, c in kept)
+        words = [t for t, _ in kept]
+        counts = np.array([unk] + [c for _, c in kept], dtype=np.int64)
+        return cls([UNK] + words, counts, {"min_count": min_count})
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __contains__(self, token: str) -> bool:
+        return token in self.index
+
+    def encode(self, tokens: list[str]) -> np.ndarray:
+        """Map tokens to ids, unknown ones to 0. Returns (len(tokens),) int32."""
+        return np.fromiter(
+            map(self.index.get, tokens, repeat(0)), dtype=np.int32, count=len(tokens)
+        )
+
+    def close_matches(self, word: str, n: int = 5) -> list[str]:
+        return difflib.get_close_matches(word, self.tokens[1:], n=n)
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "version": VERSION, **self.meta,
+                "tokens": self.tokens, "counts": self.counts.tolist()}
+
+    def save(self, path: str | Path) -> None:
+        fileio.write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Vocab":
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DataError(f"no vocabulary at {path}: run `w2v prepare` first") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise DataError(f"{path} is not a readable vocabulary JSON: {e}") from None
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            raise DataError(f"{path} is not a w2v vocabulary file")
+        if d.get("version") != VERSION:
+            raise DataError(
+                f"{path} has vocabulary format version {d.get('version')!r}; "
+                f"this w2v reads version {VERSION}"
+            )
+        tokens, counts = d.get("tokens"), d.get("counts")
+        if not isinstance(tokens, list) or not isinstance(counts, list) \
+                or not all(isinstance(t, str) for t in tokens) \
+                or not all(isinstance(c, int) and c >= 0 for c in counts):
+            raise DataError(f"{path}: tokens must be strings and counts non-negative integers")
+        meta = {k: v for k, v in d.items() if k not in ("format", "version", "tokens", "counts")}
+        try:
+            return cls(tokens, np.array(counts, dtype=np.int64), meta)
+        except DataError as e:
+            raise DataError(f"{path}: {e}") from None
