@@ -1,0 +1,30 @@
+# w2v: every target makes its own virtual environment in .venv on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The GPU build of MXNet when nvidia-smi finds a GPU, the CPU build otherwise.
+EXTRA  ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
+STAMP  := $(VENV)/.installed-$(EXTRA)
+
+.PHONY: install test demo lint clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRA),test,dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+test: install
+	$(BIN)/python -m pytest
+
+demo: install
+	$(BIN)/w2v prepare
+	$(BIN)/w2v train --epochs 5 --lr 0.002
+	$(BIN)/w2v similar chip -k 3
+
+lint: install
+	$(BIN)/ruff check w2v_cli tests
+
+clean:
+	rm -rf $(VENV) w2v-work build dist *.egg-info .pytest_cache .ruff_cache
