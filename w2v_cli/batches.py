@@ -6,8 +6,10 @@ the longest row it holds, so padding costs little.
 
 from __future__ import annotations
 
+import queue
+import threading
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterable, Iterator, TypeVar
 
 import numpy as np
 
@@ -43,11 +45,16 @@ class Batch:
 
 
 def draw_examples(ids: np.ndarray, offsets: np.ndarray, counts: np.ndarray, config: Config,
-                  rng: np.random.Generator) -> Examples:
-    """Subsample, cut windows and draw noise words for the whole corpus."""
+                  rng: np.random.Generator, probs: np.ndarray | None = None) -> Examples:
+    """Subsample, cut windows and draw noise words for the sentences given.
+
+    ``probs``: the noise distribution of ``counts`` when the caller has it already.
+    """
+    if probs is None:
+        probs = sampling.noise_distribution(counts)
     kept, kept_offsets = sampling.subsample(ids, offsets, counts, config.subsample, rng)
     w = sampling.windows(kept, kept_offsets, config.window, rng)
-    noise = sampling.negatives(w, sampling.noise_distribution(counts), config.negatives, rng)
+    noise = sampling.negatives(w, probs, config.negatives, rng)
     return assemble(w, noise, config.negatives)
 
 
@@ -68,9 +75,13 @@ def batches(ex: Examples, batch_size: int, rng: np.random.Generator,
             shuffle: bool = True) -> Iterator[Batch]:
     """Yield the examples in (shuffled) batches of ``batch_size``, the last one smaller."""
     order = rng.permutation(len(ex)) if shuffle else np.arange(len(ex))
+    return batches_in_order(ex, order, batch_size)
+
+
+def batches_in_order(ex: Examples, order: np.ndarray, batch_size: int) -> Iterator[Batch]:
+    """Yield batches of ``batch_size`` rows of ``ex`` taken in ``order`` ((n,) int64)."""
     for a in range(0, len(ex), batch_size):
-        rows = order[a:a + batch_size]
-        yield make_batch(ex, rows)
+        yield make_batch(ex, order[a:a + batch_size])
 
 
 def make_batch(ex: Examples, rows: np.ndarray) -> Batch:
@@ -87,3 +98,104 @@ def make_batch(ex: Examples, rows: np.ndarray) -> Batch:
 
 def num_batches(n: int, batch_size: int) -> int:
     return -(-n // batch_size)
+
+
+# --- Streaming an epoch in chunks, drawn ahead in a background thread -----------------------
+
+@dataclass
+class Chunk:
+    """One chunk of one epoch: its examples and the shuffled order to batch them in.
+
+    epoch is 1-based; index is 0-based among the epoch's ``count`` chunks. order: (n,) int64.
+    """
+
+    epoch: int
+    index: int
+    count: int
+    examples: Examples
+    order: np.ndarray
+
+
+def chunk_bounds(offsets: np.ndarray, chunk_tokens: int) -> list[tuple[int, int]]:
+    """Cut the sentences into runs of whole sentences of about ``chunk_tokens`` tokens each.
+
+    offsets: (S + 1,) int64. Returns [(first sentence, end sentence), ...] covering 0..S; a
+    corpus of at most ``chunk_tokens`` tokens is one chunk.
+    """
+    n_sentences = offsets.size - 1
+    n_chunks = max(1, -(-int(offsets[-1]) // chunk_tokens))
+    cuts = np.searchsorted(offsets, np.arange(1, n_chunks) * chunk_tokens)
+    edges = np.unique(np.concatenate([[0], np.clip(cuts, 0, n_sentences), [n_sentences]]))
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def epoch_chunks(ids: np.ndarray, offsets: np.ndarray, counts: np.ndarray, config: Config,
+                 rng: np.random.Generator, epochs: int, first_epoch: int = 1) -> Iterator[Chunk]:
+    """Yield every chunk of epochs ``first_epoch..epochs`` in training order.
+
+    Each chunk is subsampled, windowed and given noise words on its own (so memory follows
+    ``config.chunk_tokens``, not the corpus), then shuffled within itself. A corpus of one
+    chunk (PTB at the default) is exactly the chapter's whole-corpus draw and shuffle. With
+    ``config.sample_once`` the first epoch's examples are kept and only reshuffled.
+    """
+    bounds = chunk_bounds(offsets, config.chunk_tokens)
+    probs = sampling.noise_distribution(counts)
+    kept: list[Examples] = []
+    for epoch in range(first_epoch, epochs + 1):
+        for i, (a, b) in enumerate(bounds):
+            if config.sample_once and len(kept) == len(bounds):
+                ex = kept[i]
+            else:
+                lo, hi = offsets[a], offsets[b]
+                ex = draw_examples(ids[lo:hi], offsets[a:b + 1] - lo, counts, config, rng, probs)
+                if config.sample_once:
+                    kept.append(ex)
+            yield Chunk(epoch, i, len(bounds), ex, rng.permutation(len(ex)))
+
+
+T = TypeVar("T")
+
+
+def prefetch(items: Iterable[T], depth: int = 1) -> Iterator[T]:
+    """Iterate over ``items`` while a background thread computes up to ``depth`` of them ahead.
+
+    Yields exactly what iterating ``items`` directly yields, in the same order; an exception
+    raised while producing is raised here. Closing the iterator early (an error or Ctrl-C in
+    the consumer) stops the thread. numpy releases the GIL in its heavy loops, so sampling
+    runs alongside the training steps.
+    """
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work():
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((done, None))
+        except BaseException as e:  # handed to the consumer, raised there
+            put((done, e))
+
+    thread = threading.Thread(target=work, name="w2v-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = q.get()
+            if item is done:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()

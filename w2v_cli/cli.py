@@ -110,20 +110,28 @@ def _download_progress():
       "with probability sqrt(t / f(w)); 0 keeps every word.")
 @_opt("--sample-once/--resample", "sample_once", field="sample_once",
       help="Draw windows and noise words once (the chapter) instead of afresh every epoch.")
+@_opt("--sparse-grad/--dense-grad", "sparse_grad", field="sparse_grad",
+      help="Row-sparse gradients with lazy adam (per-step cost follows the rows a batch "
+           "touches, not the vocabulary size) or dense gradients and adam over every row.")
+@_opt("--chunk-tokens", type=click.IntRange(min=1), help="Sample and shuffle the corpus in "
+      "runs of about this many tokens (bounds memory; PTB fits in one).")
+@_opt("--prefetch/--no-prefetch", "prefetch", field="prefetch",
+      help="Draw the next chunk's examples in a background thread while training.")
 @_opt("--log-interval", type=click.IntRange(min=1), help="Batches between progress updates.")
 @seed_option
 @device_option
 @workdir_option
 @_errors_to_exit
 def train(epochs, lr, batch_size, embed_size, window, negatives, subsample, sample_once,
-          log_interval, seed, device, workdir):
+          sparse_grad, chunk_tokens, prefetch, log_interval, seed, device, workdir):
     """Train skip-gram with negative sampling on the prepared dataset."""
     from . import dataset
     from . import train as train_mod
 
     config = Config(workdir=workdir, epochs=epochs, lr=lr, batch_size=batch_size,
                     embed_size=embed_size, window=window, negatives=negatives,
-                    subsample=subsample, sample_once=sample_once, log_interval=log_interval,
+                    subsample=subsample, sample_once=sample_once, sparse_grad=sparse_grad,
+                    chunk_tokens=chunk_tokens, prefetch=prefetch, log_interval=log_interval,
                     seed=seed, device=device)
     train_mod.check(config)
     ds = dataset.load(config.workdir_path)

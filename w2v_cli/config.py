@@ -28,6 +28,9 @@ class Config:
     negatives: int = 5
     sample_once: bool = False
     seed: int = 0
+    chunk_tokens: int = 1 << 20  # sentences are sampled and shuffled in runs of this many tokens
+    prefetch: bool = True  # draw the next chunk in a background thread while training
+
 
     # model and optimiser
     embed_size: int = 100
@@ -35,6 +38,7 @@ class Config:
     epochs: int = 5
     lr: float = 0.002
     device: str = "auto"  # auto | cpu | gpu | gpu:N
+    sparse_grad: bool = True  # row-sparse gradients + lazy adam: cost follows rows touched
 
     # reporting
     log_interval: int = 50  # batches between progress reports (and device syncs)
