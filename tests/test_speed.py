@@ -159,3 +159,20 @@ def test_skip_gram_scores_are_center_dot_item():
             u = net[1].weight.data().asnumpy()
         want = np.einsum("be,ble->bl", v[center[:, 0]], u[items])
         np.testing.assert_allclose(pred.reshape(2, 3), want, rtol=1e-5)
+
+
+def test_sparse_run_survives_a_callback_that_reads_the_checkpoint(tmp_path):
+    # Loading tables calls backend.mxnet(), which turns numpy mode on; the sparse run must
+    # keep its own front end around its steps regardless.
+    ds = _corpus(100)
+    config = Config(workdir=str(tmp_path / "w"), embed_size=8, epochs=2, batch_size=64,
+                    device="cpu", sparse_grad=True)
+    seen = []
+
+    def on_progress(p):
+        if p.epoch_done:
+            seen.append(checkpoint.load_tables(config.workdir_path, len(ds.vocab))["center"])
+
+    record = train(config, ds, on_progress)
+    assert [e["epoch"] for e in record["epochs"]] == [1, 2] and len(seen) == 2
+    assert not np.array_equal(seen[0], seen[1])

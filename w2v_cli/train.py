@@ -60,31 +60,33 @@ def train(config: Config, ds: Dataset,
     record = {"config": config.to_dict(), "vocab_size": len(ds.vocab), "device": str(ctx),
               "epochs": [], "complete": False}
 
+    # A sparse run trains in the legacy front end (see model.py). Only the model's own calls
+    # run inside that scope: on_progress may call code that switches numpy mode back on.
     with frontend(config.sparse_grad):
         net = build_net(len(ds.vocab), config.embed_size, ctx, config.sparse_grad)
         trainer = make_trainer(net, config)
-        train_seconds = 0.0
-        for epoch, chunks in itertools.groupby(chunk_stream(config, ds, rng),
-                                               key=lambda c: c.epoch):
-            start = time.perf_counter()
-            loss_sum, n = train_epoch(net, trainer, chunks, config, ctx, start, on_progress)
-            if n == 0:
-                raise DataError("no training pairs: every sentence has fewer than 2 tokens "
-                                "after subsampling (use a larger corpus or --subsample 0)")
-            mean_loss = _read(loss_sum) / n
-            mx.nd.waitall()
-            seconds = time.perf_counter() - start
-            train_seconds += seconds
-            record["epochs"].append({
-                "epoch": epoch, "loss": mean_loss, "seconds": round(seconds, 3),
-                "centers": n, "centers_per_sec": round(n / seconds, 1),
-            })
-            record["complete"] = epoch == config.epochs
+    train_seconds = 0.0
+    for epoch, chunks in itertools.groupby(chunk_stream(config, ds, rng), key=lambda c: c.epoch):
+        start = time.perf_counter()
+        loss_sum, n = train_epoch(net, trainer, chunks, config, ctx, start, on_progress)
+        if n == 0:
+            raise DataError("no training pairs: every sentence has fewer than 2 tokens "
+                            "after subsampling (use a larger corpus or --subsample 0)")
+        mean_loss = _read(loss_sum) / n
+        mx.nd.waitall()
+        seconds = time.perf_counter() - start
+        train_seconds += seconds
+        record["epochs"].append({
+            "epoch": epoch, "loss": mean_loss, "seconds": round(seconds, 3),
+            "centers": n, "centers_per_sec": round(n / seconds, 1),
+        })
+        record["complete"] = epoch == config.epochs
+        with frontend(config.sparse_grad):
             checkpoint.save(net, workdir, record)
-            if on_progress:
-                batches = batches_mod.num_batches(n, config.batch_size)
-                on_progress(Progress(epoch, config.epochs, batches, batches, mean_loss,
-                                     n / seconds, epoch_done=True))
+        if on_progress:
+            batches = batches_mod.num_batches(n, config.batch_size)
+            on_progress(Progress(epoch, config.epochs, batches, batches, mean_loss,
+                                 n / seconds, epoch_done=True))
     total_centers = sum(e["centers"] for e in record["epochs"])
     record["final"] = {"loss": record["epochs"][-1]["loss"],
                        "train_seconds": round(train_seconds, 3),
@@ -123,8 +125,9 @@ def train_epoch(net, trainer, chunks: Iterable[batches_mod.Chunk], config: Confi
         estimate = done + batches_mod.num_batches(len(ex), config.batch_size) \
             * (chunk.count - chunk.index)
         for b in batches_mod.batches_in_order(ex, chunk.order, config.batch_size):
-            loss = train_step(net, trainer, b, ctx)
-            loss_sum = loss if loss_sum is None else loss_sum + loss
+            with frontend(config.sparse_grad):
+                loss = train_step(net, trainer, b, ctx)
+                loss_sum = loss if loss_sum is None else loss_sum + loss
             seen += b.center.shape[0]
             done += 1
             if on_progress and done % config.log_interval == 0:
@@ -135,8 +138,8 @@ def train_epoch(net, trainer, chunks: Iterable[batches_mod.Chunk], config: Confi
 
 
 def train_step(net, trainer, b: batches_mod.Batch, ctx):
-    """One forward, backward and adam update on batch ``b``. Returns the batch's loss sum,
-    a scalar still on the device."""
+    """One forward, backward and adam update on batch ``b``, in the net's front end. Returns
+    the batch's loss sum, a scalar still on the device."""
     mx = mxnet_module()
     xp = arrays()
     center = xp.array(b.center, ctx=ctx, dtype="int32")
