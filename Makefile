@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 EXTRA  ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP  := $(VENV)/.installed-$(EXTRA)
 
-.PHONY: install test demo lint clean
+.PHONY: install test demo lint bench clean
 
 install: $(STAMP)
 
@@ -22,6 +22,11 @@ demo: install
 	$(BIN)/w2v prepare
 	$(BIN)/w2v train --epochs 5 --lr 0.002
 	$(BIN)/w2v similar chip -k 3
+
+# gensim goes into the .venv as a benchmark-only extra; the bench compares it with w2v.
+bench: install
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRA),bench]'
+	W2V_DATA_DIR=$${W2V_DATA_DIR:-../shared/data} $(BIN)/python benchmarks/bench.py
 
 lint: install
 	$(BIN)/ruff check w2v_cli tests

@@ -238,6 +238,7 @@ def main(argv=None) -> int:
         runs = {
             "w2v dense (chapter)": {"sparse_grad": False},
             "w2v sparse (default)": {"sparse_grad": True},
+            "w2v sparse --bucket": {"sparse_grad": True, "bucket": True},
         }
         results["w2v"] = {}
         for label, options in runs.items():

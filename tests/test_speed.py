@@ -176,3 +176,15 @@ def test_sparse_run_survives_a_callback_that_reads_the_checkpoint(tmp_path):
     record = train(config, ds, on_progress)
     assert [e["epoch"] for e in record["epochs"]] == [1, 2] and len(seen) == 2
     assert not np.array_equal(seen[0], seen[1])
+
+
+def test_bucketed_order_is_a_permutation_with_one_length_per_full_batch():
+    rng = np.random.default_rng(0)
+    length = rng.integers(1, 6, size=1003) * 6
+    order = B.bucketed_order(length, 100, rng)
+    np.testing.assert_array_equal(np.sort(order), np.arange(1003))
+    full = length[order[:1000]].reshape(10, 100)
+    # each full batch is cut from a length-sorted sequence: at most two lengths meet in one
+    assert all(len(set(row)) <= 2 for row in full)
+    assert sum(len(set(row)) == 1 for row in full) >= 6
+    assert not np.all(np.diff(full[:, 0]) >= 0)  # the batches were shuffled

@@ -150,7 +150,24 @@ def epoch_chunks(ids: np.ndarray, offsets: np.ndarray, counts: np.ndarray, confi
                 ex = draw_examples(ids[lo:hi], offsets[a:b + 1] - lo, counts, config, rng, probs)
                 if config.sample_once:
                     kept.append(ex)
-            yield Chunk(epoch, i, len(bounds), ex, rng.permutation(len(ex)))
+            order = (bucketed_order(ex.length, config.batch_size, rng) if config.bucket
+                     else rng.permutation(len(ex)))
+            yield Chunk(epoch, i, len(bounds), ex, order)
+
+
+def bucketed_order(length: np.ndarray, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+    """A shuffled order in which each batch holds rows of one length, so nothing is padded.
+
+    length: (n,) int64. The rows are shuffled, sorted by length (stable, so shuffled within a
+    length), cut into batches, and the full batches shuffled; the last, partial one stays last.
+    Returns (n,) int64. This changes which centers share a batch, not which examples an epoch
+    trains on (``--bucket``).
+    """
+    perm = rng.permutation(length.size)
+    perm = perm[np.argsort(length[perm], kind="stable")]
+    n_full = length.size // batch_size
+    full = perm[:n_full * batch_size].reshape(n_full, batch_size)[rng.permutation(n_full)]
+    return np.concatenate([full.ravel(), perm[n_full * batch_size:]])
 
 
 T = TypeVar("T")

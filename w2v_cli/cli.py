@@ -113,6 +113,9 @@ def _download_progress():
 @_opt("--sparse-grad/--dense-grad", "sparse_grad", field="sparse_grad",
       help="Row-sparse gradients with lazy adam (per-step cost follows the rows a batch "
            "touches, not the vocabulary size) or dense gradients and adam over every row.")
+@_opt("--bucket/--no-bucket", "bucket", field="bucket",
+      help="Put centers with equally many contexts in the same batch, so no batch is padded "
+           "(faster; changes which centers share a batch).")
 @_opt("--chunk-tokens", type=click.IntRange(min=1), help="Sample and shuffle the corpus in "
       "runs of about this many tokens (bounds memory; PTB fits in one).")
 @_opt("--prefetch/--no-prefetch", "prefetch", field="prefetch",
@@ -123,14 +126,14 @@ def _download_progress():
 @workdir_option
 @_errors_to_exit
 def train(epochs, lr, batch_size, embed_size, window, negatives, subsample, sample_once,
-          sparse_grad, chunk_tokens, prefetch, log_interval, seed, device, workdir):
+          sparse_grad, bucket, chunk_tokens, prefetch, log_interval, seed, device, workdir):
     """Train skip-gram with negative sampling on the prepared dataset."""
     from . import dataset
     from . import train as train_mod
 
     config = Config(workdir=workdir, epochs=epochs, lr=lr, batch_size=batch_size,
                     embed_size=embed_size, window=window, negatives=negatives,
-                    subsample=subsample, sample_once=sample_once, sparse_grad=sparse_grad,
+                    subsample=subsample, sample_once=sample_once, sparse_grad=sparse_grad, bucket=bucket,
                     chunk_tokens=chunk_tokens, prefetch=prefetch, log_interval=log_interval,
                     seed=seed, device=device)
     train_mod.check(config)

@@ -39,6 +39,7 @@ class Config:
     lr: float = 0.002
     device: str = "auto"  # auto | cpu | gpu | gpu:N
     sparse_grad: bool = True  # row-sparse gradients + lazy adam: cost follows rows touched
+    bucket: bool = False  # batch rows of equal length together (no padding; changes batches)
 
     # reporting
     log_interval: int = 50  # batches between progress reports (and device syncs)
