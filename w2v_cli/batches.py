@@ -61,14 +61,14 @@ def draw_examples(ids: np.ndarray, offsets: np.ndarray, counts: np.ndarray, conf
 def assemble(w: sampling.Windows, noise: np.ndarray, k: int) -> Examples:
     """Lay contexts then noise words side by side in one row per center."""
     n, width = w.contexts.shape
-    j = np.arange(width * (1 + k))[None, :]
-    n_ctx = w.n_ctx[:, None]
-    source = np.where(j < n_ctx, j, width + j - n_ctx)
-    both = np.concatenate([w.contexts, noise], axis=1)
-    items = np.take_along_axis(both, np.minimum(source, both.shape[1] - 1), axis=1)
-    length = w.n_ctx * (1 + k)
-    items[j >= length[:, None]] = 0
-    return Examples(w.centers, items, w.n_ctx, length)
+    items = np.zeros((n, width * (1 + k)), dtype=np.int32)
+    items[:, :width] = w.contexts
+    # Rows with c contexts take their c * k noise words right after them. One copy per
+    # distinct c (at most 2 * window), so no index arrays the size of the whole table.
+    for c in np.unique(w.n_ctx):
+        rows = np.flatnonzero(w.n_ctx == c)
+        items[rows, c:c + c * k] = noise[rows, :c * k]
+    return Examples(w.centers, items, w.n_ctx, w.n_ctx * (1 + k))
 
 
 def batches(ex: Examples, batch_size: int, rng: np.random.Generator,

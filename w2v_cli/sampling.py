@@ -95,31 +95,36 @@ def negatives(w: Windows, probs: np.ndarray, k: int, rng: np.random.Generator) -
     """
     n, width = w.contexts.shape
     per_row = w.n_ctx * k
-    rows = np.repeat(np.arange(n), per_row)
-    cols = np.arange(rows.size) - np.repeat(np.cumsum(per_row) - per_row, per_row)
+    index = np.int32 if per_row.sum() < 2 ** 31 else np.int64  # halves the index arrays
+    rows = np.repeat(np.arange(n, dtype=index), per_row)
     cdf = np.cumsum(probs)
     flat = draw(cdf, rows.size, rng)
-    todo = np.arange(rows.size)
+    todo = np.arange(rows.size, dtype=index)
     for _ in range(_FAST_ROUNDS):
-        todo = todo[_clashes(flat[todo], w.contexts[rows[todo]])]
+        todo = todo[_clashes(flat[todo], w.contexts, rows[todo])]
         if todo.size == 0:
             break
         flat[todo] = draw(cdf, todo.size, rng)
     else:
-        todo = todo[_clashes(flat[todo], w.contexts[rows[todo]])]
+        todo = todo[_clashes(flat[todo], w.contexts, rows[todo])]
         if todo.size:
             flat[todo] = _draw_excluding(probs, w.contexts[rows[todo]], rng)
     out = np.zeros((n, width * k), dtype=np.int32)
-    out[rows, cols] = flat
+    # A boolean mask fills row by row, left to right: the order ``flat`` was drawn in.
+    out[np.arange(width * k)[None, :] < per_row[:, None]] = flat
     return out
 
 
-def _clashes(noise: np.ndarray, contexts: np.ndarray) -> np.ndarray:
-    """(m,) bool: noise[j] is among contexts[j] (a (m, width) array padded with 0, never drawn)."""
+def _clashes(noise: np.ndarray, contexts: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(m,) bool: noise[j] is among the context words of row ``rows[j]``.
+
+    noise, rows: (m,); contexts: (n, width) padded with 0, which is never drawn. The contexts
+    are gathered a chunk at a time: gathering all m rows at once would take m * width ids.
+    """
     out = np.empty(noise.size, dtype=bool)
     for a in range(0, noise.size, _CHUNK):
         b = a + _CHUNK
-        out[a:b] = (contexts[a:b] == noise[a:b, None]).any(axis=1)
+        out[a:b] = (contexts[rows[a:b]] == noise[a:b, None]).any(axis=1)
     return out
 
 
