@@ -236,9 +236,10 @@ def main(argv=None) -> int:
         results["prepare"] = run_job("prepare", workdir=str(ptb), data_dir=args.data_dir,
                                      corpus=[])
         runs = {
-            "w2v dense (chapter)": {"sparse_grad": False},
-            "w2v sparse (default)": {"sparse_grad": True},
-            "w2v sparse --bucket": {"sparse_grad": True, "bucket": True},
+            "w2v (default)": {},
+            "w2v --bucket": {"bucket": True},
+            "w2v --sparse-grad": {"sparse_grad": True},
+            "w2v --sparse-grad --bucket": {"sparse_grad": True, "bucket": True},
         }
         results["w2v"] = {}
         for label, options in runs.items():
@@ -316,7 +317,7 @@ def table(r: dict) -> str:
                          f"to WS353 {target:.3f}: w2v {tw} s, gensim {tg} s ({ratio})")
             x["time_to_quality"] = {"target": target, "w2v": tw, "gensim": tg}
     b = r["big_vocab"]
-    base = r["w2v"]["w2v sparse (default)"]
+    base = r["w2v"]["w2v --sparse-grad"]
     lines += ["", f"sparse grads, vocabulary {b['vocab']:,}: {b['steps_per_sec']:.1f} steps/s vs "
               f"PTB ({base['vocab']:,}) {base['steps_per_sec']:.1f} steps/s "
               f"(ratio {base['steps_per_sec'] / b['steps_per_sec']:.2f}x), peak RSS {b['peak_rss_mb']:.0f} MB",
