@@ -1,0 +1,40 @@
+"""The benchmark's WordSim-353 arithmetic: ranks with ties, Spearman, coverage."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+_spec = importlib.util.spec_from_file_location(
+    "bench", Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+
+def test_ranks_average_ties():
+    np.testing.assert_array_equal(bench.ranks(np.array([10.0, 20.0, 20.0, 5.0, 20.0])),
+                                  [2.0, 4.0, 4.0, 1.0, 4.0])
+    np.testing.assert_array_equal(bench.ranks(np.array([3.0, 1.0, 2.0])), [3.0, 1.0, 2.0])
+
+
+def test_spearman_exact_values():
+    assert bench.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert bench.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # ranks (1, 2, 3) vs (1.5, 1.5, 3): Pearson of the ranks is sqrt(3)/2
+    assert bench.spearman([1, 2, 3], [5, 5, 9]) == pytest.approx(np.sqrt(3) / 2)
+
+
+def test_wordsim_skips_pairs_out_of_vocabulary(tmp_path):
+    path = tmp_path / "ws.tsv"
+    path.write_text("# comment\nWord 1\tWord 2\tHuman (mean)\na\tb\t9\na\tc\t5\nb\tc\t1\n"
+                    "a\tzzz\t3\n", encoding="utf-8")
+    rows = bench.read_wordsim(path)
+    assert len(rows) == 4
+    unit = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]])
+    out = bench.wordsim({"a": 0, "b": 1, "c": 2}, unit, rows)
+    # cosines: ab 0.8, ac 0.0, bc 0.6; human 9, 5, 1 -> ranks (3, 1, 2) vs (3, 2, 1)
+    assert out["pairs"] == 3 and out["coverage"] == 0.75
+    assert out["spearman"] == pytest.approx(0.5)
