@@ -162,7 +162,8 @@ def job_gensim(a: dict) -> dict:
     model.train(sentences, total_examples=model.corpus_count, epochs=a["epochs"],
                 callbacks=[clock])
     train_seconds = sum(clock.seconds)
-    words = sum(len(s) for s in sentences if s)
+    # Words in the vocabulary, as w2v counts its corpus (ids.npy holds only those).
+    words = sum(int(model.wv.get_vecattr(w, "count")) for w in model.wv.index_to_key)
     return {"vocab_seconds": round(vocab_seconds, 3), "epoch_seconds": [round(s, 3) for s in clock.seconds],
             "train_seconds": round(train_seconds, 3),
             "words_per_sec": round(words * a["epochs"] / train_seconds, 1),
