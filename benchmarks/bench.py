@@ -216,8 +216,9 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", default=os.environ.get("W2V_DATA_DIR", str(SHARED)))
     ap.add_argument("--wordsim", default=str(SHARED / "wordsim353.tsv"))
     ap.add_argument("--out", default=str(HERE / "results.json"))
-    ap.add_argument("--scales", default="1,4,16", help="PTB repeated this many times")
-    ap.add_argument("--big-vocab", type=int, default=1_000_000)
+    ap.add_argument("--scales", default="1,4,16", help="PTB repeated this many times "
+                    "('' skips scaling)")
+    ap.add_argument("--big-vocab", type=int, default=1_000_000, help="0 skips this line")
     ap.add_argument("--no-gensim", action="store_true")
     ap.add_argument("--job", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -251,12 +252,13 @@ def main(argv=None) -> int:
             _log("training gensim")
             results["gensim"] = run_job("gensim", data_dir=args.data_dir, wordsim=args.wordsim,
                                         epochs=SETTINGS["epochs"])
-        _log(f"synthetic vocabulary of {args.big_vocab:,}")
-        big = tmp / "big"
-        run_job("synthetic", workdir=str(big), vocab=args.big_vocab, tokens=300_000)
-        results["big_vocab"] = run_job("train", workdir=str(big), run_dir=str(tmp / "bigrun"),
-                                       epochs=1, options={"sparse_grad": True})
-        results["scaling"] = scaling(tmp, args, [int(s) for s in args.scales.split(",")])
+        if args.big_vocab:
+            _log(f"synthetic vocabulary of {args.big_vocab:,}")
+            big = tmp / "big"
+            run_job("synthetic", workdir=str(big), vocab=args.big_vocab, tokens=300_000)
+            results["big_vocab"] = run_job("train", workdir=str(big), run_dir=str(tmp / "bigrun"),
+                                           epochs=1, options={"sparse_grad": True})
+        results["scaling"] = scaling(tmp, args, [int(s) for s in args.scales.split(",") if s])
     results["bench_seconds"] = round(time.perf_counter() - wall, 1)
     results["machine"]["load_after"] = os.getloadavg()[0]
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
@@ -293,17 +295,17 @@ def table(r: dict) -> str:
              f"{r['machine']['load_before']:.1f} before, {r['machine']['load_after']:.1f} after)",
              f"prepare: {r['prepare']['seconds']:.2f} s, {r['prepare']['tokens']:,} tokens, "
              f"vocab {r['prepare']['vocab']:,}, peak RSS {r['prepare']['peak_rss_mb']:.0f} MB", ""]
-    head = f"{'run':24} {'train s':>8} {'s/epoch':>8} {'centers/s':>10} {'words/s':>10} " \
+    head = f"{'run':27} {'train s':>8} {'s/epoch':>8} {'centers/s':>10} {'words/s':>10} " \
            f"{'loss':>6} {'WS353':>6} {'cover':>6} {'RSS MB':>7}"
     lines += [head, "-" * len(head)]
     for label, x in r["w2v"].items():
-        lines.append(f"{label:24} {x['train_seconds']:8.1f} {np.mean(x['epoch_seconds']):8.2f} "
+        lines.append(f"{label:27} {x['train_seconds']:8.1f} {np.mean(x['epoch_seconds']):8.2f} "
                      f"{x['centers_per_sec']:10,.0f} {x['words_per_sec']:10,.0f} {x['loss'][-1]:6.3f} "
                      f"{x['wordsim']['spearman']:6.3f} {x['wordsim']['coverage']:6.2f} "
                      f"{x['peak_rss_mb']:7.0f}")
     g = r.get("gensim")
     if g:
-        lines.append(f"{'gensim 4.3.3':24} {g['train_seconds']:8.1f} {np.mean(g['epoch_seconds']):8.2f} "
+        lines.append(f"{'gensim 4.3.3':27} {g['train_seconds']:8.1f} {np.mean(g['epoch_seconds']):8.2f} "
                      f"{'':>10} {g['words_per_sec']:10,.0f} {'':>6} {g['wordsim']['spearman']:6.3f} "
                      f"{g['wordsim']['coverage']:6.2f} {g['peak_rss_mb']:7.0f}")
         lines += ["", "ratios w2v/gensim (wall time; words/s) and time-to-quality "
@@ -313,17 +315,19 @@ def table(r: dict) -> str:
             tw = time_to(x["wordsim_curve"], x["epoch_seconds"], target)
             tg = time_to(g["wordsim_curve"], g["epoch_seconds"], target)
             ratio = f"{tw / tg:.1f}x" if tw and tg else "n/a"
-            lines.append(f"  {label:22} time {x['train_seconds'] / g['train_seconds']:5.1f}x  "
+            lines.append(f"  {label:27} time {x['train_seconds'] / g['train_seconds']:5.1f}x  "
                          f"words/s {x['words_per_sec'] / g['words_per_sec']:5.2f}x  "
                          f"to WS353 {target:.3f}: w2v {tw} s, gensim {tg} s ({ratio})")
             x["time_to_quality"] = {"target": target, "w2v": tw, "gensim": tg}
-    b = r["big_vocab"]
+    b = r.get("big_vocab")
     base = r["w2v"]["w2v --sparse-grad"]
-    lines += ["", f"sparse grads, vocabulary {b['vocab']:,}: {b['steps_per_sec']:.1f} steps/s vs "
-              f"PTB ({base['vocab']:,}) {base['steps_per_sec']:.1f} steps/s "
-              f"(ratio {base['steps_per_sec'] / b['steps_per_sec']:.2f}x), peak RSS {b['peak_rss_mb']:.0f} MB",
-              "", f"{'scale':>5} {'tokens':>11} {'prepare s':>10} {'prep RSS MB':>12} "
-              f"{'epoch s':>8} {'train RSS MB':>13}"]
+    if b:
+        lines += ["", f"sparse grads, vocabulary {b['vocab']:,}: {b['steps_per_sec']:.1f} steps/s "
+                  f"vs PTB ({base['vocab']:,}) {base['steps_per_sec']:.1f} steps/s (ratio "
+                  f"{base['steps_per_sec'] / b['steps_per_sec']:.2f}x), peak RSS {b['peak_rss_mb']:.0f} MB"]
+    if r["scaling"]:
+        lines += ["", f"{'scale':>5} {'tokens':>11} {'prepare s':>10} {'prep RSS MB':>12} "
+                  f"{'epoch s':>8} {'train RSS MB':>13}"]
     for s in r["scaling"]:
         lines.append(f"{s['scale']:>4}x {s['tokens']:11,} {s['prepare_seconds']:10.2f} "
                      f"{s['prepare_peak_rss_mb']:12.0f} {s['epoch_seconds']:8.2f} {s['train_peak_rss_mb']:13.0f}")
