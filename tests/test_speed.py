@@ -188,3 +188,19 @@ def test_bucketed_order_is_a_permutation_with_one_length_per_full_batch():
     assert all(len(set(row)) <= 2 for row in full)
     assert sum(len(set(row)) == 1 for row in full) >= 6
     assert not np.all(np.diff(full[:, 0]) >= 0)  # the batches were shuffled
+
+
+def test_an_error_mid_training_stops_the_prefetch_thread(tmp_path):
+    import threading
+
+    ds = _corpus(200)
+    config = Config(workdir=str(tmp_path / "w"), embed_size=8, epochs=3, batch_size=64,
+                    device="cpu", chunk_tokens=300)
+
+    def on_progress(p):
+        if p.epoch_done:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, ds, on_progress)
+    assert not [t for t in threading.enumerate() if t.name == "w2v-prefetch"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from dataclasses import dataclass
@@ -66,27 +67,29 @@ def train(config: Config, ds: Dataset,
         net = build_net(len(ds.vocab), config.embed_size, ctx, config.sparse_grad)
         trainer = make_trainer(net, config)
     train_seconds = 0.0
-    for epoch, chunks in itertools.groupby(chunk_stream(config, ds, rng), key=lambda c: c.epoch):
-        start = time.perf_counter()
-        loss_sum, n = train_epoch(net, trainer, chunks, config, ctx, start, on_progress)
-        if n == 0:
-            raise DataError("no training pairs: every sentence has fewer than 2 tokens "
-                            "after subsampling (use a larger corpus or --subsample 0)")
-        mean_loss = _read(loss_sum) / n
-        mx.nd.waitall()
-        seconds = time.perf_counter() - start
-        train_seconds += seconds
-        record["epochs"].append({
-            "epoch": epoch, "loss": mean_loss, "seconds": round(seconds, 3),
-            "centers": n, "centers_per_sec": round(n / seconds, 1),
-        })
-        record["complete"] = epoch == config.epochs
-        with frontend(config.sparse_grad):
-            checkpoint.save(net, workdir, record)
-        if on_progress:
-            batches = batches_mod.num_batches(n, config.batch_size)
-            on_progress(Progress(epoch, config.epochs, batches, batches, mean_loss,
-                                 n / seconds, epoch_done=True))
+    # closing() stops the prefetch thread at once if training ends early (an error, Ctrl-C).
+    with contextlib.closing(chunk_stream(config, ds, rng)) as stream:
+        for epoch, chunks in itertools.groupby(stream, key=lambda c: c.epoch):
+            start = time.perf_counter()
+            loss_sum, n = train_epoch(net, trainer, chunks, config, ctx, start, on_progress)
+            if n == 0:
+                raise DataError("no training pairs: every sentence has fewer than 2 tokens "
+                                "after subsampling (use a larger corpus or --subsample 0)")
+            mean_loss = _read(loss_sum) / n
+            mx.nd.waitall()
+            seconds = time.perf_counter() - start
+            train_seconds += seconds
+            record["epochs"].append({
+                "epoch": epoch, "loss": mean_loss, "seconds": round(seconds, 3),
+                "centers": n, "centers_per_sec": round(n / seconds, 1),
+            })
+            record["complete"] = epoch == config.epochs
+            with frontend(config.sparse_grad):
+                checkpoint.save(net, workdir, record)
+            if on_progress:
+                batches = batches_mod.num_batches(n, config.batch_size)
+                on_progress(Progress(epoch, config.epochs, batches, batches, mean_loss,
+                                     n / seconds, epoch_done=True))
     total_centers = sum(e["centers"] for e in record["epochs"])
     record["final"] = {"loss": record["epochs"][-1]["loss"],
                        "train_seconds": round(train_seconds, 3),
