@@ -242,6 +242,8 @@ def main(argv=None) -> int:
             "w2v --bucket": {"bucket": True},
             "w2v --sparse-grad": {"sparse_grad": True},
             "w2v --sparse-grad --bucket": {"sparse_grad": True, "bucket": True},
+            "w2v --sparse-grad --bucket --lr 0.01": {"sparse_grad": True, "bucket": True,
+                                                     "lr": 0.01},
         }
         results["w2v"] = {}
         for label, options in runs.items():
@@ -295,17 +297,17 @@ def table(r: dict) -> str:
              f"{r['machine']['load_before']:.1f} before, {r['machine']['load_after']:.1f} after)",
              f"prepare: {r['prepare']['seconds']:.2f} s, {r['prepare']['tokens']:,} tokens, "
              f"vocab {r['prepare']['vocab']:,}, peak RSS {r['prepare']['peak_rss_mb']:.0f} MB", ""]
-    head = f"{'run':27} {'train s':>8} {'s/epoch':>8} {'centers/s':>10} {'words/s':>10} " \
+    head = f"{'run':38} {'train s':>8} {'s/epoch':>8} {'centers/s':>10} {'words/s':>10} " \
            f"{'loss':>6} {'WS353':>6} {'cover':>6} {'RSS MB':>7}"
     lines += [head, "-" * len(head)]
     for label, x in r["w2v"].items():
-        lines.append(f"{label:27} {x['train_seconds']:8.1f} {np.mean(x['epoch_seconds']):8.2f} "
+        lines.append(f"{label:38} {x['train_seconds']:8.1f} {np.mean(x['epoch_seconds']):8.2f} "
                      f"{x['centers_per_sec']:10,.0f} {x['words_per_sec']:10,.0f} {x['loss'][-1]:6.3f} "
                      f"{x['wordsim']['spearman']:6.3f} {x['wordsim']['coverage']:6.2f} "
                      f"{x['peak_rss_mb']:7.0f}")
     g = r.get("gensim")
     if g:
-        lines.append(f"{'gensim 4.3.3':27} {g['train_seconds']:8.1f} {np.mean(g['epoch_seconds']):8.2f} "
+        lines.append(f"{'gensim 4.3.3':38} {g['train_seconds']:8.1f} {np.mean(g['epoch_seconds']):8.2f} "
                      f"{'':>10} {g['words_per_sec']:10,.0f} {'':>6} {g['wordsim']['spearman']:6.3f} "
                      f"{g['wordsim']['coverage']:6.2f} {g['peak_rss_mb']:7.0f}")
         lines += ["", "ratios w2v/gensim (wall time; words/s) and time-to-quality "
@@ -315,7 +317,7 @@ def table(r: dict) -> str:
             tw = time_to(x["wordsim_curve"], x["epoch_seconds"], target)
             tg = time_to(g["wordsim_curve"], g["epoch_seconds"], target)
             ratio = f"{tw / tg:.1f}x" if tw and tg else "n/a"
-            lines.append(f"  {label:27} time {x['train_seconds'] / g['train_seconds']:5.1f}x  "
+            lines.append(f"  {label:38} time {x['train_seconds'] / g['train_seconds']:5.1f}x  "
                          f"words/s {x['words_per_sec'] / g['words_per_sec']:5.2f}x  "
                          f"to WS353 {target:.3f}: w2v {tw} s, gensim {tg} s ({ratio})")
             x["time_to_quality"] = {"target": target, "w2v": tw, "gensim": tg}
