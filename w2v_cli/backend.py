@@ -50,3 +50,29 @@ def device(spec: str = "auto"):
             )
         return mx.gpu(index)
     raise UsageError(f"--device {spec!r}: expected auto, cpu, gpu or gpu:N")
+
+
+def devices(spec: str = "auto") -> list:
+    """Map a device spec to a list of MXNet contexts, one per device a batch is split across.
+
+    ``gpu:0,1,...`` and ``cpu:0,1,...`` name several devices (several CPU contexts share the
+    same cores; they exist to test the multi-device path); anything else is one ``device``.
+    """
+    text = spec.strip().lower()
+    kind, _, rest = text.partition(":")
+    if "," not in rest:
+        return [device(spec)]
+    mx = mxnet()
+    parts = [p.strip() for p in rest.split(",")]
+    if kind not in ("cpu", "gpu") or not all(p.isdigit() for p in parts):
+        raise UsageError(f"--device {spec!r}: expected gpu:0,1,... or cpu:0,1,...")
+    indices = [int(p) for p in parts]
+    if len(set(indices)) != len(indices):
+        raise UsageError(f"--device {spec!r} names a device twice")
+    if kind == "cpu":
+        return [mx.cpu(i) for i in indices]
+    n_gpus = mx.context.num_gpus()
+    missing = [i for i in indices if i >= n_gpus]
+    if missing:
+        raise BackendError(f"--device {spec}: MXNet sees {n_gpus} GPU(s), not gpu {missing[0]}")
+    return [mx.gpu(i) for i in indices]

@@ -28,8 +28,8 @@ def save(net, workdir: Path, record: dict) -> None:
     save_record(workdir, record)
 
 
-def save_record(workdir: Path, record: dict) -> None:
-    fileio.write_json(workdir / RUN_FILE, {"format": RUN_FORMAT, "version": RUN_VERSION, **record})
+def save_record(workdir: Path, record: dict, name: str = RUN_FILE) -> None:
+    fileio.write_json(workdir / name, {"format": RUN_FORMAT, "version": RUN_VERSION, **record})
 
 
 def load_record(workdir: Path) -> dict:

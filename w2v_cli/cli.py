@@ -43,8 +43,11 @@ data_dir_option = _opt(
     "--data-dir", type=click.Path(file_okay=False), envvar="W2V_DATA_DIR",
     help="Where the PTB archive is kept (downloaded once) [env W2V_DATA_DIR].")
 seed_option = _opt("--seed", type=int, help="Random seed for sampling and initialization.")
-device_option = _opt("--device", type=str, help="auto, cpu, gpu or gpu:N. auto uses GPU 0 "
-                     "when MXNet sees one, else the CPU.")
+device_option = _opt("--device", type=str, help="auto, cpu, gpu, gpu:N, or gpu:0,1,... to "
+                     "split each batch across several GPUs. auto uses GPU 0 when MXNet sees "
+                     "one, else the CPU.")
+chunk_option = _opt("--chunk-tokens", type=click.IntRange(min=1), help="Corpus tokens held "
+                    "in memory at once (prepare reads, train samples, chunk by chunk).")
 
 
 def _stderr_is_tty() -> bool:
@@ -111,12 +114,16 @@ def _download_progress():
 @_opt("--sample-once/--resample", "sample_once", field="sample_once",
       help="Draw windows and noise words once (the chapter) instead of afresh every epoch.")
 @_opt("--log-interval", type=click.IntRange(min=1), help="Batches between progress updates.")
+@_opt("--kvstore", type=click.Choice(["local", "device", "dist_sync", "dist_async"]),
+      help="How gradients meet: local or device on one machine; dist_sync or dist_async run "
+           "this process as one worker of MXNet's parameter server (start with `w2v launch`).")
+@chunk_option
 @seed_option
 @device_option
 @workdir_option
 @_errors_to_exit
 def train(epochs, lr, batch_size, embed_size, window, negatives, subsample, sample_once,
-          log_interval, seed, device, workdir):
+          log_interval, kvstore, chunk_tokens, seed, device, workdir):
     """Train skip-gram with negative sampling on the prepared dataset."""
     from . import dataset
     from . import train as train_mod
@@ -124,12 +131,16 @@ def train(epochs, lr, batch_size, embed_size, window, negatives, subsample, samp
     config = Config(workdir=workdir, epochs=epochs, lr=lr, batch_size=batch_size,
                     embed_size=embed_size, window=window, negatives=negatives,
                     subsample=subsample, sample_once=sample_once, log_interval=log_interval,
-                    seed=seed, device=device)
+                    kvstore=kvstore, chunk_tokens=chunk_tokens, seed=seed, device=device)
     train_mod.check(config)
     ds = dataset.load(config.workdir_path)
     record = train_mod.train(config, ds, on_progress=_train_progress(_stderr_is_tty()))
     final = record["final"]
-    click.echo(f"loss {final['loss']:.3f}, {final['centers_per_sec']:.1f} tokens/sec "
+    who = ""
+    if "worker" in record:
+        w = record["worker"]
+        who = f"worker {w['rank']}/{w['num_workers']} ({w['tokens']} tokens): "
+    click.echo(f"{who}loss {final['loss']:.3f}, {final['centers_per_sec']:.1f} tokens/sec "
                f"on {record['device']}")
 
 
@@ -160,6 +171,45 @@ def similar(words, k, workdir):
             click.echo(("\n" if n else "") + f"{word}:")
         for token, sim in vectors.most_similar(word, k):
             click.echo(f"cosine sim={sim:.3f}: {token}")
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.option("-n", "--num-workers", type=click.IntRange(min=1), required=True,
+              help="Worker processes (each runs COMMAND).")
+@click.option("-s", "--num-servers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Parameter-server processes.")
+@click.option("--hostfile", type=click.Path(exists=True, dir_okay=False),
+              help="ssh host file, one host a line: servers and workers go round-robin over "
+                   "them. Default: every process on this machine, over loopback.")
+@click.option("--root-uri", default="127.0.0.1", show_default=True,
+              help="Address of this machine (the scheduler) that every host can reach.")
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=0, show_default=True,
+              help="Scheduler port; 0 picks a free one.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=24 * 3600.0,
+              show_default=True, help="Seconds before the whole job is stopped.")
+@click.option("--log-dir", type=click.Path(file_okay=False),
+              help="Write each process's output to LOG_DIR/<role>-<rank>.log.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@_errors_to_exit
+def launch(num_workers, num_servers, hostfile, root_uri, port, timeout, log_dir, command):
+    """Run COMMAND as the workers of an MXNet parameter-server job.
+
+    \b
+    w2v launch -n 2 -- w2v train --kvstore dist_sync --epochs 5
+    w2v launch -n 4 -s 2 --hostfile hosts --root-uri 10.0.0.1 -- w2v train --kvstore dist_sync
+
+    Starts the scheduler, the servers and the workers with the DMLC_* environment ps-lite
+    reads, waits for the workers, and stops every process it started when they finish, when
+    one fails, or at the timeout.
+    """
+    from pathlib import Path
+
+    from . import launch as launch_mod
+
+    hosts = launch_mod.read_hosts(hostfile) if hostfile else None
+    nodes = launch_mod.plan(list(command), num_workers, num_servers, port, root_uri, hosts)
+    launch_mod.run(nodes, timeout, Path(log_dir) if log_dir else None)
+    click.echo(f"{num_workers} worker(s) and {num_servers} server(s) finished", err=True)
 
 
 def main():  # pragma: no cover - the console script

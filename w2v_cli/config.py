@@ -21,6 +21,7 @@ class Config:
 
     # vocabulary
     min_count: int = 10
+    max_vocab: int = 0  # keep at most this many words (besides <unk>), the most frequent; 0: no cap
 
     # sampling
     subsample: float = 1e-4  # t in keep probability sqrt(t / f(w)); 0 disables
@@ -34,7 +35,11 @@ class Config:
     batch_size: int = 512
     epochs: int = 5
     lr: float = 0.002
-    device: str = "auto"  # auto | cpu | gpu | gpu:N
+    device: str = "auto"  # auto | cpu | gpu | gpu:N | gpu:0,1,... | cpu:0,1,...
+
+    # scale: streaming and distributed training
+    chunk_tokens: int = 1 << 20  # corpus tokens held at once by prepare and by each epoch's sampling
+    kvstore: str = "device"  # local | device (one machine) | dist_sync | dist_async (parameter server)
 
     # reporting
     log_interval: int = 50  # batches between progress reports (and device syncs)

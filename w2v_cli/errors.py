@@ -39,3 +39,9 @@ class BackendError(W2VError):
     """MXNet is missing or cannot use the requested device."""
 
     exit_code = 6
+
+
+class LaunchError(W2VError):
+    """A process of a parameter-server job failed, or the job ran out of time."""
+
+    exit_code = 7
