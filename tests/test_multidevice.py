@@ -58,7 +58,7 @@ def test_training_on_three_cpu_contexts_matches_one(tmp_path):
         record = train.train(config, ds)
         tables = checkpoint.load_tables(config.workdir_path, len(ds.vocab))
         results[spec] = ([e["loss"] for e in record["epochs"]], tables, record)
-    (loss1, t1, r1), (loss3, t3, r3) = results["cpu"], results["cpu:0,1,2"]
+    (loss1, t1, _), (loss3, t3, r3) = results["cpu"], results["cpu:0,1,2"]
     assert r3["device"] == "cpu(0),cpu(1),cpu(2)"
     assert [e["centers"] for e in r3["epochs"]] == [2400, 2400]
     np.testing.assert_allclose(loss3, loss1, rtol=1e-5)

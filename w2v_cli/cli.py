@@ -72,19 +72,42 @@ def cli():
                    "repeatable. Default: the PTB training set.")
 @_opt("--min-count", type=click.IntRange(min=1),
       help="Tokens seen fewer times become <unk> (and are dropped).")
+@_opt("--max-vocab", type=click.IntRange(min=0), help="Keep only this many of the most "
+      "frequent words (besides <unk>); 0 keeps every word seen --min-count times.")
+@chunk_option
 @data_dir_option
 @workdir_option
 @_errors_to_exit
-def prepare(corpus, min_count, data_dir, workdir):
-    """Build the dataset: corpus -> vocabulary -> flat id array, in the workdir."""
+def prepare(corpus, min_count, max_vocab, chunk_tokens, data_dir, workdir):
+    """Build the dataset: corpus -> vocabulary -> flat id array, in the workdir.
+
+    The corpus is streamed: memory holds its distinct tokens and one chunk, not the corpus.
+    """
     from . import dataset
 
-    config = Config(workdir=workdir, data_dir=data_dir, corpus=tuple(corpus), min_count=min_count)
-    ds = dataset.prepare(config, progress=_download_progress())
+    config = Config(workdir=workdir, data_dir=data_dir, corpus=tuple(corpus), min_count=min_count,
+                    max_vocab=max_vocab, chunk_tokens=chunk_tokens)
+    ds = dataset.prepare(config, progress=_download_progress(),
+                         on_chunk=_prepare_progress(_stderr_is_tty()))
+    if _stderr_is_tty():
+        click.echo("\r\033[K", err=True, nl=False)  # clear the progress line
     stats = ds.vocab.meta["stats"]
     click.echo(f"{stats['sentences']} sentences, {stats['tokens']} tokens "
                f"({stats['kept_tokens']} kept), vocabulary of {len(ds.vocab)} "
                f"-> {config.workdir_path} ({stats['seconds']:.2f} s)")
+
+
+def _prepare_progress(tty: bool):
+    def report(p):
+        if not tty:
+            return
+        line = f"read {p.tokens:,} tokens ({p.tokens / max(p.seconds, 1e-9):,.0f}/s)"
+        if p.total_bytes:
+            frac = min(p.bytes / p.total_bytes, 1.0)
+            eta = p.seconds * (1 - frac) / frac if frac > 0 else 0.0
+            line += f"  {100 * frac:.0f}%  ETA {eta:.0f} s"
+        click.echo("\r" + line, err=True, nl=False)
+    return report
 
 
 def _download_progress():
@@ -146,8 +169,11 @@ def train(epochs, lr, batch_size, embed_size, window, negatives, subsample, samp
 
 def _train_progress(tty: bool):
     def report(p):
+        eta = (p.batches - p.batch) * p.batch_size / max(p.centers_per_sec, 1e-9) \
+            if p.batch_size else 0.0
         line = (f"epoch {p.epoch}/{p.epochs}  batch {p.batch}/{p.batches}  "
-                f"loss {p.loss:.4f}  {p.centers_per_sec:,.0f} words/s")
+                f"loss {p.loss:.4f}  {p.centers_per_sec:,.0f} words/s"
+                + ("" if p.epoch_done else f"  ETA {eta:.0f} s"))
         if p.epoch_done:
             click.echo(("\r" if tty else "") + line + "  " * 4, err=True)
         elif tty:

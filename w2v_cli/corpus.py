@@ -6,6 +6,7 @@ A corpus is a list of text lines, one sentence a line, tokens separated by white
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import hashlib
 import lzma
@@ -144,3 +145,71 @@ def _decode(raw: bytes, name: str) -> str:
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         raise DataError(f"{name}, line {line}: not valid UTF-8 ({e.reason})") from None
+
+
+BLOCK_BYTES = 1 << 18  # bytes of text decoded and split at once when streaming (small:
+# each token becomes a Python string until its block is encoded)
+
+
+@dataclass
+class LineStream:
+    """A corpus read block by block instead of whole: the same lines ``read_files`` or
+    ``read_ptb`` give, never all in memory. ``total_bytes``: size of the text when known
+    (plain files), for progress; ``source`` as in ``Corpus``."""
+
+    opens: list  # (name, zero-argument function returning a binary file object)
+    source: dict
+    total_bytes: Optional[int] = None
+
+    def blocks(self, block_bytes: Optional[int] = None):
+        """Yield ``(lines, nbytes)``: lists of decoded lines cut at line ends, and the bytes
+        they came from. Raises DataError naming file and line for bytes that are not UTF-8."""
+        block_bytes = block_bytes or BLOCK_BYTES
+        for name, open_ in self.opens:
+            line_no = 0
+            try:
+                with open_() as f:
+                    while True:
+                        raw_lines = f.readlines(block_bytes)
+                        if not raw_lines:
+                            break
+                        raw = b"".join(raw_lines)
+                        try:
+                            text = raw.decode("utf-8")
+                        except UnicodeDecodeError as e:
+                            line = line_no + raw.count(b"\n", 0, e.start) + 1
+                            raise DataError(f"{name}, line {line}: not valid UTF-8 "
+                                            f"({e.reason})") from None
+                        line_no += len(raw_lines)
+                        yield text.splitlines(), len(raw)
+            except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as e:
+                raise DataError(f"cannot read corpus file {name}: {e}") from None
+
+
+def stream_files(paths: list[str | Path]) -> LineStream:
+    """``read_files`` as a LineStream: plain, .gz, .bz2 or .xz files, or folders of them."""
+    files = corpus_files(paths)
+    opens = [(str(p), (lambda p=p: _OPENERS.get(p.suffix, open)(p, "rb"))) for p in files]
+    records = [{"path": str(p.resolve()), "sha1": sha1_of(p)} for p in files]
+    plain = all(p.suffix not in _OPENERS for p in files)
+    total = sum(p.stat().st_size for p in files) if plain else None
+    return LineStream(opens, {"kind": "files", "files": records}, total)
+
+
+def stream_ptb(archive: Path, split: str = "train") -> LineStream:
+    """``read_ptb`` as a LineStream."""
+    member = PTB_SPLITS[split]
+    try:
+        with zipfile.ZipFile(archive) as z:
+            total = z.getinfo(member).file_size
+    except (zipfile.BadZipFile, KeyError, OSError) as e:
+        raise DataError(f"cannot read {member} from {archive}: {e}") from None
+
+    @contextlib.contextmanager
+    def open_member():
+        with zipfile.ZipFile(archive) as z, z.open(member) as f:
+            yield f
+
+    return LineStream([(f"{archive}:{member}", open_member)],
+                      {"kind": "ptb", "split": split, "path": str(archive), "sha1": PTB_SHA1},
+                      total)

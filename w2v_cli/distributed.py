@@ -8,6 +8,7 @@ reads the ``DMLC_*`` environment that ``w2v launch`` (or a cluster launcher) set
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,7 +43,6 @@ def make_worker(config: Config) -> Worker:
     if not config.kvstore.startswith("dist"):
         return Worker(kvstore=config.kvstore)
     from .backend import mxnet
-    import os
 
     missing = [v for v in ("DMLC_ROLE", "DMLC_PS_ROOT_URI", "DMLC_PS_ROOT_PORT",
                            "DMLC_NUM_SERVER", "DMLC_NUM_WORKER") if not os.environ.get(v)]

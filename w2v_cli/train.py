@@ -30,6 +30,7 @@ class Progress:
     loss: float
     centers_per_sec: float
     epoch_done: bool = False
+    batch_size: int = 0  # centers per batch, for an ETA (batches may be an estimate)
 
 
 def check(config: Config) -> None:
@@ -99,7 +100,7 @@ def train(config: Config, ds: Dataset,
                 mean = _read(loss_sums) / seen  # reading waits for the devices
                 elapsed = time.perf_counter() - start
                 on_progress(Progress(epoch, config.epochs, i, max(n_batches, i), mean,
-                                     seen / elapsed))
+                                     seen / elapsed, batch_size=config.batch_size))
         if seen == 0:
             raise DataError("no training pairs: every sentence has fewer than 2 tokens "
                             "after subsampling (use a larger corpus or --subsample 0)")
