@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
 import importlib
+import importlib.metadata
+import site
+import sys
+from pathlib import Path
+from typing import Callable, Iterable, Optional
 
 from .errors import BackendError, UsageError
 
@@ -13,8 +19,82 @@ INSTALL_HINT = (
 )
 
 
+DRIVER_LIB = "libcuda.so.1"
+DRIVER_HINT = (
+    f"the GPU build of MXNet (mxnet-cu112) is installed but the NVIDIA driver library "
+    f"{DRIVER_LIB} cannot be loaded ({{error}}); install the NVIDIA driver (`nvidia-smi` "
+    "should list the GPU), or use the CPU build: `pip install '.[cpu]'` after "
+    "`pip uninstall mxnet-cu112`"
+)
+
+
+def gpu_build_installed() -> bool:
+    """Whether the installed MXNet distribution is a CUDA build (mxnet-cu112 and the like)."""
+    return any((d.metadata["Name"] or "").lower().startswith("mxnet-cu")
+               for d in importlib.metadata.distributions())
+
+
+def nvidia_lib_dirs(roots: Optional[Iterable[str]] = None) -> list[Path]:
+    """The ``lib`` folders of the nvidia-*-cu11 wheels: ``<site-packages>/nvidia/*/lib``.
+
+    roots: folders to look in (default: the site-packages folders and sys.path), sorted and
+    without duplicates.
+    """
+    if roots is None:
+        roots = [*site.getsitepackages(), site.getusersitepackages(), *sys.path]
+    found: dict[Path, None] = {}
+    for root in roots:
+        base = Path(root) / "nvidia"
+        if base.is_dir():
+            for lib in sorted(base.glob("*/lib")):
+                if lib.is_dir():
+                    found[lib.resolve()] = None
+    return list(found)
+
+
+def _load_global(path: str) -> None:
+    ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+
+
+def preload_cuda(lib_dirs: list[Path], load: Callable[[str], None] = _load_global) -> list[str]:
+    """Make the CUDA wheels' libraries loadable by MXNet without LD_LIBRARY_PATH.
+
+    The driver comes first: without ``libcuda.so.1`` nothing else can work, so its absence
+    raises BackendError with what to do. Then every ``lib*.so*`` of ``lib_dirs`` is loaded
+    with RTLD_GLOBAL; once loaded, a library satisfies later lookups of its soname, which is
+    how libmxnet.so finds them. They depend on one another (cuDNN on cuBLAS, ...), so a
+    library that fails is retried after the others until a round loads nothing new; what
+    still fails is left for MXNet's own import to report. Returns the loaded paths in order.
+    """
+    try:
+        load(DRIVER_LIB)
+    except OSError as e:
+        raise BackendError(DRIVER_HINT.format(error=e)) from None
+    pending = [str(f) for d in lib_dirs for f in sorted(d.iterdir())
+               if f.name.startswith("lib") and ".so" in f.name and f.is_file()]
+    loaded: list[str] = []
+    while pending:
+        failed = []
+        for path in pending:
+            try:
+                load(path)
+                loaded.append(path)
+            except OSError:
+                failed.append(path)
+        if len(failed) == len(pending):
+            break
+        pending = failed
+    return loaded
+
+
 def mxnet():
-    """Import MXNet in numpy mode and return the module, or raise BackendError saying why not."""
+    """Import MXNet in numpy mode and return the module, or raise BackendError saying why not.
+
+    Before the first import of a GPU build, the CUDA runtime wheels' libraries are preloaded
+    (``preload_cuda``), so ``pip install '.[gpu]'`` needs no LD_LIBRARY_PATH.
+    """
+    if "mxnet" not in sys.modules and gpu_build_installed():
+        preload_cuda(nvidia_lib_dirs())
     try:
         mx = importlib.import_module("mxnet")
     except ImportError as e:
