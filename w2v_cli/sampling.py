@@ -101,12 +101,12 @@ def negatives(w: Windows, probs: np.ndarray, k: int, rng: np.random.Generator) -
     flat = draw(cdf, rows.size, rng)
     todo = np.arange(rows.size)
     for _ in range(_FAST_ROUNDS):
-        todo = todo[_clashes(flat[todo], w.contexts[rows[todo]])]
+        todo = todo[_clashes(flat[todo], w.contexts, rows[todo])]
         if todo.size == 0:
             break
         flat[todo] = draw(cdf, todo.size, rng)
     else:
-        todo = todo[_clashes(flat[todo], w.contexts[rows[todo]])]
+        todo = todo[_clashes(flat[todo], w.contexts, rows[todo])]
         if todo.size:
             flat[todo] = _draw_excluding(probs, w.contexts[rows[todo]], rng)
     out = np.zeros((n, width * k), dtype=np.int32)
@@ -114,12 +114,14 @@ def negatives(w: Windows, probs: np.ndarray, k: int, rng: np.random.Generator) -
     return out
 
 
-def _clashes(noise: np.ndarray, contexts: np.ndarray) -> np.ndarray:
-    """(m,) bool: noise[j] is among contexts[j] (a (m, width) array padded with 0, never drawn)."""
+def _clashes(noise: np.ndarray, contexts: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(m,) bool: noise[j] is among contexts[rows[j]] (rows of a (n, width) array padded with
+    0, never drawn). The context rows are gathered a slice at a time: all at once they would
+    be (m, width), several times the examples themselves."""
     out = np.empty(noise.size, dtype=bool)
     for a in range(0, noise.size, _CHUNK):
         b = a + _CHUNK
-        out[a:b] = (contexts[a:b] == noise[a:b, None]).any(axis=1)
+        out[a:b] = (contexts[rows[a:b]] == noise[a:b, None]).any(axis=1)
     return out
 
 
