@@ -182,3 +182,38 @@ def test_two_workers_one_server_dist_sync_on_loopback(tmp_path):
         losses = [e["loss"] for e in r["epochs"]]
         assert losses[0] > losses[1] > losses[2] and losses[2] < 0.9 * losses[0], losses
         assert len({e["centers"] for e in r["epochs"]}) == 1
+
+
+def test_cli_launch_and_train_errors(tmp_path, workdir):
+    from click.testing import CliRunner
+
+    from w2v_cli.cli import cli
+
+    runner = CliRunner()
+    result = runner.invoke(cli, ["launch", "--help"])
+    assert result.exit_code == 0 and "--hostfile" in result.output
+    # a worker that fails: the job stops, the error names it, the exit code is LaunchError's
+    result = runner.invoke(cli, ["launch", "-n", "1", "--timeout", "60", "--log-dir",
+                                 str(tmp_path / "logs"), "--", sys.executable, "-c",
+                                 "import sys; sys.exit(3)"])
+    assert result.exit_code == 7, result.output
+    assert "Error: worker-0 exited with status 3" in result.output
+    assert {p.name for p in (tmp_path / "logs").iterdir()} == {"scheduler.log", "server-0.log",
+                                                               "worker-0.log"}
+    # train as a dist worker, but not started by a launcher
+    dataset.save(dataset.encode(["a b a b"], 1), workdir)
+    env = {v: None for v in ("DMLC_ROLE", "DMLC_PS_ROOT_URI", "DMLC_PS_ROOT_PORT",
+                           "DMLC_NUM_SERVER", "DMLC_NUM_WORKER")}
+    result = runner.invoke(cli, ["train", "--kvstore", "dist_sync"], env=env)
+    assert result.exit_code == 2 and "w2v launch -n WORKERS" in result.output
+
+
+def test_empty_dmlc_role_is_refused_before_mxnet_would_start_serving(monkeypatch):
+    from w2v_cli import backend
+    from w2v_cli.errors import BackendError
+
+    backend.mxnet()
+    monkeypatch.delitem(sys.modules, "mxnet")  # as before the first import
+    monkeypatch.setenv("DMLC_ROLE", "")
+    with pytest.raises(BackendError, match="DMLC_ROLE is set but empty"):
+        backend.mxnet()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import importlib
 import importlib.metadata
+import os
 import site
 import sys
 from pathlib import Path
@@ -93,8 +94,14 @@ def mxnet():
     Before the first import of a GPU build, the CUDA runtime wheels' libraries are preloaded
     (``preload_cuda``), so ``pip install '.[gpu]'`` needs no LD_LIBRARY_PATH.
     """
-    if "mxnet" not in sys.modules and gpu_build_installed():
-        preload_cuda(nvidia_lib_dirs())
+    if "mxnet" not in sys.modules:
+        if os.environ.get("DMLC_ROLE") == "":
+            # MXNet treats a set role other than "worker" as a server and starts serving
+            # inside the import; an empty one then crashes in ps-lite.
+            raise BackendError("DMLC_ROLE is set but empty: unset it, or set it to worker, "
+                               "server or scheduler")
+        if gpu_build_installed():
+            preload_cuda(nvidia_lib_dirs())
     try:
         mx = importlib.import_module("mxnet")
     except ImportError as e:
