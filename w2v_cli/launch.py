@@ -14,6 +14,25 @@ Servers and the scheduler only import MXNet: on import, MXNet sees a non-worker 
 until the workers finish, and exits. Workers run the user's command (``w2v train --kvstore
 dist_sync ...``). Without hosts every process runs here over loopback; with hosts (an ssh
 host file, one host a line) servers and workers go round-robin over them through ``ssh``.
+
+On a cluster:
+
+1. Every host needs the same w2v install at the same path (a shared or identical venv:
+   the command runs as written, and servers run this interpreter, ``sys.executable``) and
+   the prepared workdir at the same path (a shared filesystem, or ``w2v prepare`` run on
+   each host: every worker reads the whole dataset and picks its shard by rank).
+2. Passwordless ssh from this machine to each host (``ssh -o BatchMode=yes host true``).
+3. ``w2v launch -n 4 -s 2 --hostfile hosts --root-uri <this machine's address> --
+   /path/to/venv/bin/w2v train --kvstore dist_sync --workdir /shared/w2v-work``.
+   The scheduler runs here; ``--root-uri`` must be reachable from every host, and hosts
+   must reach one another on the ports ps-lite picks (set ``DMLC_INTERFACE`` in the
+   environment of the command, e.g. ``env DMLC_INTERFACE=eth0 w2v train ...``, when a host
+   has several interfaces).
+
+The launcher stops the local ssh clients when the job fails or times out; an ssh client
+does not always take its remote process with it, so check the hosts after a failure.
+The ``worker-i`` log names follow launch order; each worker's rank comes from the
+scheduler and is recorded in its ``run.json`` / ``run.rank{r}.json``.
 """
 
 from __future__ import annotations
