@@ -95,13 +95,14 @@ def test_plan_spreads_over_hosts_through_ssh(tmp_path):
     hosts = launch.read_hosts(hostfile)
     assert hosts == ["node1", "node2"]
     nodes = launch.plan(["w2v", "train", "--workdir", "my work"], 3, 1, port=9000,
-                        root_uri="10.0.0.1", hosts=hosts)
+                        root_uri="10.0.0.1", hosts=hosts, env={"DMLC_INTERFACE": "eth0"})
     assert [(n.name, n.host) for n in nodes] == [
         ("scheduler", None), ("server-0", "node1"), ("worker-0", "node2"),
         ("worker-1", "node1"), ("worker-2", "node2")]
     argv = launch.ssh_argv(nodes[2], "/shared/w2v")
     assert argv[:2] == ["ssh", "-o"] and argv[-2] == "node2"
-    assert argv[-1] == ("cd /shared/w2v && env DMLC_NUM_SERVER=1 DMLC_NUM_WORKER=3 "
+    assert argv[-1] == ("cd /shared/w2v && env DMLC_INTERFACE=eth0 DMLC_NUM_SERVER=1 "
+                        "DMLC_NUM_WORKER=3 "
                         "DMLC_PS_ROOT_PORT=9000 DMLC_PS_ROOT_URI=10.0.0.1 DMLC_ROLE=worker "
                         "w2v train --workdir 'my work'")
 

@@ -215,9 +215,12 @@ def similar(words, k, workdir):
               show_default=True, help="Seconds before the whole job is stopped.")
 @click.option("--log-dir", type=click.Path(file_okay=False),
               help="Write each process's output to LOG_DIR/<role>-<rank>.log.")
+@click.option("--env", "env", multiple=True, metavar="KEY=VALUE",
+              help="An environment variable for every process, e.g. DMLC_INTERFACE=eth0; "
+                   "repeatable.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @_errors_to_exit
-def launch(num_workers, num_servers, hostfile, root_uri, port, timeout, log_dir, command):
+def launch(num_workers, num_servers, hostfile, root_uri, port, timeout, log_dir, env, command):
     """Run COMMAND as the workers of an MXNet parameter-server job.
 
     \b
@@ -232,8 +235,12 @@ def launch(num_workers, num_servers, hostfile, root_uri, port, timeout, log_dir,
 
     from . import launch as launch_mod
 
+    bad = [e for e in env if "=" not in e or not e.split("=", 1)[0]]
+    if bad:
+        raise click.BadParameter(f"expected KEY=VALUE, got {bad[0]!r}", param_hint="--env")
     hosts = launch_mod.read_hosts(hostfile) if hostfile else None
-    nodes = launch_mod.plan(list(command), num_workers, num_servers, port, root_uri, hosts)
+    nodes = launch_mod.plan(list(command), num_workers, num_servers, port, root_uri, hosts,
+                            env=dict(e.split("=", 1) for e in env))
     launch_mod.run(nodes, timeout, Path(log_dir) if log_dir else None)
     click.echo(f"{num_workers} worker(s) and {num_servers} server(s) finished", err=True)
 

@@ -26,8 +26,8 @@ On a cluster:
    /path/to/venv/bin/w2v train --kvstore dist_sync --workdir /shared/w2v-work``.
    The scheduler runs here; ``--root-uri`` must be reachable from every host, and hosts
    must reach one another on the ports ps-lite picks (set ``DMLC_INTERFACE`` in the
-   environment of the command, e.g. ``env DMLC_INTERFACE=eth0 w2v train ...``, when a host
-   has several interfaces).
+   environment of every process with ``--env DMLC_INTERFACE=eth0`` when a host has several
+   interfaces).
 
 The launcher stops the local ssh clients when the job fails or times out; an ssh client
 does not always take its remote process with it, so check the hosts after a failure.
@@ -91,19 +91,20 @@ def read_hosts(path: str | Path) -> list[str]:
 
 def plan(command: list[str], num_workers: int, num_servers: int = 1, port: int = 0,
          root_uri: str = "127.0.0.1", hosts: Optional[list[str]] = None,
-         python: str = sys.executable) -> list[Node]:
+         python: str = sys.executable, env: Optional[dict] = None) -> list[Node]:
     """The job's processes: the scheduler first (here), then servers, then workers.
 
     With ``hosts``, server i runs on ``hosts[i % len]`` and worker i on
     ``hosts[(num_servers + i) % len]``; ``root_uri`` must then be an address of this machine
-    that every host can reach.
+    that every host can reach. ``env``: more variables for every process (DMLC_INTERFACE,
+    PS_VERBOSE, ...).
     """
     if num_workers < 1 or num_servers < 1:
         raise UsageError("a job needs at least one worker and one server")
     if not command:
         raise UsageError("no worker command: put it after `--`, e.g. "
                          "`w2v launch -n 2 -- w2v train --kvstore dist_sync`")
-    common = {"DMLC_PS_ROOT_URI": root_uri, "DMLC_PS_ROOT_PORT": str(port or free_port()),
+    common = {**(env or {}), "DMLC_PS_ROOT_URI": root_uri, "DMLC_PS_ROOT_PORT": str(port or free_port()),
               "DMLC_NUM_SERVER": str(num_servers), "DMLC_NUM_WORKER": str(num_workers)}
     serve = [python, "-c", SERVE_CODE]
     nodes = [Node("scheduler", 0, serve, {**common, "DMLC_ROLE": "scheduler"})]
