@@ -81,10 +81,8 @@ def train(config: Config, ds: Dataset,
     train_seconds = 0.0
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
-        stream = batches_mod.EpochStream(part.ids, part.offsets, ds.vocab.counts, config, rng,
-                                         cache, sample_seed=(worker.rank,),
-                                         full_only=worker.distributed)
-        batch_iter = _fixed_steps(stream, steps) if steps else iter(stream)
+        stream, batch_iter = epoch_batches(part, ds.vocab.counts, config, rng, cache, worker,
+                                           steps)
         # The loss sums stay on the devices; reading them forces a sync, so do that only
         # every log_interval batches.
         loss_sums = [mx.np.zeros((), ctx=c) for c in ctxs]
@@ -141,6 +139,18 @@ def _shard(ds: Dataset, worker: distributed.Worker) -> tuple[Dataset, Optional[d
     return part, {"kvstore": worker.kvstore, "rank": worker.rank,
                   "num_workers": worker.num_workers, "sentences": [start, end],
                   "tokens": int(part.ids.size), "ids_sha1": distributed.ids_sha1(part.ids)}
+
+
+def epoch_batches(part: Dataset, counts: np.ndarray, config: Config, rng: np.random.Generator,
+                  cache: dict, worker: distributed.Worker, steps: Optional[int]):
+    """This epoch's batches of this worker's sentences, drawn chunk by chunk.
+
+    Returns the EpochStream (for its batch estimate) and the iterator to train on: the
+    stream itself on one machine, exactly ``steps`` full batches as a dist worker.
+    """
+    stream = batches_mod.EpochStream(part.ids, part.offsets, counts, config, rng, cache,
+                                     sample_seed=(worker.rank,), full_only=worker.distributed)
+    return stream, (_fixed_steps(stream, steps) if steps else iter(stream))
 
 
 def _fixed_steps(stream: batches_mod.EpochStream, steps: int):
