@@ -126,8 +126,11 @@ def test_run_stops_every_process_when_a_worker_fails(tmp_path):
                                        str(tmp_path / "s.pid")]),
              launch.Node("worker", 0, [sys.executable, "-c", rec + "time.sleep(60)",
                                        str(tmp_path / "w0.pid")]),
-             launch.Node("worker", 1, [sys.executable, "-c", rec + "time.sleep(0.5); sys.exit(3)",
-                                       str(tmp_path / "w1.pid")])]
+             # worker-1 fails once the others are surely running (their pid files exist)
+             launch.Node("worker", 1, [sys.executable, "-c", rec + (
+                 "import pathlib; d = pathlib.Path(sys.argv[1]).parent\n"
+                 "while len(list(d.glob('*.pid'))) < 3: time.sleep(0.05)\n"
+                 "sys.exit(3)"), str(tmp_path / "w1.pid")])]
     start = time.monotonic()
     with pytest.raises(LaunchError, match="worker-1 exited with status 3"):
         launch.run(nodes, timeout=30, log_dir=tmp_path / "logs")
@@ -141,7 +144,7 @@ def test_run_stops_every_process_at_the_timeout(tmp_path):
     nodes = [launch.Node("worker", i, [sys.executable, "-c", rec, str(tmp_path / f"{i}.pid")])
              for i in range(2)]
     with pytest.raises(LaunchError, match="ran out of time; still running: worker-0, worker-1"):
-        launch.run(nodes, timeout=2, log_dir=tmp_path / "logs")
+        launch.run(nodes, timeout=4, log_dir=tmp_path / "logs")
     pids = _pids(tmp_path)
     assert len(pids) == 2 and not any(map(_alive, pids))
 
