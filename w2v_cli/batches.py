@@ -182,6 +182,7 @@ class EpochStream:
             for a in range(0, full, bs):
                 yield make_batch(ex, perm[a:a + bs])
             left = take(ex, perm[full:])
+            ex = perm = None  # free this chunk before the next is drawn: memory holds one
         if self.full_only:
             self.left = left
         elif left is not None and len(left):
