@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 
 import click
+from click.core import ParameterSource
 
 from . import __version__
 from .config import Config, default
-from .errors import W2VError
+from .errors import Interrupted, W2VError
 
 
 class _Failure(click.ClickException):
@@ -18,15 +20,35 @@ class _Failure(click.ClickException):
         self.exit_code = error.exit_code
 
 
+class _Stopped(_Failure):
+    """An interrupt is not a failure of w2v: say what happened and how to go on, no Error:."""
+
+    def show(self, file=None) -> None:
+        click.echo(self.format_message(), err=True)
+
+
 def _errors_to_exit(fn):
     """Show the core's errors as ``Error: ...`` with the error's exit code, not a traceback."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except Interrupted as e:
+            raise _Stopped(e) from None
         except W2VError as e:
             raise _Failure(e) from None
     return wrapper
+
+
+@contextlib.contextmanager
+def _workdir_locked(config: Config, command: str):
+    """Hold the workdir lock while ``command`` writes there; mention a stale lock taken over."""
+    from . import lock
+
+    with lock.acquire(config.workdir_path, command) as held:
+        if held.stale:
+            click.echo("note: " + lock.describe_stale(held.stale), err=True)
+        yield
 
 
 def _opt(*decls, field: str | None = None, **kwargs):
@@ -69,15 +91,20 @@ def cli():
                    "repeatable. Default: the PTB training set.")
 @_opt("--min-count", type=click.IntRange(min=1),
       help="Tokens seen fewer times become <unk> (and are dropped).")
+@_opt("--encoding-errors", type=click.Choice(["strict", "replace"]),
+      help="Invalid UTF-8 in --corpus files: strict stops with the file and line, replace "
+           "substitutes U+FFFD.")
 @data_dir_option
 @workdir_option
 @_errors_to_exit
-def prepare(corpus, min_count, data_dir, workdir):
+def prepare(corpus, min_count, encoding_errors, data_dir, workdir):
     """Build the dataset: corpus -> vocabulary -> flat id array, in the workdir."""
     from . import dataset
 
-    config = Config(workdir=workdir, data_dir=data_dir, corpus=tuple(corpus), min_count=min_count)
-    ds = dataset.prepare(config, progress=_download_progress())
+    config = Config(workdir=workdir, data_dir=data_dir, corpus=tuple(corpus), min_count=min_count,
+                    encoding_errors=encoding_errors)
+    with _workdir_locked(config, "prepare"):
+        ds = dataset.prepare(config, progress=_download_progress())
     stats = ds.vocab.meta["stats"]
     click.echo(f"{stats['sentences']} sentences, {stats['tokens']} tokens "
                f"({stats['kept_tokens']} kept), vocabulary of {len(ds.vocab)} "
@@ -114,20 +141,38 @@ def _download_progress():
 @seed_option
 @device_option
 @workdir_option
+@click.option("--resume", is_flag=True, help="Continue the run in the workdir from its latest "
+              "checkpoint, with its settings (options given must match them, except --epochs, "
+              "--device and --log-interval).")
 @_errors_to_exit
 def train(epochs, lr, batch_size, embed_size, window, negatives, subsample, sample_once,
-          log_interval, seed, device, workdir):
-    """Train skip-gram with negative sampling on the prepared dataset."""
-    from . import dataset
+          log_interval, seed, device, workdir, resume):
+    """Train skip-gram with negative sampling on the prepared dataset.
+
+    Ctrl-C (or SIGTERM) stops after the current step with a checkpoint; continue with
+    `w2v train --resume`.
+    """
+    from . import checkpoint, dataset
     from . import train as train_mod
 
-    config = Config(workdir=workdir, epochs=epochs, lr=lr, batch_size=batch_size,
+    settings = dict(workdir=workdir, epochs=epochs, lr=lr, batch_size=batch_size,
                     embed_size=embed_size, window=window, negatives=negatives,
                     subsample=subsample, sample_once=sample_once, log_interval=log_interval,
                     seed=seed, device=device)
-    train_mod.check(config)
-    ds = dataset.load(config.workdir_path)
-    record = train_mod.train(config, ds, on_progress=_train_progress(_stderr_is_tty()))
+    config = Config(**settings)
+    with _workdir_locked(config, "train --resume" if resume else "train"):
+        if resume:
+            # The checkpoint's settings, overridden by the options the user actually gave.
+            ctx = click.get_current_context()
+            given = {k: v for k, v in settings.items()
+                     if ctx.get_parameter_source(k) in (ParameterSource.COMMANDLINE,
+                                                        ParameterSource.ENVIRONMENT)}
+            saved = checkpoint.saved_config(config.workdir_path)
+            config = Config.from_dict({**saved, "workdir": workdir, **given})
+        train_mod.check(config)
+        ds = dataset.load(config.workdir_path)
+        record = train_mod.train(config, ds, on_progress=_train_progress(_stderr_is_tty()),
+                                 resume=resume)
     final = record["final"]
     click.echo(f"loss {final['loss']:.3f}, {final['centers_per_sec']:.1f} tokens/sec "
                f"on {record['device']}")

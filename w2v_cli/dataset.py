@@ -60,6 +60,11 @@ def encode(lines: list[str], min_count: int) -> Dataset:
     keep = ids != 0
     sentence_of = np.repeat(np.arange(len(sentences)), lengths)
     kept_lengths = np.bincount(sentence_of[keep], minlength=len(sentences))
+    if kept_lengths.max() < 2:
+        raise DataError(
+            "no sentence has two or more words in the vocabulary, so there is no word pair to "
+            f"train on; use longer sentences (one a line) or a lower --min-count ({min_count})"
+        )
     offsets = np.concatenate([[0], np.cumsum(kept_lengths)]).astype(np.int64)
     return Dataset(vocab, ids[keep], offsets)
 
@@ -68,7 +73,7 @@ def prepare(config: Config, progress=None) -> Dataset:
     """Read the configured corpus (PTB by default), encode it and write it to the workdir."""
     start = time.perf_counter()
     if config.corpus:
-        corpus = corpus_mod.read_files(list(config.corpus))
+        corpus = corpus_mod.read_files(list(config.corpus), config.encoding_errors)
     else:
         archive = corpus_mod.ensure_ptb(config.data_dir_path, progress)
         corpus = corpus_mod.read_ptb(archive)
@@ -83,11 +88,10 @@ def prepare(config: Config, progress=None) -> Dataset:
 
 
 def save(ds: Dataset, workdir: Path) -> None:
-    workdir.mkdir(parents=True, exist_ok=True)
+    # Each file is replaced atomically. The vocab goes last, and load() checks that the three
+    # agree, so a crash between two of them is caught rather than trained on.
     for name, arr in ((IDS_FILE, ds.ids), (OFFSETS_FILE, ds.offsets)):
-        with fileio.atomic_path(workdir / name) as tmp, open(tmp, "wb") as f:
-            np.save(f, arr)
-    # The vocab goes last: its presence marks a complete dataset.
+        fileio.save_npy(workdir / name, arr)
     ds.vocab.save(workdir / VOCAB_FILE)
 
 
@@ -100,12 +104,17 @@ def load(workdir: Path) -> Dataset:
             arrays.append(np.load(workdir / name, allow_pickle=False))
         except FileNotFoundError:
             raise DataError(f"no {name} in {workdir}: run `w2v prepare` first") from None
-        except (OSError, ValueError) as e:
-            raise DataError(f"{workdir / name} is not a readable numpy file: {e}") from None
+        except (OSError, ValueError, EOFError, MemoryError) as e:
+            raise DataError(f"{workdir / name} is not a readable numpy file ({e}); "
+                            "re-run `w2v prepare`") from None
     ids, offsets = arrays
+    if ids.dtype.kind not in "iu" or offsets.dtype.kind not in "iu":
+        raise DataError(f"{workdir}: {IDS_FILE} and {OFFSETS_FILE} must hold integers; "
+                        "re-run `w2v prepare`")
     if ids.ndim != 1 or offsets.ndim != 1 or offsets.size < 1 or offsets[0] != 0 \
             or offsets[-1] != ids.size or np.any(np.diff(offsets) < 0):
-        raise DataError(f"{workdir}: {IDS_FILE} and {OFFSETS_FILE} do not agree")
+        raise DataError(f"{workdir}: {IDS_FILE} and {OFFSETS_FILE} do not agree; "
+                        "re-run `w2v prepare`")
     if ids.size and (ids.min() < 1 or ids.max() >= len(vocab)):
         raise DataError(f"{workdir}: {IDS_FILE} holds ids outside the vocabulary ({len(vocab)})")
     return Dataset(vocab, ids.astype(np.int32, copy=False), offsets.astype(np.int64, copy=False))

@@ -84,15 +84,10 @@ class Vocab:
             d = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise DataError(f"no vocabulary at {path}: run `w2v prepare` first") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise DataError(f"{path} is not a readable vocabulary JSON: {e}") from None
-        if not isinstance(d, dict) or d.get("format") != FORMAT:
-            raise DataError(f"{path} is not a w2v vocabulary file")
-        if d.get("version") != VERSION:
-            raise DataError(
-                f"{path} has vocabulary format version {d.get('version')!r}; "
-                f"this w2v reads version {VERSION}"
-            )
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+            raise DataError(f"{path} is not a readable vocabulary JSON: {e}; "
+                            "re-run `w2v prepare`") from None
+        fileio.check_format(path, d, FORMAT, VERSION, "vocabulary", DataError)
         tokens, counts = d.get("tokens"), d.get("counts")
         if not isinstance(tokens, list) or not isinstance(counts, list) \
                 or not all(isinstance(t, str) for t in tokens) \
