@@ -31,7 +31,7 @@ import numpy as np
 from . import fileio
 from .backend import mxnet
 from .config import Config
-from .errors import ModelError, ResumeError, StorageError
+from .errors import ModelError, ResumeError
 from .model import CENTER_KEY, CONTEXT_KEY
 
 PARAMS_FILE = "model.params"
@@ -217,8 +217,7 @@ def _save_params(net, path: Path) -> None:
         try:
             net.save_parameters(str(tmp))
         except (OSError, mx.base.MXNetError) as e:
-            raise StorageError(f"cannot write {path}: {_first_line(e)} (the previous "
-                               f"{path.name}, if any, is unchanged)") from None
+            raise fileio.storage_error(path, _first_line(e)) from None
 
 
 def _first_line(e: Exception) -> str:
@@ -281,8 +280,7 @@ def save_checkpoint(workdir: Path, net, trainer, config: Config, ds, pos: Positi
             net.save_parameters(str(tmp / PARAMS_FILE))
             trainer.save_states(str(tmp / TRAINER_FILE))
         except (OSError, mx.base.MXNetError) as e:
-            raise StorageError(f"cannot write a checkpoint in {root}: {_first_line(e)} "
-                               "(the previous checkpoints are unchanged)") from None
+            raise fileio.storage_error(final, _first_line(e)) from None
         state = {
             "format": STATE_FORMAT, "version": STATE_VERSION,
             "epoch": pos.epoch, "batch": pos.batch,
@@ -293,8 +291,11 @@ def save_checkpoint(workdir: Path, net, trainer, config: Config, ds, pos: Positi
                       TRAINER_FILE: sha1_of(tmp / TRAINER_FILE)},
             "record": pos.record,
         }
-        fileio.atomic_write(tmp / STATE_FILE, lambda p: p.write_text(
-            json.dumps(state, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"))
+        try:  # atomic_dir fsyncs it with the rest, then renames the whole folder
+            (tmp / STATE_FILE).write_text(json.dumps(state, indent=1, ensure_ascii=False) + "\n",
+                                          encoding="utf-8")
+        except OSError as e:
+            raise fileio.storage_error(final, e.strerror or str(e)) from None
     fileio.link_or_copy(final / PARAMS_FILE, workdir / PARAMS_FILE)
     save_record(workdir, {**pos.record, "checkpoint": f"{CHECKPOINT_DIR}/{final.name}",
                           "params_sha1": state["files"][PARAMS_FILE]})

@@ -27,7 +27,10 @@ os.umask(_UMASK)
 
 
 def _storage_error(path: Path, e: OSError) -> StorageError:
-    reason = e.strerror or str(e)
+    return storage_error(path, e.strerror or str(e))
+
+
+def storage_error(path: Path, reason: str) -> StorageError:
     return StorageError(f"cannot write {path}: {reason} (the previous {path.name}, if any, "
                         "is unchanged)")
 
@@ -88,8 +91,16 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     """Write one array in numpy's .npy format, atomically."""
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
-            np.save(f, array, allow_pickle=False)
+            # Through a plain .write(): given a real file, numpy calls ndarray.tofile, whose
+            # short write on a full disk is an OSError without errno ("N requested and M
+            # written"); Python's own write reports ENOSPC.
+            np.save(_Writer(f), array, allow_pickle=False)
     atomic_write(path, write)
+
+
+class _Writer:
+    def __init__(self, f):
+        self.write = f.write
 
 
 def link_or_copy(src: str | os.PathLike, dest: str | os.PathLike) -> None:
