@@ -377,6 +377,8 @@ def resume(workdir: Path, config: Config, ds, net, trainer, ctx) -> Position:
     """Load the newest intact checkpoint into ``net`` and ``trainer`` (after checking that it
     was trained with the same model settings and dataset) and return where it stands."""
     mx = mxnet()
+    for folder in (workdir, workdir / CHECKPOINT_DIR):
+        fileio.remove_stale_temps(folder)  # what a killed writer left; we hold the lock
     d, state, notes = latest(workdir)
     check_resume(state["config"], config, dataset_fingerprint(ds), state["dataset"])
     if state["epoch"] > config.epochs or (state["epoch"] == config.epochs and state["batch"]):
