@@ -44,7 +44,7 @@ def _steps(workdir: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
 
 
-def _wait_then_kill(pid: int, workdir: Path, rng: random.Random, inside_write: bool) -> None:
+def _wait_then_kill(pid: int, workdir: Path, rng: random.Random, inside_write: bool) -> bool:
     """Kill ``pid`` once it has written a checkpoint of its own: after a random pause, or
     just after a new checkpoint folder appears under its temporary name."""
     start = max([s for s in _steps(workdir) if s.startswith("step-")], default="")
@@ -59,7 +59,11 @@ def _wait_then_kill(pid: int, workdir: Path, rng: random.Random, inside_write: b
         time.sleep(rng.uniform(0, 0.01))
     else:
         time.sleep(rng.uniform(0, 0.2))
-    os.kill(pid, signal.SIGKILL)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False  # it ended by itself: the caller shows why
+    return True
 
 
 def _after_kill(workdir: Path, vocab_size: int, kills: list) -> None:
@@ -83,8 +87,9 @@ def test_sigkill_during_checkpoint_writes_always_leaves_a_loadable_checkpoint(tm
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for wd in lanes]
     for wd, proc in zip(lanes, procs):
-        _wait_then_kill(proc.pid, wd, rng, inside_write=False)
+        killed = _wait_then_kill(proc.pid, wd, rng, inside_write=False)
         _, err = proc.communicate(timeout=30)
+        assert killed, err
         assert proc.returncode == -signal.SIGKILL, err
         _after_kill(wd, len(ds.vocab), kills)
 
@@ -99,8 +104,9 @@ def test_sigkill_during_checkpoint_writes_always_leaves_a_loadable_checkpoint(tm
                                    + "\n")
                 server.stdin.flush()
                 pid = int(server.stdout.readline().split()[1])
-                _wait_then_kill(pid, wd, rng, inside_write=bool(n % 2))
+                killed = _wait_then_kill(pid, wd, rng, inside_write=bool(n % 2))
                 status = server.stdout.readline()
+                assert killed, (status, err.read_text())
                 assert status == f"exit {-signal.SIGKILL}\n", (status, err.read_text())
                 # the dead process before it left its lock behind: taken over, and said so
                 assert err.read_text().startswith(

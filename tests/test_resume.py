@@ -119,3 +119,30 @@ def test_resume_without_checkpoint_and_with_a_corrupted_one(tmp_path):
     assert record["resumed"][0]["notes"] == [
         f"skipped step-00002-00000000: {newest / 'trainer.states'} is missing or does not "
         "match its SHA-1"]
+
+
+def test_ctrl_c_on_the_real_command_says_how_to_resume(tmp_path):
+    """`w2v train` in its own process: SIGINT -> exit 130 and a resume hint; --resume finishes
+    with the parameters of an uninterrupted in-process run."""
+    ds = _prepare(tmp_path / "cli")
+    args = ["--epochs", "12", "--batch-size", "4096", "--embed-size", "8", "--window", "2",
+            "--negatives", "2", "--subsample", "0", "--device", "cpu", "--seed", "7"]
+    env = dict(os.environ, W2V_WORKDIR=str(tmp_path / "cli"), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "w2v_cli", "train", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr.readline().startswith("epoch 1/12")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("interrupted by SIGINT at ") and "Traceback" not in err
+    assert last.endswith(f"; the checkpoint is saved in {tmp_path / 'cli'}. Continue with: "
+                         f"w2v train --resume --workdir {tmp_path / 'cli'}")
+    done = subprocess.run([sys.executable, "-m", "w2v_cli", "train", "--resume"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    _prepare(tmp_path / "whole")
+    train.train(Config(workdir=str(tmp_path / "whole"), epochs=12, batch_size=4096, embed_size=8,
+                       window=2, negatives=2, subsample=0.0, device="cpu", seed=7), ds)
+    a, b = _tables(tmp_path / "cli", ds), _tables(tmp_path / "whole", ds)
+    assert np.array_equal(a["center"], b["center"]) and np.array_equal(a["context"], b["context"])

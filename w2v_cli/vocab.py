@@ -91,7 +91,7 @@ class Vocab:
         tokens, counts = d.get("tokens"), d.get("counts")
         if not isinstance(tokens, list) or not isinstance(counts, list) \
                 or not all(isinstance(t, str) for t in tokens) \
-                or not all(isinstance(c, int) and c >= 0 for c in counts):
+                or not all(isinstance(c, int) and 0 <= c < 2 ** 63 for c in counts):
             raise DataError(f"{path}: tokens must be strings and counts non-negative integers")
         meta = {k: v for k, v in d.items() if k not in ("format", "version", "tokens", "counts")}
         try:
