@@ -388,3 +388,44 @@ find {mnt}/w -type f | sort | xargs sha1sum > {tmp_path}/after
         f"Error: cannot write {mnt / 'w' / 'ids.npy'}: No space left on device (the previous "
         "ids.npy, if any, is unchanged)")
     assert (tmp_path / "before").read_text() == (tmp_path / "after").read_text()
+
+
+# ------------------------------------------------------------------------------ mixed-up runs
+
+
+def test_train_on_a_missing_workdir_creates_nothing(tmp_path):
+    wd = tmp_path / "typo"
+    run("train", *SMALL, "--workdir", wd, code=3,
+        error=f"Error: no prepared dataset in {wd}: run `w2v prepare` first")
+    assert not wd.exists()
+
+
+def test_a_fresh_train_does_not_silently_discard_an_unfinished_run(prepared):
+    run("train", *SMALL, code=0)
+    record = json.loads((prepared / "run.json").read_text())
+    record_path = prepared / "checkpoints" / "step-00001-00000000" / "state.json"
+    state = json.loads(record_path.read_text())
+    # make the run look interrupted after epoch 1 of 3
+    state["config"]["epochs"] = 3
+    state["record"]["complete"] = False
+    record_path.write_text(json.dumps(state))
+    fails(prepared, "train", *SMALL, code=9,
+          error=f"Error: {prepared} holds an unfinished run (1 of 3 epochs done); continue it "
+                "with `w2v train --resume`, or pass --restart to discard it")
+    run("train", "--resume", "--restart", code=2,
+        error="Error: --resume and --restart exclude each other")
+    run("train", *SMALL, "--restart", code=0)
+    assert json.loads((prepared / "run.json").read_text())["complete"] is True
+    assert record["complete"] is True
+
+
+def test_similar_refuses_a_model_trained_on_another_vocabulary_of_the_same_size(trained,
+                                                                                 tmp_path):
+    # the same words, in another order of frequency: same size, other ids
+    swapped = tmp_path / "swapped.txt"
+    text = (trained.parent / "small.txt").read_text()
+    swapped.write_text(text.replace("c0w", "tmp").replace("c1w", "c0w").replace("tmp", "c1w"))
+    run("prepare", "--corpus", swapped, "--min-count", "1", code=0)
+    fails(trained, "similar", "c0w1", code=5,
+          error=f"Error: the model in {trained} was trained on another vocabulary than its "
+                "vocab.json (was `w2v prepare` run again after `w2v train`?): re-run `w2v train`")

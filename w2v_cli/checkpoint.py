@@ -252,13 +252,46 @@ def mx_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % (2 ** 31)
 
 
+def vocab_sha1(vocab) -> str:
+    """A digest of the tokens and counts (not of vocab.json, which also holds timings)."""
+    h = hashlib.sha1()
+    h.update(json.dumps(vocab.tokens, ensure_ascii=False).encode("utf-8"))
+    h.update(vocab.counts.astype("<i8").tobytes())
+    return h.hexdigest()
+
+
 def dataset_fingerprint(ds) -> dict:
     """What a checkpoint remembers of its dataset, to refuse resuming on another one."""
-    h = hashlib.sha1()
-    h.update(json.dumps(ds.vocab.tokens, ensure_ascii=False).encode("utf-8"))
-    h.update(ds.vocab.counts.astype("<i8").tobytes())
-    return {"vocab_size": len(ds.vocab), "vocab_sha1": h.hexdigest(),
+    return {"vocab_size": len(ds.vocab), "vocab_sha1": vocab_sha1(ds.vocab),
             "tokens": int(ds.ids.size), "sentences": int(ds.n_sentences)}
+
+
+def check_vocab(workdir: Path, vocab) -> None:
+    """Raise ModelError if run.json says the model was trained on another vocabulary (the
+    same size is not enough: `w2v prepare` on another corpus can give the same size)."""
+    if not (workdir / RUN_FILE).is_file():
+        return
+    trained_on = load_record(workdir).get("dataset", {})
+    if isinstance(trained_on, dict) and trained_on.get("vocab_sha1") not in (
+            None, vocab_sha1(vocab)):
+        raise ModelError(f"the model in {workdir} was trained on another vocabulary than its "
+                         "vocab.json (was `w2v prepare` run again after `w2v train`?): re-run "
+                         "`w2v train`")
+
+
+def unfinished(workdir: Path) -> Optional[str]:
+    """A description of the unfinished run in ``workdir`` (None if there is none)."""
+    for d in _checkpoint_dirs(workdir):
+        try:
+            state = _read_state(d)
+        except ResumeError:
+            continue
+        epochs = state.get("config", {}).get("epochs") if isinstance(state.get("config"),
+                                                                     dict) else None
+        if state.get("record", {}).get("complete") or state.get("epoch") == epochs:
+            return None
+        return f"{state.get('epoch')} of {epochs} epochs done"
+    return None
 
 
 def _checkpoint_dirs(workdir: Path) -> list[Path]:
@@ -298,7 +331,8 @@ def save_checkpoint(workdir: Path, net, trainer, config: Config, ds, pos: Positi
             raise fileio.storage_error(final, e.strerror or str(e)) from None
     fileio.link_or_copy(final / PARAMS_FILE, workdir / PARAMS_FILE)
     save_record(workdir, {**pos.record, "checkpoint": f"{CHECKPOINT_DIR}/{final.name}",
-                          "params_sha1": state["files"][PARAMS_FILE]})
+                          "params_sha1": state["files"][PARAMS_FILE],
+                          "dataset": state["dataset"]})
     for old in _checkpoint_dirs(workdir)[KEEP:]:
         shutil.rmtree(old, ignore_errors=True)
     return final

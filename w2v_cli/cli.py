@@ -11,7 +11,7 @@ from click.core import ParameterSource
 
 from . import __version__
 from .config import Config, default
-from .errors import Interrupted, W2VError
+from .errors import Interrupted, ResumeError, W2VError
 
 
 class _Failure(click.ClickException):
@@ -41,11 +41,11 @@ def _errors_to_exit(fn):
 
 
 @contextlib.contextmanager
-def _workdir_locked(config: Config, command: str):
+def _workdir_locked(config: Config, command: str, create: bool = True):
     """Hold the workdir lock while ``command`` writes there; mention a stale lock taken over."""
     from . import lock
 
-    with lock.acquire(config.workdir_path, command) as held:
+    with lock.acquire(config.workdir_path, command, create) as held:
         if held.stale:
             click.echo("note: " + lock.describe_stale(held.stale), err=True)
         yield
@@ -144,9 +144,11 @@ def _download_progress():
 @click.option("--resume", is_flag=True, help="Continue the run in the workdir from its latest "
               "checkpoint, with its settings (options given must match them, except --epochs, "
               "--device and --log-interval).")
+@click.option("--restart", is_flag=True, help="Start a new run even though the workdir holds "
+              "an unfinished one (whose checkpoints are then deleted).")
 @_errors_to_exit
 def train(epochs, lr, batch_size, embed_size, window, negatives, subsample, sample_once,
-          log_interval, seed, device, workdir, resume):
+          log_interval, seed, device, workdir, resume, restart):
     """Train skip-gram with negative sampling on the prepared dataset.
 
     Ctrl-C (or SIGTERM) stops after the current step with a checkpoint; continue with
@@ -160,7 +162,13 @@ def train(epochs, lr, batch_size, embed_size, window, negatives, subsample, samp
                     subsample=subsample, sample_once=sample_once, log_interval=log_interval,
                     seed=seed, device=device)
     config = Config(**settings)
-    with _workdir_locked(config, "train --resume" if resume else "train"):
+    if resume and restart:
+        raise click.UsageError("--resume and --restart exclude each other")
+    with _workdir_locked(config, "train --resume" if resume else "train", create=False):
+        left = None if resume or restart else checkpoint.unfinished(config.workdir_path)
+        if left:
+            raise ResumeError(f"{config.workdir_path} holds an unfinished run ({left}); continue "
+                              "it with `w2v train --resume`, or pass --restart to discard it")
         if resume:
             # The checkpoint's settings, overridden by the options the user actually gave.
             ctx = click.get_current_context()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .errors import LockError, StorageError
+from .errors import DataError, LockError, StorageError
 
 LOCK_FILE = ".w2v.lock"
 
@@ -65,13 +65,15 @@ def _read(fd: int) -> Optional[dict]:
         return None
 
 
-def acquire(workdir: Path, command: str) -> WorkdirLock:
-    """Lock ``workdir`` (creating it) for ``command`` or raise LockError at once, naming the
-    process that holds it."""
+def acquire(workdir: Path, command: str, create: bool = True) -> WorkdirLock:
+    """Lock ``workdir`` for ``command`` or raise LockError at once, naming the process that
+    holds it. ``create``: make the folder if needed (else a missing one is a DataError)."""
     import fcntl
 
     workdir = Path(workdir)
     path = workdir / LOCK_FILE
+    if not create and not workdir.is_dir():
+        raise DataError(f"no prepared dataset in {workdir}: run `w2v prepare` first")
     try:
         workdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:

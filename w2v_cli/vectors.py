@@ -27,6 +27,7 @@ class Vectors:
         """Load the vocab JSON and one table (``center``, ``context`` or ``sum``)."""
         vocab = Vocab.load(workdir / VOCAB_FILE)
         tables = checkpoint.load_tables(workdir, len(vocab))
+        checkpoint.check_vocab(workdir, vocab)
         matrix = tables["center"] + tables["context"] if which == "sum" else tables[which]
         return cls(vocab, matrix)
 
