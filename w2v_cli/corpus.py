@@ -46,12 +46,14 @@ def sha1_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def ensure_ptb(data_dir: Path, progress: Optional[Progress] = None, url: str = PTB_URL) -> Path:
+def ensure_ptb(data_dir: Path, progress: Optional[Progress] = None,
+               url: Optional[str] = None) -> Path:
     """Return the path of a verified ``ptb.zip`` in ``data_dir``, downloading it if needed.
 
     An archive already there that verifies is used as is. One that does not is replaced by a
     fresh download, and only once that download verifies.
     """
+    url = url or PTB_URL
     path = data_dir / PTB_ARCHIVE
     if path.is_file() and sha1_of(path) == PTB_SHA1:
         return path

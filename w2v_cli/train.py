@@ -13,7 +13,7 @@ from . import checkpoint
 from .backend import device as resolve_device
 from .backend import mxnet
 from .config import Config
-from .dataset import Dataset
+from .dataset import VOCAB_FILE, Dataset
 from .errors import DataError, UsageError
 from .model import build_net, masked_loss, skip_gram
 
@@ -60,6 +60,8 @@ def train(config: Config, ds: Dataset,
     net = build_net(len(ds.vocab), config.embed_size, ctx)
     trainer = mx.gluon.Trainer(net.collect_params(), "adam", {"learning_rate": config.lr})
     workdir = config.workdir_path
+    # The vocabulary goes next to the parameters, so the workdir alone answers queries.
+    ds.vocab.save(workdir / VOCAB_FILE)
     record = {"config": config.to_dict(), "vocab_size": len(ds.vocab), "device": str(ctx),
               "epochs": [], "complete": False}
 
