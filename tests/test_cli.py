@@ -99,7 +99,7 @@ def test_prepare_offline_without_archive_says_where_to_put_it(tmp_path, workdir,
     monkeypatch.setattr(corpus, "PTB_URL", "http://127.0.0.1:9/ptb.zip")  # nothing listens
     result = run("prepare", "--data-dir", str(tmp_path / "data"))
     assert result.exit_code == 4
-    assert f"put the archive from http://127.0.0.1:9/ptb.zip" in result.stderr
+    assert "put the archive from http://127.0.0.1:9/ptb.zip" in result.stderr
     assert f"at {tmp_path / 'data' / 'ptb.zip'}" in result.stderr
     assert not (tmp_path / "data" / "ptb.zip").exists()
 
