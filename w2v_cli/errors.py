@@ -39,3 +39,9 @@ class BackendError(W2VError):
     """MXNet is missing or cannot use the requested device."""
 
     exit_code = 6
+
+
+class MissingExtraError(W2VError):
+    """An optional dependency (an extra such as ``plot``) is not installed."""
+
+    exit_code = 7

@@ -63,7 +63,8 @@ def train(config: Config, ds: Dataset,
     # The vocabulary goes next to the parameters, so the workdir alone answers queries.
     ds.vocab.save(workdir / VOCAB_FILE)
     record = {"config": config.to_dict(), "vocab_size": len(ds.vocab), "device": str(ctx),
-              "epochs": [], "complete": False}
+              "epochs": [], "complete": False,
+              "curve": []}  # [epoch_fraction, running mean loss] at each log point, for plots
 
     def draw():
         return batches_mod.draw_examples(ds.ids, ds.offsets, ds.vocab.counts, config, rng)
@@ -91,11 +92,13 @@ def train(config: Config, ds: Dataset,
             loss.backward()
             trainer.step(b.center.shape[0])
             loss_sum = loss_sum + loss.sum()
-            if on_progress and (i % config.log_interval == 0 or i == n_batches):
+            if i % config.log_interval == 0 or i == n_batches:
                 seen = min(i * config.batch_size, len(ex))
                 mean = float(loss_sum) / seen  # float() waits for the device
-                elapsed = time.perf_counter() - start
-                on_progress(Progress(epoch, config.epochs, i, n_batches, mean, seen / elapsed))
+                record["curve"].append([round(epoch - 1 + i / n_batches, 4), mean])
+                if on_progress:
+                    elapsed = time.perf_counter() - start
+                    on_progress(Progress(epoch, config.epochs, i, n_batches, mean, seen / elapsed))
         mean_loss = float(loss_sum) / len(ex)
         mx.nd.waitall()
         seconds = time.perf_counter() - start
