@@ -36,9 +36,10 @@ def planted_vectors() -> Vectors:
 
 def write_model(workdir: Path, vocab: Vocab, center: np.ndarray, context=None) -> None:
     """A workdir holding vocab.json and model.params with the given (V, E) tables, as if trained."""
-    import mxnet as mx
-
+    from w2v_cli.backend import mxnet
     from w2v_cli.model import CENTER_KEY, CONTEXT_KEY
+
+    mx = mxnet()  # numpy mode, as training saves the parameters
 
     workdir.mkdir(parents=True, exist_ok=True)
     vocab.save(workdir / "vocab.json")

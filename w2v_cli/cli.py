@@ -173,7 +173,9 @@ fold_case_option = click.option(
 
 def _stdin_queries():
     """Queries from stdin, one a line, blank lines skipped, each answered as it arrives."""
-    for line in click.get_text_stream("stdin"):
+    if sys.stdin.isatty():
+        click.echo("reading queries from stdin, one a line (Ctrl-D ends)", err=True)
+    for line in sys.stdin:
         if line.strip():
             yield line.split()
 
@@ -187,7 +189,8 @@ def _answer(batches, solve, render, as_json: bool, header: bool) -> None:
     for queries in batches:
         for result in solve(queries):
             if "error" in result:
-                exit_code = exit_code or result.pop("exit_code")
+                code = result.pop("exit_code")
+                exit_code = exit_code or code
                 if not as_json:
                     click.echo(f"Error: {result['error']}", err=True)
                     continue
