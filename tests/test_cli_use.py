@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from planted_vectors import MATRIX, TOKENS, planted_vocab, write_model
+
 from w2v_cli.cli import cli
 
 NEW_COMMANDS = ["similar", "analogy", "evaluate", "export", "info", "plot"]

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from planted_vectors import planted_vocab
+
 from w2v_cli import export
 from w2v_cli.errors import UsageError
 from w2v_cli.vectors import Vectors

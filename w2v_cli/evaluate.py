@@ -16,7 +16,6 @@ import numpy as np
 from .errors import DataError
 from .vectors import Vectors
 
-
 # ---- Spearman -------------------------------------------------------------------------------
 
 def rankdata(x: np.ndarray) -> np.ndarray:

@@ -37,14 +37,14 @@ def word2vec_text(words: list[str], matrix: np.ndarray) -> bytes:
     n, dim = matrix.shape
     row_format = " ".join(["%.9g"] * dim)
     body = "".join(f"{w} {row_format % tuple(row)}\n" for w, row in zip(words, matrix.tolist()))
-    return f"{n} {dim}\n{body}".encode("utf-8")
+    return f"{n} {dim}\n{body}".encode()
 
 
 def word2vec_binary(words: list[str], matrix: np.ndarray) -> bytes:
     """The word2vec binary format. matrix: (len(words), E), written as little-endian float32."""
     n, dim = matrix.shape
     raw = np.ascontiguousarray(matrix, dtype="<f4")
-    parts = [f"{n} {dim}\n".encode("utf-8")]
+    parts = [f"{n} {dim}\n".encode()]
     for w, row in zip(words, raw):
         parts += [w.encode("utf-8"), b" ", row.tobytes(), b"\n"]
     return b"".join(parts)

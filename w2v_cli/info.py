@@ -50,8 +50,8 @@ def format_lines(info: dict) -> list[str]:
     ds, run = info["dataset"], info["run"]
     rows = [("workdir", info["workdir"]), ("corpus", _source_text(ds["source"]))]
     if "sentences" in ds:
-        rows.append(("dataset", f"{ds['sentences']} sentences, {ds['tokens']} tokens "
-                                f"({ds['kept_tokens']} kept)"))
+        rows.append(("dataset", (f"{ds['sentences']} sentences, {ds['tokens']} tokens "
+                                f"({ds['kept_tokens']} kept)")))
     rows.append(("vocabulary", f"{ds['vocab_size']} words (min count {ds['min_count']})"))
     if run is None:
         rows.append(("model", "not trained yet (run `w2v train`)"))
@@ -69,8 +69,8 @@ def format_lines(info: dict) -> list[str]:
             seconds = sum(e.get("seconds", 0) for e in epochs)
             centers = sum(e.get("centers", 0) for e in epochs)
             if seconds > 0:
-                rows.append(("throughput", f"{centers / seconds:,.0f} tokens/s "
-                                           f"({seconds:.1f} s of training)"))
+                rows.append(("throughput", (f"{centers / seconds:,.0f} tokens/s "
+                                           f"({seconds:.1f} s of training)")))
     rows.append(("files", ", ".join(f"{n} ({_size(s)})" for n, s in info["files"].items())))
     width = max(len(name) for name, _ in rows)
     return [f"{name:<{width}}  {value}" for name, value in rows]

@@ -37,7 +37,7 @@ class Vectors:
         self._folded: dict[str, int] | None = None
 
     @classmethod
-    def load(cls, workdir: Path, which: str = "center") -> "Vectors":
+    def load(cls, workdir: Path, which: str = "center") -> Vectors:
         """Load the vocab JSON and one table (``center``, ``context`` or ``sum``)."""
         if which not in WHICH:
             raise UsageError(f"--which must be one of {', '.join(WHICH)}, got {which!r}")
