@@ -37,7 +37,10 @@ def test_3cosadd_finds_the_planted_analogy_first():
 def test_3cosmul_scores_follow_levy_and_goldberg():
     v = planted_vectors()
     got = v.analogy("man", "king", "woman", k=2, method="mul")
-    shift = lambda c: (c + 1) / 2
+
+    def shift(c):
+        return (c + 1) / 2
+
     # queen: cos with king 1/2, with woman 1/sqrt 2, with man 0
     queen = shift(0.5) * shift(1 / math.sqrt(2)) / (shift(0) + 1e-3)
     # princess: cos with king 1/sqrt 6, with woman 1/sqrt 3, with man 0
