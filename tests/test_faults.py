@@ -285,13 +285,13 @@ def test_newer_run_record(trained):
 def test_newer_checkpoint_is_an_error_on_resume(trained):
     state = trained / "checkpoints" / "step-00001-00000000" / "state.json"
     state.write_text(json.dumps({**json.loads(state.read_text()), "version": 2}))
-    fails(trained, "train", "--resume", "--epochs", "2", code=9,
+    fails(trained, "train", "--resume", "--epochs", "2", code=10,
           error=f"Error: {state} was written by a newer w2v (checkpoint format version 2); this "
                 "w2v reads version 1: upgrade w2v")
 
 
 def test_resume_with_other_settings_names_the_difference(trained):
-    fails(trained, "train", "--resume", "--epochs", "2", "--window", "3", code=9,
+    fails(trained, "train", "--resume", "--epochs", "2", "--window", "3", code=10,
           error="Error: cannot resume: --window is 3 but the checkpoint has 2. Resume with the "
                 "checkpoint's settings (leave those options out) or start a new run without "
                 "--resume")
@@ -306,11 +306,11 @@ def test_second_train_on_a_locked_workdir_fails_at_once(trained):
     with lock.acquire(trained, "train") as held:
         info = json.loads(held.path.read_text())
         before = snapshot(trained)
-        result = run("train", *SMALL, code=7)
+        result = run("train", *SMALL, code=8)
         assert result.output.strip().splitlines()[-1] == (
             f"Error: {trained} is in use by another w2v process ({lock._describe(info)}); wait "
             "for it to finish, stop it, or use another --workdir")
-        run("prepare", "--min-count", "1", code=7)
+        run("prepare", "--min-count", "1", code=8)
         assert snapshot(trained) == before
     assert not (trained / lock.LOCK_FILE).exists()
     run("train", *SMALL, code=0)
@@ -337,7 +337,7 @@ def _enospc(*args, **kwargs):
 
 def test_full_disk_while_preparing_keeps_the_old_dataset(prepared, corpus_file, monkeypatch):
     monkeypatch.setattr(fileio.os, "fsync", _enospc)
-    fails(prepared, "prepare", "--corpus", corpus_file, "--min-count", "2", code=8,
+    fails(prepared, "prepare", "--corpus", corpus_file, "--min-count", "2", code=9,
           error=f"Error: cannot write {prepared / 'ids.npy'}: No space left on device (the "
                 "previous ids.npy, if any, is unchanged)")
 
@@ -350,14 +350,21 @@ def test_full_disk_half_way_through_a_write_leaves_no_partial_file(prepared, cor
         real_save(f, arr[: arr.size // 2], **kw)
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(fileio.np, "save", half_then_full)
-    fails(prepared, "prepare", "--corpus", corpus_file, "--min-count", "2", code=8,
+    fails(prepared, "prepare", "--corpus", corpus_file, "--min-count", "2", code=9,
           error=f"Error: cannot write {prepared / 'ids.npy'}: No space left on device (the "
                 "previous ids.npy, if any, is unchanged)")
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name an fd")
 def test_full_disk_while_checkpointing_keeps_the_last_checkpoint(trained, monkeypatch):
-    monkeypatch.setattr(fileio.os, "fsync", _enospc)
-    fails(trained, "train", *SMALL, "--resume", "--epochs", "2", code=8,
+    real_fsync = os.fsync
+
+    def full_under_checkpoints(fd):
+        if "/checkpoints/" in os.readlink(f"/proc/self/fd/{fd}"):
+            _enospc()
+        real_fsync(fd)
+    monkeypatch.setattr(fileio.os, "fsync", full_under_checkpoints)
+    fails(trained, "train", *SMALL, "--resume", "--epochs", "2", code=9,
           error=f"Error: cannot write {trained / 'checkpoints' / 'step-00002-00000000'}: No "
                 "space left on device (the previous step-00002-00000000, if any, is unchanged)")
 
@@ -383,7 +390,7 @@ find {mnt}/w -type f | sort | xargs sha1sum > {tmp_path}/after
     proc = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True)
     if proc.returncode == 77 or not (tmp_path / "code").exists():
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
-    assert (tmp_path / "code").read_text().strip() == "8", (tmp_path / "err").read_text()
+    assert (tmp_path / "code").read_text().strip() == "9", (tmp_path / "err").read_text()
     assert (tmp_path / "err").read_text().strip() == (
         f"Error: cannot write {mnt / 'w' / 'ids.npy'}: No space left on device (the previous "
         "ids.npy, if any, is unchanged)")
@@ -396,7 +403,7 @@ find {mnt}/w -type f | sort | xargs sha1sum > {tmp_path}/after
 def test_train_on_a_missing_workdir_creates_nothing(tmp_path):
     wd = tmp_path / "typo"
     run("train", *SMALL, "--workdir", wd, code=3,
-        error=f"Error: no prepared dataset in {wd}: run `w2v prepare` first")
+        error=f"Error: no vocabulary at {wd / 'vocab.json'}: run `w2v prepare` first")
     assert not wd.exists()
 
 
@@ -409,7 +416,7 @@ def test_a_fresh_train_does_not_silently_discard_an_unfinished_run(prepared):
     state["config"]["epochs"] = 3
     state["record"]["complete"] = False
     record_path.write_text(json.dumps(state))
-    fails(prepared, "train", *SMALL, code=9,
+    fails(prepared, "train", *SMALL, code=10,
           error=f"Error: {prepared} holds an unfinished run (1 of 3 epochs done); continue it "
                 "with `w2v train --resume`, or pass --restart to discard it")
     run("train", "--resume", "--restart", code=2,

@@ -15,7 +15,7 @@ from . import interrupt
 from .backend import device as resolve_device
 from .backend import mxnet
 from .config import Config
-from .dataset import Dataset
+from .dataset import VOCAB_FILE, Dataset
 from .errors import DataError, Interrupted, UsageError
 from .model import build_net, masked_loss, skip_gram
 
@@ -72,8 +72,11 @@ def _train(config: Config, ds: Dataset, on_progress, resume: bool,
     net = build_net(len(ds.vocab), config.embed_size, ctx)
     trainer = mx.gluon.Trainer(net.collect_params(), "adam", {"learning_rate": config.lr})
     workdir = config.workdir_path
+    # The vocabulary goes next to the parameters, so the workdir alone answers queries.
+    ds.vocab.save(workdir / VOCAB_FILE)
     record = {"config": config.to_dict(), "vocab_size": len(ds.vocab), "device": str(ctx),
-              "epochs": [], "complete": False}
+              "epochs": [], "complete": False,
+              "curve": []}  # [epoch_fraction, running mean loss] at each log point, for plots
 
     def draw():
         return batches_mod.draw_examples(ds.ids, ds.offsets, ds.vocab.counts, config, rng)
@@ -115,11 +118,13 @@ def _train(config: Config, ds: Dataset, on_progress, resume: bool,
             loss.backward()
             trainer.step(b.center.shape[0])
             loss_sum = loss_sum + loss.sum()
-            if on_progress and (i % config.log_interval == 0 or i == n_batches):
+            if i % config.log_interval == 0 or i == n_batches:
                 seen = min(i * config.batch_size, len(ex))
                 mean = float(loss_sum) / seen  # float() waits for the device
-                elapsed = time.perf_counter() - start
-                on_progress(Progress(epoch, config.epochs, i, n_batches, mean, seen / elapsed))
+                record["curve"].append([round(epoch - 1 + i / n_batches, 4), mean])
+                if on_progress:
+                    elapsed = time.perf_counter() - start
+                    on_progress(Progress(epoch, config.epochs, i, n_batches, mean, seen / elapsed))
             # --- stop after this step on SIGINT / SIGTERM: checkpoint inside the epoch ---
             if stop.is_set() and i < n_batches:
                 _stop(stop, workdir, net, trainer, config, ds, checkpoint.Position(
