@@ -436,3 +436,14 @@ def test_similar_refuses_a_model_trained_on_another_vocabulary_of_the_same_size(
     fails(trained, "similar", "c0w1", code=5,
           error=f"Error: the model in {trained} was trained on another vocabulary than its "
                 "vocab.json (was `w2v prepare` run again after `w2v train`?): re-run `w2v train`")
+
+
+def test_full_disk_while_exporting_keeps_the_previous_export(trained, tmp_path, monkeypatch):
+    out = tmp_path / "vectors.npy"
+    run("export", "--format", "npy", "-o", out, code=0)
+    before = snapshot(tmp_path)
+    monkeypatch.setattr(fileio.os, "fsync", _enospc)
+    run("export", "--format", "npy", "--which", "sum", "-o", out, code=9,
+        error=f"Error: cannot write {out}: No space left on device (the previous vectors.npy, "
+              "if any, is unchanged)")
+    assert snapshot(tmp_path) == before

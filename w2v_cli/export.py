@@ -71,8 +71,7 @@ def export(vectors: Vectors, fmt: str, output: str | Path) -> list[Path]:
         return [output]
     if fmt == "npy":
         vocab_path = vocab_path_for(output)
-        with fileio.atomic_path(output) as tmp, open(tmp, "wb") as f:
-            np.save(f, np.ascontiguousarray(matrix, dtype=np.float32))
+        fileio.save_npy(output, np.ascontiguousarray(matrix, dtype=np.float32))
         fileio.write_bytes(vocab_path, "".join(w + "\n" for w in words).encode("utf-8"))
         return [output, vocab_path]
     raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")

@@ -29,8 +29,10 @@ def require_matplotlib():
 
 
 def _save(fig, path: Path) -> None:
-    with fileio.atomic_path(path) as tmp, open(tmp, "wb") as f:
-        fig.savefig(f, format="png", dpi=120)
+    def write(tmp: Path) -> None:  # a full disk becomes a StorageError, the old file stays
+        with open(tmp, "wb") as f:
+            fig.savefig(f, format="png", dpi=120)
+    fileio.atomic_write(path, write)
 
 
 def loss_curve(curve, path: str | Path, epochs: int | None = None, title: str = "") -> Path:
