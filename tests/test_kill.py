@@ -3,11 +3,11 @@
 Three working directories each take one kill of a cold-started `python -m w2v_cli train`
 and seven kills of `w2v train --resume` processes forked from a server that has imported
 MXNet already (tests/forkserver.py; the ~2 s MXNet import per process would otherwise make
-this test take a minute on two cores). Half the kills come at a random moment after the
-process has written a checkpoint of its own, half a few milliseconds after a checkpoint
-folder starts being written. After every kill the latest checkpoint must verify and load;
-finally a cold-started `python -m w2v_cli train --resume` must finish each run, with every
-epoch recorded exactly once.
+this test take a minute on two cores). Each process is killed after one or two
+checkpoints of its own: half the kills at a random moment of the next epoch, half a few
+milliseconds after the next checkpoint folder starts being written. After every kill the
+latest checkpoint must verify and load; finally a cold-started `python -m w2v_cli train
+--resume` must finish each run, with every epoch recorded exactly once.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 from conftest import planted_sentences
 from w2v_cli import checkpoint, dataset
 
-EPOCHS = 60
+EPOCHS = 36  # 8 processes a lane, each killed within 3 epochs: at most 24 done
 LANES = 3
 FORKED_KILLS = 7
 ARGS = ["--epochs", str(EPOCHS), "--batch-size", "4096", "--embed-size", "4", "--window", "1",
@@ -44,21 +44,30 @@ def _steps(workdir: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
 
 
+def _newest(workdir: Path) -> str:
+    return max([s for s in _steps(workdir) if s.startswith("step-")], default="")
+
+
 def _wait_then_kill(pid: int, workdir: Path, rng: random.Random, inside_write: bool) -> bool:
-    """Kill ``pid`` once it has written a checkpoint of its own: after a random pause, or
-    just after a new checkpoint folder appears under its temporary name."""
-    start = max([s for s in _steps(workdir) if s.startswith("step-")], default="")
+    """Kill ``pid`` after it has written one or two checkpoints of its own: just after the
+    next checkpoint folder appears under its temporary name, or at a random moment of the
+    following epoch. Counting epochs, not seconds, keeps each process to a few epochs however
+    fast the disk is, so no process can finish the run before it is killed."""
     deadline = time.monotonic() + 60
-    while not any(s.startswith("step-") and s > start for s in _steps(workdir)):
-        assert time.monotonic() < deadline, "training never wrote a checkpoint"
-        time.sleep(0.002)
+    seen, last, epoch_seconds = _newest(workdir), None, 0.05
+    for _ in range(rng.randint(1, 2)):
+        while _newest(workdir) == seen:
+            assert time.monotonic() < deadline, "training never wrote a checkpoint"
+            time.sleep(0.001)
+        seen, now = _newest(workdir), time.monotonic()
+        epoch_seconds, last = (now - last if last else epoch_seconds), now
     if inside_write:
         while not any(s.endswith(".tmp") for s in _steps(workdir)) \
                 and time.monotonic() < deadline:
             pass
-        time.sleep(rng.uniform(0, 0.01))
+        time.sleep(rng.uniform(0, 0.005))
     else:
-        time.sleep(rng.uniform(0, 0.2))
+        time.sleep(rng.uniform(0, epoch_seconds))
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -82,11 +91,10 @@ def test_sigkill_during_checkpoint_writes_always_leaves_a_loadable_checkpoint(tm
         dataset.save(ds, wd)
     rng, kills = random.Random(0), []
 
-    # one cold start per lane, side by side
-    procs = [subprocess.Popen([sys.executable, "-m", "w2v_cli", "train", *ARGS], env=_env(wd),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-             for wd in lanes]
-    for wd, proc in zip(lanes, procs):
+    # one cold start per lane, one after the other (a process left running would race ahead)
+    for wd in lanes:
+        proc = subprocess.Popen([sys.executable, "-m", "w2v_cli", "train", *ARGS], env=_env(wd),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         killed = _wait_then_kill(proc.pid, wd, rng, inside_write=False)
         _, err = proc.communicate(timeout=30)
         assert killed, err
