@@ -68,8 +68,6 @@ def _read(fd: int) -> Optional[dict]:
 def acquire(workdir: Path, command: str, create: bool = True) -> WorkdirLock:
     """Lock ``workdir`` for ``command`` or raise LockError at once, naming the process that
     holds it. ``create``: make the folder if needed (else a missing one is a DataError)."""
-    import fcntl
-
     workdir = Path(workdir)
     path = workdir / LOCK_FILE
     if not create and not workdir.is_dir():
@@ -79,6 +77,10 @@ def acquire(workdir: Path, command: str, create: bool = True) -> WorkdirLock:
     except OSError as e:
         raise StorageError(f"cannot create the working directory {workdir}: "
                            f"{e.strerror or e}") from None
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system: no lock (w2v targets Linux and macOS)
+        return WorkdirLock(path, -1)
     for _ in range(100):
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
