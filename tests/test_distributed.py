@@ -200,7 +200,7 @@ def test_cli_launch_and_train_errors(tmp_path, workdir):
     result = runner.invoke(cli, ["launch", "-n", "1", "--timeout", "60", "--log-dir",
                                  str(tmp_path / "logs"), "--", sys.executable, "-c",
                                  "import sys; sys.exit(3)"])
-    assert result.exit_code == 7, result.output
+    assert result.exit_code == 11, result.output
     assert "Error: worker-0 exited with status 3" in result.output
     assert {p.name for p in (tmp_path / "logs").iterdir()} == {"scheduler.log", "server-0.log",
                                                                "worker-0.log"}

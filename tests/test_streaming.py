@@ -44,7 +44,7 @@ def test_streaming_prepare_equals_in_memory(tmp_path, monkeypatch, min_count, ma
     assert s.ids.tolist() == m.ids.tolist() and s.ids.dtype == np.int32
     assert s.offsets.tolist() == m.offsets.tolist() and s.offsets.dtype == np.int64
     assert isinstance(s.ids, np.memmap)  # training reads it through the memory map
-    assert not list((tmp_path / "w").glob(".prepare-*"))  # temporary files are gone
+    assert not list((tmp_path / "w").glob(".prepare*"))  # temporary files are gone
 
 
 def test_max_vocab_keeps_the_most_frequent_and_folds_the_rest_into_unk(tmp_path, monkeypatch):
@@ -67,6 +67,28 @@ def test_streaming_reads_gzip_and_names_the_line_of_bad_utf8(tmp_path, monkeypat
     with pytest.raises(DataError, match=r"bad.txt, line 4: not valid UTF-8"):
         dataset.prepare(Config(workdir=str(tmp_path / "w2"), corpus=(str(bad),)))
     assert not (tmp_path / "w2" / "ids.npy").exists()
+
+
+def test_streaming_refuses_what_read_files_refuses_on_the_right_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus, "BLOCK_BYTES", 8)  # several blocks before the bad line
+    lines = [b"a b", b"c d", b"e f", b"g h"]
+    for name, bad, error in [
+            ("nul", b"x\0y", "line 4: a NUL byte"),
+            ("long", b"x" * (corpus.MAX_TOKEN_CHARS + 1), "line 4: more than 1000 characters"),
+            ("utf8", b"\xff g", "line 4: not valid UTF-8")]:
+        path = tmp_path / f"{name}.txt"
+        path.write_bytes(b"\n".join(lines[:3] + [bad] + lines[3:]) + b"\n")
+        with pytest.raises(DataError, match=f"{name}.txt, {error}"):
+            dataset.prepare(Config(workdir=str(tmp_path / name), corpus=(str(path),),
+                                   min_count=1))
+        assert not (tmp_path / name / "ids.npy").exists()
+    # --encoding-errors replace: the same dataset as the in-memory reader gives
+    path = tmp_path / "utf8.txt"
+    streamed = dataset.prepare(Config(workdir=str(tmp_path / "r"), corpus=(str(path),),
+                                      min_count=1, encoding_errors="replace"))
+    in_memory = dataset.encode(corpus.read_files([path], "replace").lines, 1)
+    assert streamed.vocab.tokens == in_memory.vocab.tokens and "\ufffd" in streamed.vocab.tokens
+    assert streamed.ids.tolist() == in_memory.ids.tolist()
 
 
 def test_streaming_ptb_equals_in_memory(ptb_archive, tmp_path):

@@ -1,5 +1,7 @@
-"""``python -m w2v_cli``: the ``w2v`` command, for launchers that start it by interpreter path."""
+"""``python -m w2v_cli``: the ``w2v`` command, also for launchers that start it by
+interpreter path (``w2v launch`` starts its workers this way)."""
 
 from .cli import cli
 
-cli(prog_name="w2v")
+if __name__ == "__main__":
+    cli(prog_name="w2v")

@@ -123,8 +123,8 @@ class EpochStream:
     ``draw_examples`` over everything then ``batches``.
 
     ``cache``: a dict kept across epochs for ``--sample-once``: one chunk's examples are kept
-    there; several chunks are re-drawn each epoch from a per-chunk seed instead, which gives
-    the same examples without holding them.
+    there; several chunks are re-drawn each epoch instead. Either way a chunk's examples come
+    from a per-chunk seed, so they are the same in every epoch and after a resume.
     """
 
     def __init__(self, ids: np.ndarray, offsets: np.ndarray, counts: np.ndarray,
@@ -159,13 +159,15 @@ class EpochStream:
         offsets = np.asarray(self.offsets[a:b + 1], dtype=np.int64) - lo
         if not self.config.sample_once:
             return draw_examples(ids, offsets, self.counts, self.config, self.rng)
-        if self.n_chunks == 1:
-            if "examples" not in self.cache:
-                self.cache["examples"] = draw_examples(ids, offsets, self.counts, self.config,
-                                                       self.rng)
+        # Sampled once: each chunk's examples come from their own seed, never from the
+        # epoch's RNG, so a resumed run (whose cache starts empty) draws the same ones.
+        if self.n_chunks == 1 and "examples" in self.cache:
             return self.cache["examples"]
         rng = np.random.default_rng([self.config.seed, *self.sample_seed, c])
-        return draw_examples(ids, offsets, self.counts, self.config, rng)
+        ex = draw_examples(ids, offsets, self.counts, self.config, rng)
+        if self.n_chunks == 1:
+            self.cache["examples"] = ex
+        return ex
 
     def __iter__(self) -> Iterator[Batch]:
         bs = self.config.batch_size

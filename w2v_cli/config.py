@@ -18,6 +18,7 @@ class Config:
     workdir: str = DEFAULT_WORKDIR  # the CLI also reads W2V_WORKDIR
     data_dir: str = DEFAULT_DATA_DIR  # the CLI also reads W2V_DATA_DIR
     corpus: tuple[str, ...] = ()  # empty: PTB
+    encoding_errors: str = "strict"  # strict | replace: invalid UTF-8 in the corpus
 
     # vocabulary
     min_count: int = 10

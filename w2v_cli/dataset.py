@@ -47,6 +47,10 @@ class Dataset:
         return [[toks[i] for i in self.ids[a:b]] for a, b in zip(self.offsets[:-1], self.offsets[1:])]
 
 
+_NO_PAIRS = ("no sentence has two or more words in the vocabulary, so there is no word pair to "
+             "train on; use longer sentences (one a line) or a lower --min-count ({min_count})")
+
+
 def encode(lines: list[str], min_count: int, max_vocab: int = 0) -> Dataset:
     """Count, build the vocabulary and encode in memory, with no Python loop over single
     tokens. ``prepare`` streams instead (``encode_stream``); both give the same dataset."""
@@ -65,6 +69,8 @@ def encode(lines: list[str], min_count: int, max_vocab: int = 0) -> Dataset:
     keep = ids != 0
     sentence_of = np.repeat(np.arange(len(sentences)), lengths)
     kept_lengths = np.bincount(sentence_of[keep], minlength=len(sentences))
+    if kept_lengths.max() < 2:
+        raise DataError(_NO_PAIRS.format(min_count=min_count))
     offsets = np.concatenate([[0], np.cumsum(kept_lengths)]).astype(np.int64)
     return Dataset(vocab, ids[keep], offsets)
 
@@ -88,7 +94,7 @@ def prepare(config: Config, progress=None,
     """
     start = time.perf_counter()
     if config.corpus:
-        lines = corpus_mod.stream_files(list(config.corpus))
+        lines = corpus_mod.stream_files(list(config.corpus), config.encoding_errors)
     else:
         archive = corpus_mod.ensure_ptb(config.data_dir_path, progress)
         lines = corpus_mod.stream_ptb(archive)
@@ -122,10 +128,16 @@ def encode_stream(lines: corpus_mod.LineStream, min_count: int, workdir: Path,
     """
     start = time.perf_counter() if start is None else start
     workdir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".prepare-", dir=workdir) as tmp:
+    # Named like fileio's temporaries, so one left by a killed prepare is cleaned up later.
+    with tempfile.TemporaryDirectory(prefix=".prepare.", suffix=fileio.TEMP_SUFFIX,
+                                     dir=workdir) as tmp:
         pid_path, len_path = Path(tmp) / "pids.i32", Path(tmp) / "lengths.i64"
-        tokens, counts, chunks = _first_pass(lines, pid_path, len_path, chunk_tokens,
-                                             on_chunk, start)
+        try:
+            tokens, counts, chunks = _first_pass(lines, pid_path, len_path, chunk_tokens,
+                                                 on_chunk, start)
+        except OSError as e:
+            # The scratch files are the first half of writing ids.npy; a full disk shows there.
+            raise fileio.storage_error(workdir / IDS_FILE, e.strerror or str(e)) from None
         if not chunks:
             raise DataError("the corpus holds no tokens")
         kept = select(tokens, counts, min_count, max_vocab)
@@ -137,11 +149,12 @@ def encode_stream(lines: corpus_mod.LineStream, min_count: int, workdir: Path,
         remap = np.zeros(len(counts), dtype=np.int32)
         remap[kept] = np.arange(1, len(kept) + 1, dtype=np.int32)
         n_sentences = sum(n for _, n in chunks)
-        with _npy_writer(workdir / IDS_FILE, np.int32, int(vocab.counts[1:].sum())) as ids_out, \
-                _npy_writer(workdir / OFFSETS_FILE, np.int64, n_sentences + 1) as off_out, \
+        # ids.npy is the inner writer, so it is the first renamed into place (as save() does).
+        with _npy_writer(workdir / OFFSETS_FILE, np.int64, n_sentences + 1) as off_out, \
+                _npy_writer(workdir / IDS_FILE, np.int32, int(vocab.counts[1:].sum())) as ids_out, \
                 open(pid_path, "rb") as pids_in, open(len_path, "rb") as lens_in:
             off_out.write(np.zeros(1, dtype=np.int64))
-            done = 0
+            done = longest = 0
             for n_tok, n_sent in chunks:
                 final = remap[np.fromfile(pids_in, dtype=np.int32, count=n_tok)]
                 lengths = np.fromfile(lens_in, dtype=np.int64, count=n_sent)
@@ -151,6 +164,9 @@ def encode_stream(lines: corpus_mod.LineStream, min_count: int, workdir: Path,
                 ids_out.write(final[keep])
                 off_out.write(done + np.cumsum(kept_lengths, dtype=np.int64))
                 done += int(kept_lengths.sum())
+                longest = max(longest, int(kept_lengths.max(initial=0)))
+            if longest < 2:  # raised inside the writers: neither file is replaced
+                raise DataError(_NO_PAIRS.format(min_count=min_count))
     return vocab
 
 
@@ -173,8 +189,9 @@ def _first_pass(lines: corpus_mod.LineStream, pid_path: Path, len_path: Path,
             lens = np.concatenate(pending_lens)
             add = np.bincount(ids, minlength=len(index))
             counts = np.concatenate([counts, np.zeros(len(add) - len(counts), np.int64)]) + add
-            ids.tofile(pid_out)
-            lens.tofile(len_out)
+            # Through .write(): a short ndarray.tofile on a full disk has no errno.
+            pid_out.write(memoryview(ids))
+            len_out.write(memoryview(lens))
             chunks.append((int(ids.size), int(lens.size)))
             pending_ids.clear()
             pending_lens.clear()
@@ -201,11 +218,13 @@ def _first_pass(lines: corpus_mod.LineStream, pid_path: Path, len_path: Path,
 
 
 class _Appender:
-    def __init__(self, f, dtype):
-        self.f, self.dtype, self.written = f, dtype, 0
+    """Appends pieces of one array to the open ``.npy`` file at ``path``."""
+
+    def __init__(self, f, dtype, path: Path):
+        self.f, self.dtype, self.path, self.written = f, dtype, path, 0
 
     def write(self, arr: np.ndarray) -> None:
-        self.f.write(np.ascontiguousarray(arr, dtype=self.dtype).tobytes())
+        self.f.write(memoryview(np.ascontiguousarray(arr, dtype=self.dtype)))
         self.written += arr.size
 
 
@@ -214,23 +233,26 @@ def _npy_writer(path: Path, dtype, length: int):
     """Write a 1-D ``.npy`` file piece by piece, atomically: the header first (the length is
     known in advance), then the pieces; the file appears only if they add up to ``length``."""
     dtype = np.dtype(dtype)
-    with fileio.atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.lib.format.write_array_header_1_0(
-            f, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
-                "shape": (length,)})
-        out = _Appender(f, dtype)
-        yield out
+    with fileio.atomic_path(path) as tmp:
+        try:
+            with open(tmp, "wb") as f:
+                np.lib.format.write_array_header_1_0(
+                    f, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                        "shape": (length,)})
+                out = _Appender(f, dtype, path)
+                yield out
+        except OSError as e:  # a full disk: StorageError, as fileio's own writers give
+            raise fileio.storage_error(path, e.strerror or str(e)) from None
         if out.written != length:
             raise DataError(f"{path}: wrote {out.written} of {length} values")
 
 
 def save(ds: Dataset, workdir: Path) -> None:
     """Write an in-memory dataset (``encode``'s) to the workdir."""
-    workdir.mkdir(parents=True, exist_ok=True)
+    # Each file is replaced atomically. The vocab goes last, and load() checks that the three
+    # agree, so a crash between two of them is caught rather than trained on.
     for name, arr in ((IDS_FILE, ds.ids), (OFFSETS_FILE, ds.offsets)):
-        with fileio.atomic_path(workdir / name) as tmp, open(tmp, "wb") as f:
-            np.save(f, arr)
-    # The vocab goes last: its presence marks a complete dataset.
+        fileio.save_npy(workdir / name, arr)
     ds.vocab.save(workdir / VOCAB_FILE)
 
 
@@ -245,12 +267,17 @@ def load(workdir: Path) -> Dataset:
             arrays.append(np.load(workdir / name, mmap_mode="r", allow_pickle=False))
         except FileNotFoundError:
             raise DataError(f"no {name} in {workdir}: run `w2v prepare` first") from None
-        except (OSError, ValueError) as e:
-            raise DataError(f"{workdir / name} is not a readable numpy file: {e}") from None
+        except (OSError, ValueError, EOFError, MemoryError) as e:
+            raise DataError(f"{workdir / name} is not a readable numpy file ({e}); "
+                            "re-run `w2v prepare`") from None
     ids, offsets = arrays
+    if ids.dtype.kind not in "iu" or offsets.dtype.kind not in "iu":
+        raise DataError(f"{workdir}: {IDS_FILE} and {OFFSETS_FILE} must hold integers; "
+                        "re-run `w2v prepare`")
     if ids.ndim != 1 or offsets.ndim != 1 or offsets.size < 1 or offsets[0] != 0 \
             or offsets[-1] != ids.size or not _nondecreasing(offsets):
-        raise DataError(f"{workdir}: {IDS_FILE} and {OFFSETS_FILE} do not agree")
+        raise DataError(f"{workdir}: {IDS_FILE} and {OFFSETS_FILE} do not agree; "
+                        "re-run `w2v prepare`")
     if ids.size:
         low, high = _min_max(ids)
         if low < 1 or high >= len(vocab):

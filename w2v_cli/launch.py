@@ -29,6 +29,10 @@ On a cluster:
    environment of every process with ``--env DMLC_INTERFACE=eth0`` when a host has several
    interfaces).
 
+Workers may share one workdir (several on one machine, or a shared filesystem): a dist
+worker's ``w2v train`` takes no workdir lock until it knows its rank, and then only rank 0
+takes it, so the workers never block one another but other w2v commands wait for the job.
+
 The launcher stops the local ssh clients when the job fails or times out; an ssh client
 does not always take its remote process with it, so check the hosts after a failure.
 The ``worker-i`` log names follow launch order; each worker's rank comes from the

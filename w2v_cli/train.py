@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import shlex
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -11,11 +14,13 @@ import numpy as np
 from . import batches as batches_mod
 from . import checkpoint
 from . import distributed
+from . import interrupt
+from . import lock as lock_mod
 from .backend import devices as resolve_devices
 from .backend import mxnet
 from .config import Config
-from .dataset import Dataset
-from .errors import DataError, UsageError
+from .dataset import VOCAB_FILE, Dataset
+from .errors import DataError, Interrupted, ResumeError, UsageError
 from .model import build_net, masked_loss, skip_gram
 
 
@@ -50,17 +55,44 @@ def check(config: Config) -> None:
 
 
 def train(config: Config, ds: Dataset,
-          on_progress: Optional[Callable[[Progress], None]] = None) -> dict:
+          on_progress: Optional[Callable[[Progress], None]] = None, *,
+          resume: bool = False, stop: Optional[interrupt.StopFlag] = None) -> dict:
     """Train skip-gram with negative sampling on ``ds``; checkpoint every epoch into the workdir.
 
     Returns the run record (also saved as run.json): settings, device, per-epoch metrics.
+    ``resume``: continue from the newest checkpoint in the workdir (else start over).
+    SIGINT / SIGTERM (or ``stop`` set by hand) stop after the current step with a checkpoint
+    and raise Interrupted. Run it under the workdir lock (lock.acquire), as the CLI does.
+
     As one worker of a parameter server (``--kvstore dist_*``) it trains on its shard of the
-    sentences; rank 0 writes the checkpoints, the other ranks only ``run.rank{r}.json``.
+    sentences; rank 0 takes the workdir lock itself (the CLI takes none for dist workers, so
+    several workers can share one workdir) and writes ``model.params`` and ``run.json`` at
+    each epoch end, the other ranks only ``run.rank{r}.json``. A dist run cannot be resumed.
     """
+    with interrupt.catch_signals(stop) as stop:
+        return _train(config, ds, on_progress, resume, stop)
+
+
+def _train(config: Config, ds: Dataset, on_progress, resume: bool,
+           stop: interrupt.StopFlag) -> dict:
     check(config)
+    if resume and config.kvstore.startswith("dist"):
+        # Checked before joining the parameter server, so no worker waits for this one.
+        raise ResumeError(f"--resume does not work with --kvstore {config.kvstore}: Adam's state "
+                          "lives on the parameter servers, which MXNet cannot save; start a new "
+                          "run without --resume")
     mx = mxnet()
     ctxs = resolve_devices(config.device)
     worker = distributed.make_worker(config)
+    with contextlib.ExitStack() as held:
+        if worker.distributed and worker.rank == 0:
+            held.enter_context(lock_mod.acquire(config.workdir_path, "train (dist rank 0)",
+                                                create=False))
+        return _train_worker(config, ds, on_progress, resume, stop, mx, ctxs, worker)
+
+
+def _train_worker(config: Config, ds: Dataset, on_progress, resume: bool,
+                  stop: interrupt.StopFlag, mx, ctxs: list, worker: distributed.Worker) -> dict:
     part, shard_info = _shard(ds, worker)
     # Each worker samples its own shard with its own stream; all start from the same weights.
     rng = np.random.default_rng([config.seed, worker.rank] if worker.distributed else config.seed)
@@ -72,62 +104,168 @@ def train(config: Config, ds: Dataset,
     steps = distributed.steps_per_epoch(ds, config, worker.num_workers) \
         if worker.distributed else None
     workdir = config.workdir_path
-    record = {"config": config.to_dict(), "vocab_size": len(ds.vocab),
-              "device": ",".join(map(str, ctxs)), "epochs": [], "complete": False}
+    writes = worker.rank == 0  # the one process that writes the workdir's shared files
+    device = ",".join(map(str, ctxs))
+    if writes:
+        # The vocabulary goes next to the parameters, so the workdir alone answers queries.
+        ds.vocab.save(workdir / VOCAB_FILE)
+    record = {"config": config.to_dict(), "vocab_size": len(ds.vocab), "device": device,
+              "epochs": [], "complete": False,
+              "curve": []}  # [epoch_fraction, running mean loss] at each log point, for plots
     if shard_info:
         record["worker"] = shard_info
 
+    # --- resume: parameters, Adam state, RNG and position from the newest checkpoint ---
+    pos = checkpoint.Position(record=record)
+    if resume:
+        pos = checkpoint.resume(workdir, config, ds, net, trainer, ctxs)
+        checkpoint.restore_rng(rng, pos)
+        record = {**pos.record, "config": config.to_dict(), "device": device, "complete": False}
+    elif writes:
+        checkpoint.clear(workdir)
+    # --- end resume ---
     cache: dict = {}
-    train_seconds = 0.0
-    for epoch in range(1, config.epochs + 1):
-        start = time.perf_counter()
+    for epoch in range(pos.epoch + 1, config.epochs + 1):
+        epoch_rng = rng.bit_generator.state  # to redraw this epoch when resuming inside it
+        mx.random.seed(checkpoint.mx_seed(config.seed, epoch))  # every device
+        partial = pos if epoch == pos.epoch + 1 and pos.batch else None
         stream, batch_iter = epoch_batches(part, ds.vocab.counts, config, rng, cache, worker,
                                            steps)
-        # The loss sums stay on the devices; reading them forces a sync, so do that only
-        # every log_interval batches.
-        loss_sums = [mx.np.zeros((), ctx=c) for c in ctxs]
-        seen = 0
-        i = 0
-        for i, b in enumerate(batch_iter, start=1):
-            losses = forward_backward(net, b, ctxs)
-            trainer.step(b.center.shape[0])
-            loss_sums = [acc + loss for acc, loss in zip(loss_sums, losses)]
-            seen += b.center.shape[0]
-            if on_progress and i % config.log_interval == 0:
-                n_batches = steps or stream.estimated_batches()
-                mean = _read(loss_sums) / seen  # reading waits for the devices
-                elapsed = time.perf_counter() - start
-                on_progress(Progress(epoch, config.epochs, i, max(n_batches, i), mean,
-                                     seen / elapsed, batch_size=config.batch_size))
-        if seen == 0:
-            raise DataError("no training pairs: every sentence has fewer than 2 tokens "
-                            "after subsampling (use a larger corpus or --subsample 0)")
-        n_batches = i
-        mean_loss = _read(loss_sums) / seen
-        mx.nd.waitall()
-        seconds = time.perf_counter() - start
-        train_seconds += seconds
+        n_batches, seen, mean_loss, seconds = _run_epoch(
+            net, trainer, ctxs, stream, batch_iter, config, epoch, steps, partial, record,
+            on_progress, stop, functools.partial(_stop_inside, stop, worker, workdir, net,
+                                                 trainer, config, ds, epoch, epoch_rng, record))
         record["epochs"].append({
             "epoch": epoch, "loss": mean_loss, "seconds": round(seconds, 3),
             "centers": seen, "centers_per_sec": round(seen / seconds, 1),
         })
         record["complete"] = epoch == config.epochs
-        if worker.rank == 0:
-            checkpoint.save(net, workdir, record)
+        # --- checkpoint at the epoch boundary (and stop there if a signal came) ---
+        _save_epoch(worker, workdir, net, trainer, config, ds,
+                    checkpoint.Position(epoch, 0, rng.bit_generator.state, record=record))
         if on_progress:
             on_progress(Progress(epoch, config.epochs, n_batches, n_batches, mean_loss,
                                  seen / seconds, epoch_done=True))
+        if stop.is_set() and epoch < config.epochs:
+            _stop(stop, worker, workdir, None, None, config, ds, checkpoint.Position(epoch, 0), 0)
+    return _finish(record, worker, workdir, net, ctxs)
+
+
+def _run_epoch(net, trainer, ctxs: list, stream, batch_iter, config: Config, epoch: int,
+               steps: Optional[int], partial: Optional[checkpoint.Position], record: dict,
+               on_progress, stop: interrupt.StopFlag,
+               on_stop: Callable[[int, float, float, int], None]) -> tuple[int, int, float, float]:
+    """Train on one epoch's batches; returns (batches, centers, mean loss, seconds).
+
+    ``partial``: the checkpoint inside this epoch to resume from: its first ``partial.batch``
+    batches are drawn again (the same, from the same RNG state) but not trained on.
+    When ``stop`` is set after a step that is not the epoch's last, ``on_stop(batch,
+    loss_sum, seconds, batches)`` checkpoints and raises Interrupted (after the last step the
+    epoch's own checkpoint serves).
+    """
+    mx = mxnet()
+    skip = partial.batch if partial else 0
+    start = time.perf_counter() - (partial.seconds if partial else 0.0)
+    # The loss sums stay on the devices; reading them forces a sync, so do that only
+    # every log_interval batches.
+    loss_sums = [mx.np.zeros((), ctx=c) for c in ctxs]
+    if partial:
+        loss_sums[0] = loss_sums[0] + partial.loss_sum
+    seen = i = 0
+    for i, (b, last) in enumerate(_with_last(batch_iter), start=1):
+        rows = b.center.shape[0]
+        seen += rows
+        if i <= skip:
+            continue  # done before the checkpoint this run resumed from
+        losses = forward_backward(net, b, ctxs)
+        trainer.step(rows)
+        loss_sums = [acc + loss for acc, loss in zip(loss_sums, losses)]
+        if i % config.log_interval == 0 or last:
+            n_batches = i if last else max(steps or stream.estimated_batches(), i + 1)
+            mean = _read(loss_sums) / seen  # reading waits for the devices
+            record["curve"].append([round(epoch - 1 + i / n_batches, 4), mean])
+            if on_progress:
+                elapsed = time.perf_counter() - start
+                on_progress(Progress(epoch, config.epochs, i, n_batches, mean, seen / elapsed,
+                                     batch_size=config.batch_size))
+        # --- stop after this step on SIGINT / SIGTERM: checkpoint inside the epoch ---
+        if stop.is_set() and not last:
+            on_stop(i, _read(loss_sums), time.perf_counter() - start,
+                    max(steps or stream.estimated_batches(), i + 1))
+    if seen == 0:
+        raise DataError("no training pairs: every sentence has fewer than 2 tokens "
+                        "after subsampling (use a larger corpus or --subsample 0)")
+    mean_loss = _read(loss_sums) / seen
+    mx.nd.waitall()
+    return i, seen, mean_loss, time.perf_counter() - start
+
+
+def _with_last(items):
+    """Yield ``(item, is_last)``: one item ahead, so the loop knows an epoch's last batch."""
+    it = iter(items)
+    try:
+        prev = next(it)
+    except StopIteration:
+        return
+    for item in it:
+        yield prev, False
+        prev = item
+    yield prev, True
+
+
+def _save_epoch(worker: distributed.Worker, workdir, net, trainer, config: Config, ds: Dataset,
+                pos: checkpoint.Position) -> None:
+    """The epoch-end checkpoint. A dist run's rank 0 writes only ``model.params`` and
+    ``run.json``: the optimizer state is on the servers, where ``save_states`` cannot reach."""
+    if not worker.distributed:
+        checkpoint.save_checkpoint(workdir, net, trainer, config, ds, pos)
+    elif worker.rank == 0:
+        checkpoint.save(net, workdir, {**pos.record,
+                                       "dataset": checkpoint.dataset_fingerprint(ds)})
+
+
+def _finish(record: dict, worker: distributed.Worker, workdir, net, ctxs: list) -> dict:
+    """Totals over every epoch (across resumes too); write the final run record."""
     total_centers = sum(e["centers"] for e in record["epochs"])
+    train_seconds = sum(e["seconds"] for e in record["epochs"])
+    record["complete"] = True
     record["final"] = {"loss": record["epochs"][-1]["loss"],
                        "train_seconds": round(train_seconds, 3),
-                       "centers_per_sec": round(total_centers / train_seconds, 1)}
+                       "centers_per_sec": round(total_centers / max(train_seconds, 1e-9), 1)}
     if worker.distributed:
         record["worker"]["params_sha1"] = distributed.params_sha1(net, ctxs[0])
     if worker.rank == 0:
-        checkpoint.save_record(workdir, record)
+        # Keep what the checkpoint added to run.json (its folder, the params' SHA-1).
+        checkpoint.save_record(workdir, {**checkpoint.load_record(workdir), **record})
     else:
         checkpoint.save_record(workdir, record, name=f"run.rank{worker.rank}.json")
     return record
+
+
+def _stop_inside(stop, worker, workdir, net, trainer, config, ds, epoch, epoch_rng, record,
+                 batch, loss_sum, seconds, n_batches) -> None:
+    """``_stop`` inside epoch ``epoch`` after ``batch`` batches (``epoch_rng``: its start)."""
+    _stop(stop, worker, workdir, net, trainer, config, ds,
+          checkpoint.Position(epoch - 1, batch, epoch_rng, loss_sum, seconds, record), n_batches)
+
+
+def _stop(stop, worker, workdir, net, trainer, config, ds, pos, n_batches) -> None:
+    """Write a checkpoint (none when the epoch's own was just written); raise Interrupted."""
+    if worker.distributed:
+        # No mid-epoch checkpoint: the optimizer state is on the servers (see _save_epoch).
+        where = (f"epoch {pos.epoch + 1}/{config.epochs}, batch {pos.batch}/{n_batches}"
+                 if net is not None else f"the end of epoch {pos.epoch}/{config.epochs}")
+        raise Interrupted(f"interrupted by {stop.name} at {where}; a distributed run cannot be "
+                          "resumed (rank 0's model.params holds the last finished epoch)",
+                          stop.signum)
+    if net is not None:
+        checkpoint.save_checkpoint(workdir, net, trainer, config, ds, pos)
+        where = f"epoch {pos.epoch + 1}/{config.epochs}, batch {pos.batch}/{n_batches}"
+    else:
+        where = f"the end of epoch {pos.epoch}/{config.epochs}"
+    raise Interrupted(
+        f"interrupted by {stop.name} at {where}; the checkpoint is saved in {workdir}. "
+        f"Continue with: w2v train --resume --workdir {shlex.quote(str(workdir))}", stop.signum)
 
 
 def _shard(ds: Dataset, worker: distributed.Worker) -> tuple[Dataset, Optional[dict]]:

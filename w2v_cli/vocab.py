@@ -1,9 +1,10 @@
 """Token <-> id mapping with one counts array indexed by id; saved as JSON.
 
 Id 0 is ``<unk>``; the other tokens are ordered by count, most frequent first, ties in order
-of first appearance; ``max_vocab`` keeps only the first that many of them. ``counts[i]`` is how often token ``i`` occurs in the corpus (for ``<unk>``:
-every token below ``min_count`` plus literal ``<unk>`` tokens). The id of a token is its
-position in ``tokens``.
+of first appearance; ``max_vocab`` keeps only the first that many of them. ``counts[i]`` is
+how often token ``i`` occurs in the corpus (for ``<unk>``: every token below ``min_count``
+or past ``max_vocab``, plus literal ``<unk>`` tokens). The id of a token is its position in
+``tokens``.
 """
 
 from __future__ import annotations
@@ -111,19 +112,14 @@ class Vocab:
             d = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise DataError(f"no vocabulary at {path}: run `w2v prepare` first") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise DataError(f"{path} is not a readable vocabulary JSON: {e}") from None
-        if not isinstance(d, dict) or d.get("format") != FORMAT:
-            raise DataError(f"{path} is not a w2v vocabulary file")
-        if d.get("version") != VERSION:
-            raise DataError(
-                f"{path} has vocabulary format version {d.get('version')!r}; "
-                f"this w2v reads version {VERSION}"
-            )
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+            raise DataError(f"{path} is not a readable vocabulary JSON: {e}; "
+                            "re-run `w2v prepare`") from None
+        fileio.check_format(path, d, FORMAT, VERSION, "vocabulary", DataError)
         tokens, counts = d.get("tokens"), d.get("counts")
         if not isinstance(tokens, list) or not isinstance(counts, list) \
                 or not all(isinstance(t, str) for t in tokens) \
-                or not all(isinstance(c, int) and c >= 0 for c in counts):
+                or not all(isinstance(c, int) and 0 <= c < 2 ** 63 for c in counts):
             raise DataError(f"{path}: tokens must be strings and counts non-negative integers")
         meta = {k: v for k, v in d.items() if k not in ("format", "version", "tokens", "counts")}
         try:
