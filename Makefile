@@ -29,7 +29,7 @@ bench: install
 	W2V_DATA_DIR=$${W2V_DATA_DIR:-../shared/data} $(BIN)/python benchmarks/bench.py
 
 lint: install
-	$(BIN)/ruff check w2v_cli tests
+	$(BIN)/ruff check w2v_cli tests benchmarks
 
 clean:
 	rm -rf $(VENV) w2v-work build dist *.egg-info .pytest_cache .ruff_cache

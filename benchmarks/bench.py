@@ -332,7 +332,8 @@ def table(r: dict) -> str:
                   f"{'epoch s':>8} {'train RSS MB':>13}"]
     for s in r["scaling"]:
         lines.append(f"{s['scale']:>4}x {s['tokens']:11,} {s['prepare_seconds']:10.2f} "
-                     f"{s['prepare_peak_rss_mb']:12.0f} {s['epoch_seconds']:8.2f} {s['train_peak_rss_mb']:13.0f}")
+                     f"{s['prepare_peak_rss_mb']:12.0f} {s['epoch_seconds']:8.2f} "
+                     f"{s['train_peak_rss_mb']:13.0f}")
     lines.append(f"\nbench wall time {r['bench_seconds']} s")
     return "\n".join(lines)
 

@@ -18,68 +18,107 @@ def _corpus(n_sentences=300, seed=0):
     return encode(planted_sentences(n_sentences=n_sentences, seed=seed), min_count=1)
 
 
-def _same_chunks(a, b):
+def _stream(ds, config, rng, cache=None):
+    return B.EpochStream(ds.ids, ds.offsets, ds.vocab.counts, config, rng, cache)
+
+
+def _epochs(ds, config, seed, n_epochs, ahead, depth=1):
+    """Every epoch's (start state, end state, batches) through one B.Epochs."""
+    rng = np.random.default_rng(seed)
+    out = []
+    epochs = B.Epochs(lambda: _stream(ds, config, rng), n_epochs, ahead=ahead, depth=depth)
+    for stream, batch_iter in epochs:
+        got = list(batch_iter)
+        out.append((stream.start_state, stream.end_state, got))
+    return out
+
+
+def _same_batches(a, b):
     assert len(a) == len(b)
     for x, y in zip(a, b):
-        assert (x.epoch, x.index, x.count) == (y.epoch, y.index, y.count)
-        for name in ("centers", "items", "n_ctx", "length"):
-            np.testing.assert_array_equal(getattr(x.examples, name), getattr(y.examples, name))
-        np.testing.assert_array_equal(x.order, y.order)
+        for name in ("center", "items", "mask", "label"):
+            np.testing.assert_array_equal(getattr(x, name), getattr(y, name))
 
 
 def test_chunk_bounds_cut_whole_sentences():
     offsets = np.array([0, 3, 5, 9, 10, 14])
-    assert B.chunk_bounds(offsets, 100) == [(0, 5)]
-    # targets 4 and 8 tokens: the first sentence starting at or after each.
-    assert B.chunk_bounds(offsets, 4) == [(0, 2), (2, 3), (3, 5)]
-    assert B.chunk_bounds(offsets, 1) == [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
+    assert B.chunk_bounds(offsets, 100).tolist() == [0, 5]
+    # targets 0, 4, 8 and 12 tokens: the first sentence starting at or after each.
+    assert B.chunk_bounds(offsets, 4).tolist() == [0, 2, 3, 5]
+    assert B.chunk_bounds(offsets, 1).tolist() == [0, 1, 2, 3, 4, 5]
 
 
 def test_one_chunk_is_the_whole_corpus_draw_then_shuffle():
     ds = _corpus()
     config = Config(chunk_tokens=10 ** 9)
-    (chunk,) = B.epoch_chunks(ds.ids, ds.offsets, ds.vocab.counts, config,
-                              np.random.default_rng(3), epochs=1)
+    (chunk,) = _stream(ds, config, np.random.default_rng(3)).chunks()
     rng = np.random.default_rng(3)
+    start = rng.bit_generator.state
     ex = B.draw_examples(ds.ids, ds.offsets, ds.vocab.counts, config, rng)
     order = rng.permutation(len(ex))
     np.testing.assert_array_equal(chunk.examples.items, ex.items)
     np.testing.assert_array_equal(chunk.order, order)
+    assert chunk.start_state == start and chunk.end_state == rng.bit_generator.state
 
 
 def test_chunks_cover_every_sentence_once_without_subsampling():
     ds = _corpus()
-    config = Config(chunk_tokens=500, subsample=0)
-    chunks = list(B.epoch_chunks(ds.ids, ds.offsets, ds.vocab.counts, config,
-                                 np.random.default_rng(0), epochs=2))
-    per_epoch = len(B.chunk_bounds(ds.offsets, 500))
-    assert per_epoch > 1 and len(chunks) == 2 * per_epoch
-    for epoch in (1, 2):
-        centers = np.concatenate([c.examples.centers for c in chunks if c.epoch == epoch])
+    config = Config(chunk_tokens=500, subsample=0, batch_size=64)
+    assert _stream(ds, config, np.random.default_rng(0)).n_chunks > 1
+    epochs = _epochs(ds, config, 0, 2, ahead=True)
+    for _, _, got in epochs:
+        centers = np.concatenate([b.center[:, 0] for b in got])
         np.testing.assert_array_equal(np.sort(centers), np.sort(ds.ids))  # all sentences >= 2
+    assert not np.array_equal(epochs[0][2][0].center, epochs[1][2][0].center)
 
 
 def test_sample_once_reuses_examples_and_reshuffles():
     ds = _corpus()
-    config = Config(chunk_tokens=700, sample_once=True)
-    chunks = list(B.epoch_chunks(ds.ids, ds.offsets, ds.vocab.counts, config,
-                                 np.random.default_rng(0), epochs=2))
-    half = len(chunks) // 2
-    for a, b in zip(chunks[:half], chunks[half:]):
-        assert a.examples is b.examples
-        assert not np.array_equal(a.order, b.order)
+    config = Config(chunk_tokens=700, sample_once=True, batch_size=64)
+    assert _stream(ds, config, np.random.default_rng(0)).n_chunks > 1
+    (_, _, one), (_, _, two) = _epochs(ds, config, 0, 2, ahead=True)
+
+    def rows(got):
+        return sorted((int(b.center[r, 0]), tuple(b.items[r, :int(b.mask[r].sum())]))
+                      for b in got for r in range(b.center.shape[0]))
+
+    assert rows(one) == rows(two)
+    assert not np.array_equal(one[0].center, two[0].center)
 
 
-def test_prefetch_yields_exactly_the_synchronous_chunks():
+@pytest.mark.parametrize("bucket", [False, True])
+def test_prefetch_yields_exactly_the_synchronous_batches(bucket):
     ds = _corpus()
-    config = Config(chunk_tokens=400)
+    config = Config(chunk_tokens=400, batch_size=64, bucket=bucket)
+    plain = _epochs(ds, config, 7, 3, ahead=False)
+    for depth in (1, 4):
+        ahead = _epochs(ds, config, 7, 3, ahead=True, depth=depth)
+        for (s1, e1, b1), (s2, e2, b2) in zip(plain, ahead):
+            # the RNG states the checkpoints save: those of each epoch's start and end,
+            # not wherever the producer thread has got to
+            assert s1 == s2 and e1 == e2
+            _same_batches(b1, b2)
+    # each epoch starts where the previous ended, and that is where one stream alone ends
+    assert [p[0] for p in plain[1:]] == [p[1] for p in plain[:-1]]
+    rng = np.random.default_rng(7)
+    list(_stream(ds, config, rng))
+    assert plain[0][1] == rng.bit_generator.state
 
-    def stream():
-        return B.epoch_chunks(ds.ids, ds.offsets, ds.vocab.counts, config,
-                              np.random.default_rng(7), epochs=3)
 
-    _same_chunks(list(B.prefetch(stream(), depth=1)), list(stream()))
-    _same_chunks(list(B.prefetch(stream(), depth=4)), list(stream()))
+def test_bucket_batches_hold_one_row_length_and_every_center_once():
+    ds = _corpus()
+    config = Config(chunk_tokens=2000, batch_size=16, bucket=True, subsample=0)
+    assert _stream(ds, config, None).n_chunks > 1
+    got = list(_stream(ds, config, np.random.default_rng(2)))
+    centers = np.sort(np.concatenate([b.center[:, 0] for b in got]))
+    np.testing.assert_array_equal(centers, np.sort(ds.ids))
+    # a full batch is cut from a length-sorted chunk: at most two lengths meet in one, and
+    # most batches have no padding at all
+    lengths = [set(b.mask.sum(axis=1).tolist()) for b in got[:-1]]
+    assert all(len(x) <= 2 for x in lengths)
+    assert sum(len(x) == 1 for x in lengths) >= len(lengths) // 2
+    assert sum(b.mask.size - b.mask.sum() for b in got[:-1]) < 0.05 * sum(
+        b.mask.size for b in got[:-1])
 
 
 def test_prefetch_raises_the_producers_error_and_stops_early():
@@ -204,3 +243,65 @@ def test_an_error_mid_training_stops_the_prefetch_thread(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train(config, ds, on_progress)
     assert not [t for t in threading.enumerate() if t.name == "w2v-prefetch"]
+
+
+@pytest.mark.parametrize("prefetch", [True, False])
+def test_sparse_run_resumed_inside_an_epoch_gives_the_uninterrupted_parameters(tmp_path,
+                                                                            prefetch):
+    # Several chunks an epoch, so with prefetch the producer is a chunk (or an epoch) ahead
+    # when the checkpoint is written: it must save the epoch's starting RNG state.
+    import os
+    import signal
+
+    from w2v_cli import dataset
+    from w2v_cli.errors import Interrupted
+
+    settings = dict(epochs=3, batch_size=160, embed_size=8, window=2, negatives=2,
+                    subsample=0.0, seed=7, log_interval=1, chunk_tokens=200, device="cpu",
+                    sparse_grad=True, prefetch=prefetch)
+    runs = {}
+    for name in ("whole", "cut"):
+        dataset.save(dataset.encode(planted_sentences(n_sentences=120), min_count=1),
+                     tmp_path / name)
+        runs[name] = (Config(workdir=str(tmp_path / name), **settings),
+                      dataset.load(tmp_path / name))
+    whole = train(*runs["whole"])
+
+    def interrupt(p):
+        if (p.epoch, p.batch) == (2, 3) and not p.epoch_done:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(Interrupted):
+        train(*runs["cut"], on_progress=interrupt)
+    assert (tmp_path / "cut" / "checkpoints" / "step-00001-00000003").is_dir()
+    resumed = train(*runs["cut"], resume=True)
+    vocab_size = len(runs["whole"][1].vocab)
+    ta, tb = (checkpoint.load_tables(tmp_path / n, vocab_size) for n in ("whole", "cut"))
+    for key in ("center", "context"):
+        np.testing.assert_array_equal(ta[key], tb[key])
+    assert [e["loss"] for e in resumed["epochs"]] == pytest.approx(
+        [e["loss"] for e in whole["epochs"]], rel=1e-6)
+    assert resumed["resumed"][0]["batch"] == 3
+
+
+def test_sparse_grad_refuses_several_devices_and_a_parameter_server(tmp_path):
+    from click.testing import CliRunner
+
+    from w2v_cli import dataset
+    from w2v_cli.cli import cli
+    from w2v_cli.errors import UsageError
+    from w2v_cli.train import check
+
+    with pytest.raises(UsageError, match="--sparse-grad works on one device, not --device "
+                                         "cpu:0,1"):
+        check(Config(sparse_grad=True, device="cpu:0,1"))
+    with pytest.raises(UsageError, match="--sparse-grad does not work with --kvstore "
+                                         "dist_sync"):
+        check(Config(sparse_grad=True, kvstore="dist_sync"))
+    check(Config(sparse_grad=False, device="cpu:0,1"))
+    dataset.save(_corpus(50), tmp_path)
+    result = CliRunner().invoke(cli, ["train", "--sparse-grad", "--device", "cpu:0,1",
+                                      "--workdir", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "Error: --sparse-grad works on one device, not --device cpu:0,1" in result.output
+    assert not (tmp_path / "model.params").exists()

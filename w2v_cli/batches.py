@@ -9,12 +9,13 @@ from __future__ import annotations
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Iterable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 
 from . import sampling
 from .config import Config
+from .errors import DataError
 
 
 @dataclass
@@ -100,59 +101,29 @@ def num_batches(n: int, batch_size: int) -> int:
     return -(-n // batch_size)
 
 
-# --- Streaming an epoch in chunks, drawn ahead in a background thread -----------------------
+def concat(a: Examples, b: Examples) -> Examples:
+    """Rows of ``a`` then rows of ``b`` (same window and negatives, so the same width)."""
+    return Examples(*(np.concatenate([x, y]) for x, y in
+                      ((a.centers, b.centers), (a.items, b.items), (a.n_ctx, b.n_ctx),
+                       (a.length, b.length))))
 
-@dataclass
-class Chunk:
-    """One chunk of one epoch: its examples and the shuffled order to batch them in.
 
-    epoch is 1-based; index is 0-based among the epoch's ``count`` chunks. order: (n,) int64.
+def take(ex: Examples, rows: np.ndarray) -> Examples:
+    return Examples(ex.centers[rows], ex.items[rows], ex.n_ctx[rows], ex.length[rows])
+
+
+# --- One epoch in chunks; every epoch's chunks drawn ahead in a background thread -----------
+
+def chunk_bounds(offsets: np.ndarray, chunk_tokens: int) -> np.ndarray:
+    """Sentence indices cutting the corpus into chunks of about ``chunk_tokens`` tokens.
+
+    offsets: (S + 1,) int64. Returns (C + 1,) int64 from 0 to S: chunk c is sentences
+    ``[bounds[c], bounds[c + 1])``. A sentence is never cut; a longer one is a chunk alone.
     """
-
-    epoch: int
-    index: int
-    count: int
-    examples: Examples
-    order: np.ndarray
-
-
-def chunk_bounds(offsets: np.ndarray, chunk_tokens: int) -> list[tuple[int, int]]:
-    """Cut the sentences into runs of whole sentences of about ``chunk_tokens`` tokens each.
-
-    offsets: (S + 1,) int64. Returns [(first sentence, end sentence), ...] covering 0..S; a
-    corpus of at most ``chunk_tokens`` tokens is one chunk.
-    """
-    n_sentences = offsets.size - 1
-    n_chunks = max(1, -(-int(offsets[-1]) // chunk_tokens))
-    cuts = np.searchsorted(offsets, np.arange(1, n_chunks) * chunk_tokens)
-    edges = np.unique(np.concatenate([[0], np.clip(cuts, 0, n_sentences), [n_sentences]]))
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
-
-
-def epoch_chunks(ids: np.ndarray, offsets: np.ndarray, counts: np.ndarray, config: Config,
-                 rng: np.random.Generator, epochs: int, first_epoch: int = 1) -> Iterator[Chunk]:
-    """Yield every chunk of epochs ``first_epoch..epochs`` in training order.
-
-    Each chunk is subsampled, windowed and given noise words on its own (so memory follows
-    ``config.chunk_tokens``, not the corpus), then shuffled within itself. A corpus of one
-    chunk (PTB at the default) is exactly the chapter's whole-corpus draw and shuffle. With
-    ``config.sample_once`` the first epoch's examples are kept and only reshuffled.
-    """
-    bounds = chunk_bounds(offsets, config.chunk_tokens)
-    probs = sampling.noise_distribution(counts)
-    kept: list[Examples] = []
-    for epoch in range(first_epoch, epochs + 1):
-        for i, (a, b) in enumerate(bounds):
-            if config.sample_once and len(kept) == len(bounds):
-                ex = kept[i]
-            else:
-                lo, hi = offsets[a], offsets[b]
-                ex = draw_examples(ids[lo:hi], offsets[a:b + 1] - lo, counts, config, rng, probs)
-                if config.sample_once:
-                    kept.append(ex)
-            order = (bucketed_order(ex.length, config.batch_size, rng) if config.bucket
-                     else rng.permutation(len(ex)))
-            yield Chunk(epoch, i, len(bounds), ex, order)
+    n_sentences = len(offsets) - 1
+    targets = np.arange(0, int(offsets[-1]), max(1, chunk_tokens), dtype=np.int64)
+    cuts = np.searchsorted(offsets, targets, side="left")
+    return np.unique(np.concatenate([[0], cuts, [n_sentences]])).astype(np.int64)
 
 
 def bucketed_order(length: np.ndarray, batch_size: int, rng: np.random.Generator) -> np.ndarray:
@@ -168,6 +139,217 @@ def bucketed_order(length: np.ndarray, batch_size: int, rng: np.random.Generator
     n_full = length.size // batch_size
     full = perm[:n_full * batch_size].reshape(n_full, batch_size)[rng.permutation(n_full)]
     return np.concatenate([full.ravel(), perm[n_full * batch_size:]])
+
+
+@dataclass
+class Chunk:
+    """One chunk of an epoch, sampled and shuffled: what the producer hands the trainer.
+
+    examples: the rows carried over from the previous chunk, then this chunk's own. order:
+    (n,) int64, the shuffled rows; its first ``full`` make full batches, the rest carry over
+    (or, after the epoch's last chunk, form its last batch). tokens, rows: this chunk's corpus
+    tokens and the examples drawn from them. ``start_state`` (the epoch's first chunk only):
+    the RNG state before the epoch drew anything; ``end_state`` (its last chunk only): the
+    state after its last draw. A checkpoint saves those, not the RNG's state at save time:
+    with prefetch the producer has drawn further by then.
+    """
+
+    examples: Examples
+    order: np.ndarray
+    full: int
+    tokens: int
+    rows: int
+    start_state: dict | None = None
+    end_state: dict | None = None
+
+
+class EpochStream:
+    """One epoch's batches, sampled chunk by chunk so memory holds one chunk of examples.
+
+    ids: (N,) int32 (a memory map is fine: only one chunk is read at a time); offsets:
+    (S + 1,) int64; counts: (V,) int64. Chunks are visited in a shuffled order and each
+    chunk's examples are shuffled (``--bucket``: in batches of one length); rows left over
+    from a chunk join the next, so every batch but the last is full. With ``full_only`` that
+    last one is not yielded but kept in ``self.left``. ``steps`` (a dist worker, with
+    ``full_only``): exactly that many full batches, drawing further passes over the same
+    sentences (new samples, carrying the rows left over) if one pass is short. A corpus of
+    one chunk gives exactly ``draw_examples`` over everything then ``batches``.
+
+    ``cache``: a dict kept across epochs for ``--sample-once``: one chunk's examples are kept
+    there; several chunks are re-drawn each epoch instead. Either way a chunk's examples come
+    from a per-chunk seed, so they are the same in every epoch and after a resume.
+
+    Two halves: :meth:`chunks` makes every random draw (``rng``, ``cache``) and may run in a
+    producer thread (:class:`Epochs`); :meth:`batches` cuts the chunks into batches and keeps
+    the counts the trainer reads (``estimated_batches``, ``start_state``, ``end_state``,
+    ``left``). Iterating the stream runs both in turn.
+    """
+
+    def __init__(self, ids: np.ndarray, offsets: np.ndarray, counts: np.ndarray,
+                 config: Config, rng: np.random.Generator, cache: dict | None = None,
+                 sample_seed: tuple = (), full_only: bool = False,
+                 carry: Examples | None = None, steps: int | None = None):
+        self.ids, self.offsets, self.counts = ids, offsets, counts
+        self.config, self.rng, self.cache = config, rng, {} if cache is None else cache
+        self.sample_seed, self.full_only, self.steps = tuple(sample_seed), full_only, steps
+        self.carry = carry
+        self.bounds = chunk_bounds(offsets, config.chunk_tokens)
+        # What the consumer has taken so far (set by batches(), read by the trainer):
+        self.left = None        # rows the epoch left unbatched (full_only)
+        self.tokens_drawn = 0   # tokens of the chunks sampled so far
+        self.rows_drawn = 0     # examples drawn from them
+        self.start_state: dict | None = None
+        self.end_state: dict | None = None
+
+    @property
+    def n_chunks(self) -> int:
+        return len(self.bounds) - 1
+
+    def estimated_batches(self) -> int:
+        """Batches this epoch will yield: exact once every chunk is drawn, else extrapolated."""
+        if self.steps:
+            return self.steps
+        total = int(self.offsets[-1])
+        rows = self.rows_drawn if self.tokens_drawn >= total or not self.tokens_drawn \
+            else self.rows_drawn * total / self.tokens_drawn
+        n = int(rows) // self.config.batch_size if self.full_only \
+            else num_batches(int(rows), self.config.batch_size)
+        return max(n, 1)
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self.batches(self.chunks())
+
+    # -- producer: every random draw of the epoch, in the order the RNG must see them --
+
+    def _draw(self, c: int, probs: np.ndarray) -> Examples:
+        a, b = int(self.bounds[c]), int(self.bounds[c + 1])
+        lo, hi = int(self.offsets[a]), int(self.offsets[b])
+        ids = np.asarray(self.ids[lo:hi])
+        offsets = np.asarray(self.offsets[a:b + 1], dtype=np.int64) - lo
+        if not self.config.sample_once:
+            return draw_examples(ids, offsets, self.counts, self.config, self.rng, probs)
+        # Sampled once: each chunk's examples come from their own seed, never from the
+        # epoch's RNG, so a resumed run (whose cache starts empty) draws the same ones.
+        if self.n_chunks == 1 and "examples" in self.cache:
+            return self.cache["examples"]
+        rng = np.random.default_rng([self.config.seed, *self.sample_seed, c])
+        ex = draw_examples(ids, offsets, self.counts, self.config, rng, probs)
+        if self.n_chunks == 1:
+            self.cache["examples"] = ex
+        return ex
+
+    def chunks(self) -> Iterator[Chunk]:
+        """Draw the epoch's chunks; the last one carries ``end_state``. Touches no attribute
+        the consumer writes, so it may run in another thread."""
+        bs = self.config.batch_size
+        start = self.rng.bit_generator.state
+        probs = sampling.noise_distribution(self.counts)
+        left, batches_left = self.carry, self.steps
+        while True:
+            rows_this_pass = 0
+            order = self.rng.permutation(self.n_chunks) if self.n_chunks > 1 else \
+                range(self.n_chunks)
+            for i, c in enumerate(order):
+                ex = self._draw(int(c), probs)
+                tokens = int(self.offsets[self.bounds[c + 1]] - self.offsets[self.bounds[c]])
+                rows = len(ex)
+                rows_this_pass += rows
+                if left is not None:
+                    ex = concat(left, ex)
+                perm = (bucketed_order(ex.length, bs, self.rng) if self.config.bucket
+                        else self.rng.permutation(len(ex)))
+                full = len(ex) - len(ex) % bs
+                if batches_left is not None:
+                    full = min(full, batches_left * bs)
+                    batches_left -= full // bs
+                left = take(ex, perm[full:])
+                chunk = Chunk(ex, perm, full, tokens, rows, start_state=start)
+                start = None
+                last = batches_left == 0 if self.steps else i == self.n_chunks - 1
+                if last:
+                    chunk.end_state = self.rng.bit_generator.state
+                yield chunk
+                if last:
+                    return
+                ex = perm = chunk = None  # memory holds the chunks in flight, not the epoch
+            if not self.steps:  # no chunks at all: an empty epoch still ends
+                yield Chunk(Examples(*(np.zeros(0, dtype=d) for d in
+                                       (np.int32, np.int32, np.int64, np.int64))),
+                            np.zeros(0, dtype=np.int64), 0, 0, 0, start_state=start,
+                            end_state=self.rng.bit_generator.state)
+                return
+            if rows_this_pass == 0:
+                raise DataError("this worker's shard yields no training pairs: use a larger "
+                                "corpus or fewer workers")
+
+    # -- consumer: batches, and what the trainer reads about the epoch --
+
+    def batches(self, chunks: Iterable[Chunk]) -> Iterator[Batch]:
+        """Cut ``chunks`` (this stream's, possibly drawn ahead in a thread) into batches, up
+        to and including the chunk with ``end_state``."""
+        bs = self.config.batch_size
+        for chunk in chunks:
+            if chunk.start_state is not None:
+                self.start_state = chunk.start_state
+            self.tokens_drawn += chunk.tokens
+            self.rows_drawn += chunk.rows
+            ex, order = chunk.examples, chunk.order
+            for a in range(0, chunk.full, bs):
+                yield make_batch(ex, order[a:a + bs])
+            if chunk.end_state is None:
+                ex = order = chunk = None  # let this chunk go before the next arrives
+                continue
+            self.end_state = chunk.end_state
+            if self.steps is not None:
+                return
+            left = take(ex, order[chunk.full:])
+            if self.full_only:
+                self.left = left
+            elif len(left):
+                yield make_batch(left, np.arange(len(left)))
+            return
+
+
+class Epochs:
+    """Every epoch's streams in turn, their chunks drawn by one producer: a background thread
+    with ``ahead`` (``--prefetch``: it draws the next chunk, of this epoch or the next, while the current
+    one trains), else the consumer itself. The batches are the same either way.
+
+    ``make_stream()`` returns the next epoch's EpochStream (all sharing one RNG). Iterating
+    yields one ``(stream, batch iterator)`` per epoch; take each epoch's batches to the end
+    before asking for the next. ``close()`` stops the thread (training ended early).
+    """
+
+    def __init__(self, make_stream: Callable[[], EpochStream], n_epochs: int,
+                 ahead: bool = True, depth: int = 1):
+        def produce():
+            for _ in range(n_epochs):
+                stream = make_stream()
+                for chunk in stream.chunks():
+                    yield stream, chunk
+
+        self._n_epochs = n_epochs
+        self._source = produce()
+        if ahead:
+            self._source = prefetch(self._source, depth)
+
+    def __iter__(self) -> Iterator[tuple[EpochStream, Iterator[Batch]]]:
+        for _ in range(self._n_epochs):
+            stream, first = next(self._source)
+            yield stream, stream.batches(self._until_end(first))
+
+    def _until_end(self, first: Chunk) -> Iterator[Chunk]:
+        chunk = first
+        while True:
+            yield chunk
+            if chunk.end_state is not None:
+                return
+            _, chunk = next(self._source)
+
+    def close(self) -> None:
+        close = getattr(self._source, "close", None)
+        if close:
+            close()
 
 
 T = TypeVar("T")

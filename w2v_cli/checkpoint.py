@@ -1,19 +1,38 @@
-"""A run on disk: ``model.params`` (both tables) and ``run.json`` (settings and metrics).
+"""A run on disk: checkpoints to resume from, plus ``model.params`` and ``run.json`` to query.
 
-Both are written atomically, the parameters first, so ``run.json`` never describes
-parameters that are not there yet.
+Layout in the working directory::
+
+    checkpoints/step-EEEEE-BBBBBBBB/   one complete checkpoint: EEEEE epochs done and
+        model.params                   BBBBBBBB batches of the next one (0 at an epoch end)
+        trainer.states                 Adam's state (``trainer.save_states``)
+        state.json                     position, RNG states, settings, run record, SHA-1s
+    model.params                       the latest parameters (a hard link into the checkpoint)
+    run.json                           the run record: settings and per-epoch metrics
+
+A checkpoint folder is written under a temporary name and renamed only once every file in it
+is fsynced, so a folder with its final name is always complete; ``state.json`` also holds the
+SHA-1 of the other two files, so a later bit flip is caught rather than trained on. The
+newest KEEP checkpoints are kept. ``model.params`` and ``run.json`` are replaced atomically
+after the checkpoint, so a crash leaves the previous pair or the new one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
+import struct
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
 from . import fileio
-from .backend import mxnet
-from .errors import ModelError
+from .backend import current_mxnet
+from .config import Config
+from .config import default as config_default
+from .errors import ModelError, ResumeError
 from .model import CENTER_KEY, CONTEXT_KEY
 
 PARAMS_FILE = "model.params"
@@ -21,53 +40,410 @@ RUN_FILE = "run.json"
 RUN_FORMAT = "w2v-run"
 RUN_VERSION = 1
 
+CHECKPOINT_DIR = "checkpoints"
+TRAINER_FILE = "trainer.states"
+STATE_FILE = "state.json"
+STATE_FORMAT = "w2v-checkpoint"
+STATE_VERSION = 1
+KEEP = 2
+
+# Settings that change what a run computes: resuming with any of them changed is an error.
+# The others (epochs, device, log_interval, paths, speed knobs) may change between resumes.
+MODEL_SETTINGS = ("embed_size", "window", "negatives", "subsample", "sample_once", "seed",
+                  "batch_size", "lr", "chunk_tokens",  # chunks decide each epoch's draws
+                  "bucket",  # decides each epoch's batches
+                  "sparse_grad")  # lazy or dense adam, and the front end of Adam's state
+
+
+def _read_json(path: Path, what: str, error, missing: str):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(missing) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise error(f"{path} is not a readable {what}: {e}") from None
+
+
+# ----------------------------------------------------------------------------- run record
 
 def save(net, workdir: Path, record: dict) -> None:
-    with fileio.atomic_path(workdir / PARAMS_FILE) as tmp:
-        net.save_parameters(str(tmp))
-    save_record(workdir, record)
+    """Write ``model.params`` then ``run.json`` (no checkpoint; kept for callers outside train)."""
+    _save_params(net, workdir / PARAMS_FILE)
+    save_record(workdir, {**record, "params_sha1": sha1_of(workdir / PARAMS_FILE)})
 
 
-def save_record(workdir: Path, record: dict) -> None:
-    fileio.write_json(workdir / RUN_FILE, {"format": RUN_FORMAT, "version": RUN_VERSION, **record})
+def save_record(workdir: Path, record: dict, name: str = RUN_FILE) -> None:
+    fileio.write_json(workdir / name, {"format": RUN_FORMAT, "version": RUN_VERSION, **record})
 
 
 def load_record(workdir: Path) -> dict:
     path = workdir / RUN_FILE
+    d = _read_json(path, "run record", ModelError,
+                   f"no trained model in {workdir}: run `w2v train` first")
+    return fileio.check_format(path, d, RUN_FORMAT, RUN_VERSION, "run record", ModelError)
+
+
+# ----------------------------------------------------------------------------- .params files
+
+_LIST_MAGIC = 0x112
+_ARRAY_MAGICS = (0xF993FAC9, 0xF993FACA)  # NDArray V2, V3 (numpy shape semantics)
+_DTYPES = {0: np.float32, 1: np.float64, 2: np.float16, 3: np.uint8, 4: np.int32, 5: np.int8,
+           6: np.int64}
+
+
+class _Reader:
+    def __init__(self, data: bytes, path: Path):
+        self.data, self.pos, self.path = data, 0, path
+
+    def bad(self, why: str) -> ModelError:
+        return ModelError(f"{self.path} is not a readable MXNet parameter file ({why}); "
+                          "it is truncated or corrupted: re-run `w2v train` (or "
+                          "`w2v train --resume`)")
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise self.bad(f"ends early at byte {len(self.data)}")
+        b = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return b
+
+    def unpack(self, fmt: str):
+        return struct.unpack("<" + fmt, self.take(struct.calcsize("<" + fmt)))[0]
+
+
+def read_params(path: Path) -> dict[str, np.ndarray]:
+    """Read a dense MXNet ``.params`` file (``save_parameters`` / ``nd.save`` of named arrays)
+    into numpy arrays, checking every length against the file size before reading, so a
+    truncated or corrupted file raises ModelError and never makes MXNet allocate garbage."""
     try:
-        d = json.loads(path.read_text(encoding="utf-8"))
+        data = Path(path).read_bytes()
     except FileNotFoundError:
-        raise ModelError(f"no trained model in {workdir}: run `w2v train` first") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelError(f"{path} is not a readable run record: {e}") from None
-    if not isinstance(d, dict) or d.get("format") != RUN_FORMAT:
-        raise ModelError(f"{path} is not a w2v run record")
-    if d.get("version") != RUN_VERSION:
-        raise ModelError(f"{path} has run format version {d.get('version')!r}; "
-                         f"this w2v reads version {RUN_VERSION}")
-    return d
+        raise ModelError(f"no trained model: {path} is missing; run `w2v train` first") from None
+    except OSError as e:
+        raise ModelError(f"cannot read {path}: {e.strerror or e}") from None
+    r = _Reader(data, Path(path))
+    if len(data) < 24 or r.unpack("Q") != _LIST_MAGIC:
+        raise r.bad("wrong magic number" if len(data) >= 8 else "too short")
+    r.unpack("Q")  # reserved
+    n = r.unpack("Q")
+    if n > len(data) // 24:
+        raise r.bad(f"claims {n} arrays")
+    arrays = []
+    for _ in range(n):
+        if r.unpack("I") not in _ARRAY_MAGICS:
+            raise r.bad("wrong array magic number")
+        if r.unpack("i") != 0:
+            raise r.bad("sparse arrays are not w2v parameters")
+        ndim = r.unpack("i")
+        if not 1 <= ndim <= 8:
+            raise r.bad(f"an array with {ndim} dimensions")
+        shape = tuple(r.unpack("q") for _ in range(ndim))
+        if any(d < 0 for d in shape):
+            raise r.bad(f"negative shape {shape}")
+        r.unpack("i"), r.unpack("i")  # device type and id it was saved from
+        dtype = _DTYPES.get(r.unpack("i"))
+        if dtype is None:
+            raise r.bad("unknown data type")
+        size = int(np.prod(shape, dtype=object)) * np.dtype(dtype).itemsize
+        arrays.append(np.frombuffer(r.take(size), dtype=dtype).reshape(shape).copy())
+    if r.unpack("Q") != n:
+        raise r.bad("names do not match the arrays")
+    names = []
+    for _ in range(n):
+        try:
+            names.append(r.take(r.unpack("Q")).decode("utf-8"))
+        except UnicodeDecodeError:
+            raise r.bad("a name is not UTF-8") from None
+    if r.pos != len(data):
+        raise r.bad(f"{len(data) - r.pos} bytes after the end")
+    if len(set(names)) != n:
+        raise r.bad("duplicate names")
+    return dict(zip(names, arrays))
 
 
 def load_tables(workdir: Path, vocab_size: int) -> dict[str, np.ndarray]:
     """Both embedding tables as numpy arrays, ``{"center": (V, E), "context": (V, E)}`` float32,
-    checked against the vocabulary size. Needs no network, only the saved arrays."""
+    checked against the vocabulary size and, when run.json records one, the SHA-1 of a
+    complete checkpoint. Needs no MXNet, only the saved arrays."""
     path = workdir / PARAMS_FILE
     if not path.is_file():
         raise ModelError(f"no trained model in {workdir} ({PARAMS_FILE} missing): "
                          "run `w2v train` first")
-    mx = mxnet()
-    try:
-        arrays = mx.nd.load(str(path))
-    except mx.base.MXNetError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unreadable"
-        raise ModelError(f"{path} is not a readable MXNet parameter file ({first})") from None
-    if not isinstance(arrays, dict) or {CENTER_KEY, CONTEXT_KEY} - arrays.keys():
+    arrays = read_params(path)
+    if {CENTER_KEY, CONTEXT_KEY} - arrays.keys():
         raise ModelError(f"{path} does not hold w2v embeddings ({CENTER_KEY}, {CONTEXT_KEY})")
-    tables = {"center": arrays[CENTER_KEY].asnumpy(), "context": arrays[CONTEXT_KEY].asnumpy()}
+    tables = {"center": arrays[CENTER_KEY], "context": arrays[CONTEXT_KEY]}
     for name, t in tables.items():
-        if t.ndim != 2 or t.shape[0] != vocab_size:
+        if t.ndim != 2 or t.shape[0] != vocab_size or t.dtype != np.float32:
             raise ModelError(
                 f"{path}: the {name} table has shape {t.shape} but the vocabulary has "
                 f"{vocab_size} words; the parameters come from a different run (re-run `w2v train`)"
             )
+    _check_params_sha1(workdir, path)
     return tables
+
+
+def _check_params_sha1(workdir: Path, path: Path) -> None:
+    if not (workdir / RUN_FILE).is_file():
+        return  # parameters saved by something other than `w2v train`: shape checks only
+    record = load_record(workdir)
+    known = {record.get("params_sha1")}
+    if None in known and len(known) == 1:
+        return
+    digest = sha1_of(path)
+    if digest in known:
+        return
+    # A crash between replacing model.params and run.json leaves run.json one checkpoint
+    # behind; the parameters are fine if a complete checkpoint holds exactly these bytes.
+    for d in _checkpoint_dirs(workdir):
+        try:
+            if _read_state(d).get("files", {}).get(PARAMS_FILE) == digest:
+                return
+        except ResumeError:
+            continue
+    raise ModelError(f"{path} does not match the checksum in {workdir / RUN_FILE}: the file is "
+                     "corrupted or comes from another run; run `w2v train --resume` to restore "
+                     "it from the latest checkpoint, or `w2v train` to retrain")
+
+
+def sha1_of(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _save_params(net, path: Path) -> None:
+    mx = current_mxnet()  # a sparse run calls these in its legacy front end
+    with fileio.atomic_path(path) as tmp:
+        try:
+            net.save_parameters(str(tmp))
+        except (OSError, mx.base.MXNetError) as e:
+            raise fileio.storage_error(path, _first_line(e)) from None
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+@dataclass
+class Position:
+    """Where a run stands: ``epoch`` epochs done, ``batch`` batches into the next one.
+
+    ``rng_state``: numpy Generator state at the start of epoch ``epoch + 1`` (before its
+    examples and shuffle were drawn), so that epoch can be redrawn and its first ``batch``
+    batches skipped. ``loss_sum`` / ``seconds``: the partial epoch's totals so far.
+    """
+
+    epoch: int = 0
+    batch: int = 0
+    rng_state: Optional[dict] = None
+    loss_sum: float = 0.0
+    seconds: float = 0.0
+    record: dict = field(default_factory=dict)
+    path: Optional[Path] = None
+
+
+def mx_seed(seed: int, epoch: int) -> int:
+    """The seed mx.random gets at the start of ``epoch``. MXNet 1.x has no way to read its RNG
+    state back, so training reseeds it every epoch; the state is then a function of
+    (seed, epoch), which is what a checkpoint records."""
+    return (seed * 1_000_003 + epoch) % (2 ** 31)
+
+
+def vocab_sha1(vocab) -> str:
+    """A digest of the tokens and counts (not of vocab.json, which also holds timings)."""
+    h = hashlib.sha1()
+    h.update(json.dumps(vocab.tokens, ensure_ascii=False).encode("utf-8"))
+    h.update(vocab.counts.astype("<i8").tobytes())
+    return h.hexdigest()
+
+
+def dataset_fingerprint(ds) -> dict:
+    """What a checkpoint remembers of its dataset, to refuse resuming on another one."""
+    return {"vocab_size": len(ds.vocab), "vocab_sha1": vocab_sha1(ds.vocab),
+            "tokens": int(ds.ids.size), "sentences": int(ds.n_sentences)}
+
+
+def check_vocab(workdir: Path, vocab) -> None:
+    """Raise ModelError if run.json says the model was trained on another vocabulary (the
+    same size is not enough: `w2v prepare` on another corpus can give the same size)."""
+    if not (workdir / RUN_FILE).is_file():
+        return
+    trained_on = load_record(workdir).get("dataset", {})
+    if isinstance(trained_on, dict) and trained_on.get("vocab_sha1") not in (
+            None, vocab_sha1(vocab)):
+        raise ModelError(f"the model in {workdir} was trained on another vocabulary than its "
+                         "vocab.json (was `w2v prepare` run again after `w2v train`?): re-run "
+                         "`w2v train`")
+
+
+def unfinished(workdir: Path) -> Optional[str]:
+    """A description of the unfinished run in ``workdir`` (None if there is none)."""
+    for d in _checkpoint_dirs(workdir):
+        try:
+            state = _read_state(d)
+        except ResumeError:
+            continue
+        epochs = state.get("config", {}).get("epochs") if isinstance(state.get("config"),
+                                                                     dict) else None
+        if state.get("record", {}).get("complete") or state.get("epoch") == epochs:
+            return None
+        return f"{state.get('epoch')} of {epochs} epochs done"
+    return None
+
+
+def _checkpoint_dirs(workdir: Path) -> list[Path]:
+    """Complete checkpoint folders, newest first (temporary ones start with a dot)."""
+    root = workdir / CHECKPOINT_DIR
+    if not root.is_dir():
+        return []
+    return sorted((p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-")),
+                  key=lambda p: p.name, reverse=True)
+
+
+def save_checkpoint(workdir: Path, net, trainer, config: Config, ds, pos: Position) -> Path:
+    """Write one checkpoint folder, then ``model.params`` and ``run.json``; prune old ones."""
+    mx = current_mxnet()  # a sparse run calls these in its legacy front end
+    root = workdir / CHECKPOINT_DIR
+    final = root / f"step-{pos.epoch:05d}-{pos.batch:08d}"
+    with fileio.atomic_dir(final) as tmp:
+        try:
+            net.save_parameters(str(tmp / PARAMS_FILE))
+            trainer.save_states(str(tmp / TRAINER_FILE))
+        except (OSError, mx.base.MXNetError) as e:
+            raise fileio.storage_error(final, _first_line(e)) from None
+        state = {
+            "format": STATE_FORMAT, "version": STATE_VERSION,
+            "epoch": pos.epoch, "batch": pos.batch,
+            "numpy_rng": pos.rng_state, "mx_seed": mx_seed(config.seed, pos.epoch + 1),
+            "loss_sum": pos.loss_sum, "seconds": pos.seconds,
+            "config": config.to_dict(), "dataset": dataset_fingerprint(ds),
+            "files": {PARAMS_FILE: sha1_of(tmp / PARAMS_FILE),
+                      TRAINER_FILE: sha1_of(tmp / TRAINER_FILE)},
+            "record": pos.record,
+        }
+        try:  # atomic_dir fsyncs it with the rest, then renames the whole folder
+            (tmp / STATE_FILE).write_text(json.dumps(state, indent=1, ensure_ascii=False) + "\n",
+                                          encoding="utf-8")
+        except OSError as e:
+            raise fileio.storage_error(final, e.strerror or str(e)) from None
+    fileio.link_or_copy(final / PARAMS_FILE, workdir / PARAMS_FILE)
+    save_record(workdir, {**pos.record, "checkpoint": f"{CHECKPOINT_DIR}/{final.name}",
+                          "params_sha1": state["files"][PARAMS_FILE],
+                          "dataset": state["dataset"]})
+    for old in _checkpoint_dirs(workdir)[KEEP:]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def clear(workdir: Path) -> None:
+    """Remove the checkpoints of a previous run (a fresh ``train`` starts over) and the
+    temporary files a killed writer left. Call only while holding the workdir lock."""
+    shutil.rmtree(workdir / CHECKPOINT_DIR, ignore_errors=True)
+    fileio.remove_stale_temps(workdir)
+
+
+def _read_state(d: Path) -> dict:
+    path = d / STATE_FILE
+    state = _read_json(path, "checkpoint state", ResumeError, f"{path} is missing")
+    fileio.check_format(path, state, STATE_FORMAT, STATE_VERSION, "checkpoint", ResumeError)
+    return state
+
+
+def _verify(d: Path) -> dict:
+    """The state of checkpoint folder ``d`` if it is complete and intact, else ResumeError."""
+    state = _read_state(d)
+    files = state.get("files")
+    if not isinstance(files, dict):
+        raise ResumeError(f"{d / STATE_FILE} lists no files")
+    for name in (PARAMS_FILE, TRAINER_FILE):
+        try:
+            ok = sha1_of(d / name) == files.get(name)
+        except OSError:
+            ok = False
+        if not ok:
+            raise ResumeError(f"{d / name} is missing or does not match its SHA-1")
+    for key, kind in (("epoch", int), ("batch", int), ("config", dict), ("record", dict),
+                      ("numpy_rng", dict), ("dataset", dict)):
+        if not isinstance(state.get(key), kind):
+            raise ResumeError(f"{d / STATE_FILE}: {key!r} is missing or malformed")
+    return state
+
+
+def latest(workdir: Path) -> tuple[Path, dict, list[str]]:
+    """The newest intact checkpoint: (folder, state, notes on newer ones that were skipped).
+
+    A checkpoint written by a newer w2v is an error, not something to skip past."""
+    notes = []
+    for d in _checkpoint_dirs(workdir):
+        try:
+            return d, _verify(d), notes
+        except ResumeError as e:
+            if "newer w2v" in str(e):
+                raise
+            notes.append(f"skipped {d.name}: {e}")
+    raise ResumeError(f"no complete checkpoint to resume in {workdir / CHECKPOINT_DIR}"
+                      + (f" ({'; '.join(notes)})" if notes else "")
+                      + ": run `w2v train` without --resume to start a new run")
+
+
+def check_resume(saved: dict, config: Config, fingerprint: dict, saved_fingerprint: dict) -> None:
+    """Raise ResumeError naming every model setting, or dataset property, that differs."""
+    current = config.to_dict()
+    # A checkpoint from before a setting existed ran with its default.
+    saved = {k: saved.get(k, config_default(k)) for k in MODEL_SETTINGS}
+    diffs = [f"--{k.replace('_', '-')} is {current[k]!r} but the checkpoint has {saved[k]!r}"
+             for k in MODEL_SETTINGS if saved[k] != current[k]]
+    for key, what in (("vocab_size", "vocabulary size"), ("vocab_sha1", "vocabulary"),
+                      ("tokens", "number of tokens"), ("sentences", "number of sentences")):
+        if saved_fingerprint.get(key) != fingerprint[key]:
+            diffs.append(f"the dataset's {what} differs from the checkpoint's "
+                         f"({fingerprint[key]} now, {saved_fingerprint.get(key)} then; was "
+                         "`w2v prepare` run again?)")
+            break
+    if diffs:
+        raise ResumeError("cannot resume: " + "; ".join(diffs) + ". Resume with the checkpoint's "
+                          "settings (leave those options out) or start a new run without "
+                          "--resume")
+
+
+def resume(workdir: Path, config: Config, ds, net, trainer, ctx) -> Position:
+    """Load the newest intact checkpoint into ``net`` and ``trainer`` (after checking that it
+    was trained with the same model settings and dataset) and return where it stands."""
+    mx = current_mxnet()  # a sparse run calls these in its legacy front end
+    for folder in (workdir, workdir / CHECKPOINT_DIR):
+        fileio.remove_stale_temps(folder)  # what a killed writer left; we hold the lock
+    d, state, notes = latest(workdir)
+    check_resume(state["config"], config, dataset_fingerprint(ds), state["dataset"])
+    if state["epoch"] > config.epochs or (state["epoch"] == config.epochs and state["batch"]):
+        raise ResumeError(f"--epochs {config.epochs} is fewer than the {state['epoch']} epochs "
+                          "the checkpoint has done")
+    try:
+        net.load_parameters(str(d / PARAMS_FILE), ctx=ctx)
+        trainer.load_states(str(d / TRAINER_FILE))
+    except (OSError, mx.base.MXNetError, AssertionError, ValueError) as e:
+        raise ResumeError(f"cannot load the checkpoint {d}: {_first_line(e)}") from None
+    record = dict(state["record"])
+    record.setdefault("resumed", []).append({"epoch": state["epoch"], "batch": state["batch"],
+                                             "notes": notes})
+    return Position(state["epoch"], state["batch"], state["numpy_rng"],
+                    float(state.get("loss_sum", 0.0)), float(state.get("seconds", 0.0)),
+                    record, d)
+
+
+def restore_rng(rng: np.random.Generator, pos: Position) -> None:
+    """Put ``rng`` back in the state it had at the start of epoch ``pos.epoch + 1``."""
+    try:
+        rng.bit_generator.state = pos.rng_state
+    except (TypeError, ValueError, KeyError) as e:
+        raise ResumeError(f"{pos.path}: the saved random state does not load ({e})") from None
+
+
+def saved_config(workdir: Path) -> dict:
+    """The settings of the newest intact checkpoint (for ``--resume`` to start from)."""
+    return latest(workdir)[1]["config"]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 
 import click
+from click.core import ParameterSource
 
 from . import __version__
 from .config import Config, default
-from .errors import W2VError
+from .errors import Interrupted, ResumeError, W2VError
 
 
 class _Failure(click.ClickException):
@@ -18,15 +20,35 @@ class _Failure(click.ClickException):
         self.exit_code = error.exit_code
 
 
+class _Stopped(_Failure):
+    """An interrupt is not a failure of w2v: say what happened and how to go on, no Error:."""
+
+    def show(self, file=None) -> None:
+        click.echo(self.format_message(), err=True)
+
+
 def _errors_to_exit(fn):
     """Show the core's errors as ``Error: ...`` with the error's exit code, not a traceback."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except Interrupted as e:
+            raise _Stopped(e) from None
         except W2VError as e:
             raise _Failure(e) from None
     return wrapper
+
+
+@contextlib.contextmanager
+def _workdir_locked(config: Config, command: str, create: bool = True):
+    """Hold the workdir lock while ``command`` writes there; mention a stale lock taken over."""
+    from . import lock
+
+    with lock.acquire(config.workdir_path, command, create) as held:
+        if held.stale:
+            click.echo("note: " + lock.describe_stale(held.stale), err=True)
+        yield
 
 
 def _opt(*decls, field: str | None = None, **kwargs):
@@ -43,8 +65,11 @@ data_dir_option = _opt(
     "--data-dir", type=click.Path(file_okay=False), envvar="W2V_DATA_DIR",
     help="Where the PTB archive is kept (downloaded once) [env W2V_DATA_DIR].")
 seed_option = _opt("--seed", type=int, help="Random seed for sampling and initialization.")
-device_option = _opt("--device", type=str, help="auto, cpu, gpu or gpu:N. auto uses GPU 0 "
-                     "when MXNet sees one, else the CPU.")
+device_option = _opt("--device", type=str, help="auto, cpu, gpu, gpu:N, or gpu:0,1,... to "
+                     "split each batch across several GPUs. auto uses GPU 0 when MXNet sees "
+                     "one, else the CPU.")
+chunk_option = _opt("--chunk-tokens", type=click.IntRange(min=1), help="Corpus tokens held "
+                    "in memory at once (prepare reads, train samples, chunk by chunk).")
 
 
 def _stderr_is_tty() -> bool:
@@ -69,19 +94,47 @@ def cli():
                    "repeatable. Default: the PTB training set.")
 @_opt("--min-count", type=click.IntRange(min=1),
       help="Tokens seen fewer times become <unk> (and are dropped).")
+@_opt("--max-vocab", type=click.IntRange(min=0), help="Keep only this many of the most "
+      "frequent words (besides <unk>); 0 keeps every word seen --min-count times.")
+@_opt("--encoding-errors", type=click.Choice(["strict", "replace"]),
+      help="Invalid UTF-8 in --corpus files: strict stops with the file and line, replace "
+           "substitutes U+FFFD.")
+@chunk_option
 @data_dir_option
 @workdir_option
 @_errors_to_exit
-def prepare(corpus, min_count, data_dir, workdir):
-    """Build the dataset: corpus -> vocabulary -> flat id array, in the workdir."""
+def prepare(corpus, min_count, max_vocab, encoding_errors, chunk_tokens, data_dir, workdir):
+    """Build the dataset: corpus -> vocabulary -> flat id array, in the workdir.
+
+    The corpus is streamed: memory holds its distinct tokens and one chunk, not the corpus.
+    """
     from . import dataset
 
-    config = Config(workdir=workdir, data_dir=data_dir, corpus=tuple(corpus), min_count=min_count)
-    ds = dataset.prepare(config, progress=_download_progress())
+    config = Config(workdir=workdir, data_dir=data_dir, corpus=tuple(corpus), min_count=min_count,
+                    max_vocab=max_vocab, encoding_errors=encoding_errors,
+                    chunk_tokens=chunk_tokens)
+    with _workdir_locked(config, "prepare"):
+        ds = dataset.prepare(config, progress=_download_progress(),
+                             on_chunk=_prepare_progress(_stderr_is_tty()))
+    if _stderr_is_tty():
+        click.echo("\r\033[K", err=True, nl=False)  # clear the progress line
     stats = ds.vocab.meta["stats"]
     click.echo(f"{stats['sentences']} sentences, {stats['tokens']} tokens "
                f"({stats['kept_tokens']} kept), vocabulary of {len(ds.vocab)} "
                f"-> {config.workdir_path} ({stats['seconds']:.2f} s)")
+
+
+def _prepare_progress(tty: bool):
+    def report(p):
+        if not tty:
+            return
+        line = f"read {p.tokens:,} tokens ({p.tokens / max(p.seconds, 1e-9):,.0f}/s)"
+        if p.total_bytes:
+            frac = min(p.bytes / p.total_bytes, 1.0)
+            eta = p.seconds * (1 - frac) / frac if frac > 0 else 0.0
+            line += f"  {100 * frac:.0f}%  ETA {eta:.0f} s"
+        click.echo("\r" + line, err=True, nl=False)
+    return report
 
 
 def _download_progress():
@@ -116,38 +169,83 @@ def _download_progress():
 @_opt("--bucket/--no-bucket", "bucket", field="bucket",
       help="Put centers with equally many contexts in the same batch, so no batch is padded "
            "(faster; changes which centers share a batch).")
-@_opt("--chunk-tokens", type=click.IntRange(min=1), help="Sample and shuffle the corpus in "
-      "runs of about this many tokens (bounds memory; PTB fits in one).")
 @_opt("--prefetch/--no-prefetch", "prefetch", field="prefetch",
-      help="Draw the next chunk's examples in a background thread while training.")
+      help="Draw the next chunk's examples in a background thread while training (the same "
+           "batches either way).")
 @_opt("--log-interval", type=click.IntRange(min=1), help="Batches between progress updates.")
+@_opt("--kvstore", type=click.Choice(["local", "device", "dist_sync", "dist_async"]),
+      help="How gradients meet: local or device on one machine; dist_sync or dist_async run "
+           "this process as one worker of MXNet's parameter server (start with `w2v launch`).")
+@chunk_option
 @seed_option
 @device_option
 @workdir_option
+@click.option("--resume", is_flag=True, help="Continue the run in the workdir from its latest "
+              "checkpoint, with its settings (options given must match them, except --epochs, "
+              "--device, --prefetch and --log-interval).")
+@click.option("--restart", is_flag=True, help="Start a new run even though the workdir holds "
+              "an unfinished one (whose checkpoints are then deleted).")
 @_errors_to_exit
 def train(epochs, lr, batch_size, embed_size, window, negatives, subsample, sample_once,
-          sparse_grad, bucket, chunk_tokens, prefetch, log_interval, seed, device, workdir):
-    """Train skip-gram with negative sampling on the prepared dataset."""
-    from . import dataset
+          sparse_grad, bucket, prefetch, log_interval, kvstore, chunk_tokens, seed, device,
+          workdir, resume, restart):
+    """Train skip-gram with negative sampling on the prepared dataset.
+
+    Ctrl-C (or SIGTERM) stops after the current step with a checkpoint; continue with
+    `w2v train --resume`. With --kvstore dist_* this process is one worker of a parameter
+    server; the workers may share one workdir, whose lock only rank 0 takes.
+    """
+    from . import checkpoint, dataset
     from . import train as train_mod
 
-    config = Config(workdir=workdir, epochs=epochs, lr=lr, batch_size=batch_size,
+    settings = dict(workdir=workdir, epochs=epochs, lr=lr, batch_size=batch_size,
                     embed_size=embed_size, window=window, negatives=negatives,
-                    subsample=subsample, sample_once=sample_once, sparse_grad=sparse_grad, bucket=bucket,
-                    chunk_tokens=chunk_tokens, prefetch=prefetch, log_interval=log_interval,
-                    seed=seed, device=device)
-    train_mod.check(config)
-    ds = dataset.load(config.workdir_path)
-    record = train_mod.train(config, ds, on_progress=_train_progress(_stderr_is_tty()))
+                    subsample=subsample, sample_once=sample_once, sparse_grad=sparse_grad,
+                    bucket=bucket, prefetch=prefetch, log_interval=log_interval,
+                    kvstore=kvstore, chunk_tokens=chunk_tokens, seed=seed, device=device)
+    config = Config(**settings)
+    if resume and restart:
+        raise click.UsageError("--resume and --restart exclude each other")
+    if not config.workdir_path.is_dir():
+        dataset.load(config.workdir_path)  # says to run `w2v prepare`; the lock would mkdir
+    # A dist worker does not know its rank until it joins the parameter server, and the
+    # workers of one machine may share this workdir: train() locks it in rank 0 only.
+    dist = config.kvstore.startswith("dist")
+    with contextlib.nullcontext() if dist else \
+            _workdir_locked(config, "train --resume" if resume else "train", create=False):
+        left = None if resume or restart else checkpoint.unfinished(config.workdir_path)
+        if left:
+            raise ResumeError(f"{config.workdir_path} holds an unfinished run ({left}); continue "
+                              "it with `w2v train --resume`, or pass --restart to discard it")
+        if resume:
+            # The checkpoint's settings, overridden by the options the user actually gave.
+            ctx = click.get_current_context()
+            given = {k: v for k, v in settings.items()
+                     if ctx.get_parameter_source(k) in (ParameterSource.COMMANDLINE,
+                                                        ParameterSource.ENVIRONMENT)}
+            saved = checkpoint.saved_config(config.workdir_path)
+            config = Config.from_dict({**saved, "workdir": workdir, **given})
+        train_mod.check(config)
+        ds = dataset.load(config.workdir_path)
+        record = train_mod.train(config, ds, on_progress=_train_progress(_stderr_is_tty()),
+                                 resume=resume)
     final = record["final"]
-    click.echo(f"loss {final['loss']:.3f}, {final['centers_per_sec']:.1f} tokens/sec "
+    who = ""
+    if "worker" in record:
+        w = record["worker"]
+        who = f"worker {w['rank']}/{w['num_workers']} ({w['tokens']} tokens): "
+    click.echo(f"{who}loss {final['loss']:.3f}, {final['centers_per_sec']:.1f} tokens/sec "
                f"on {record['device']}")
+    _plot_loss(record, config.workdir_path)
 
 
 def _train_progress(tty: bool):
     def report(p):
+        eta = (p.batches - p.batch) * p.batch_size / max(p.centers_per_sec, 1e-9) \
+            if p.batch_size else 0.0
         line = (f"epoch {p.epoch}/{p.epochs}  batch {p.batch}/{p.batches}  "
-                f"loss {p.loss:.4f}  {p.centers_per_sec:,.0f} words/s")
+                f"loss {p.loss:.4f}  {p.centers_per_sec:,.0f} words/s"
+                + ("" if p.epoch_done else f"  ETA {eta:.0f} s"))
         if p.epoch_done:
             click.echo(("\r" if tty else "") + line + "  " * 4, err=True)
         elif tty:
@@ -155,22 +253,260 @@ def _train_progress(tty: bool):
     return report
 
 
+def _plot_loss(record: dict, workdir) -> None:
+    """Draw loss.png in the workdir after training; a missing matplotlib only skips it."""
+    from . import plots
+    from .errors import MissingExtraError
+    from .info import LOSS_PLOT_FILE
+
+    try:
+        path = plots.loss_curve(record.get("curve", []), workdir / LOSS_PLOT_FILE,
+                                epochs=len(record["epochs"]))
+    except MissingExtraError as e:
+        click.echo(f"loss plot skipped: {e}", err=True)
+    else:
+        click.echo(f"loss curve -> {path}", err=True)
+
+
+which_option = click.option(
+    "--which", type=click.Choice(["center", "context", "sum"]), default="center",
+    show_default=True, help="Which embedding table: the center (input) vectors, the context "
+                            "(output) vectors, or their sum.")
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="One JSON object per query on stdout.")
+fold_case_option = click.option(
+    "--fold-case/--keep-case", default=True, show_default=True,
+    help="Match the file's words to the vocabulary case-insensitively.")
+
+
+def _stdin_queries():
+    """Queries from stdin, one a line, blank lines skipped, each answered as it arrives."""
+    if sys.stdin.isatty():
+        click.echo("reading queries from stdin, one a line (Ctrl-D ends)", err=True)
+    for line in sys.stdin:
+        if line.strip():
+            yield line.split()
+
+
+def _answer(batches, solve, render, as_json: bool, header: bool) -> None:
+    """Echo each answer (JSON or text lines); per-query errors go on and set the exit code."""
+    import json
+
+    exit_code = 0
+    first = True
+    for queries in batches:
+        for result in solve(queries):
+            if "error" in result:
+                code = result.pop("exit_code")
+                exit_code = exit_code or code
+                if not as_json:
+                    click.echo(f"Error: {result['error']}", err=True)
+                    continue
+            if as_json:
+                click.echo(json.dumps(result, ensure_ascii=False))
+                continue
+            click.echo(("" if first or not header else "\n") + "\n".join(render(result, header)))
+            first = False
+    if exit_code:
+        click.get_current_context().exit(exit_code)
+
+
 @cli.command()
-@click.argument("words", nargs=-1, required=True)
+@click.argument("words", nargs=-1)
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True,
               help="How many neighbours to show.")
+@json_option
+@which_option
 @workdir_option
 @_errors_to_exit
-def similar(words, k, workdir):
-    """Print the K words nearest to WORD by cosine similarity (the word itself excluded)."""
+def similar(words, k, as_json, which, workdir):
+    """Print the K words nearest to each WORD by cosine similarity (the word itself excluded).
+
+    With no WORD, read words from stdin, one a line, and answer each as it comes.
+    """
+    from . import queries
     from .vectors import Vectors
 
-    vectors = Vectors.load(Config(workdir=workdir).workdir_path)
-    for n, word in enumerate(words):
-        if len(words) > 1:
-            click.echo(("\n" if n else "") + f"{word}:")
-        for token, sim in vectors.most_similar(word, k):
-            click.echo(f"cosine sim={sim:.3f}: {token}")
+    vectors = Vectors.load(Config(workdir=workdir).workdir_path, which)
+    if words:
+        batches = [list(words)]
+    else:  # one word a line; a line of several words is answered with an error
+        batches = ([" ".join(q)] for q in _stdin_queries())
+    _answer(batches, lambda qs: queries.similar(vectors, qs, k), queries.format_similar,
+            as_json, header=len(words) != 1)
+
+
+@cli.command()
+@click.argument("words", nargs=-1)
+@click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True,
+              help="How many answers to show.")
+@click.option("--method", type=click.Choice(["add", "mul"]), default="add", show_default=True,
+              help="3CosAdd (nearest to B - A + C) or 3CosMul (Levy and Goldberg).")
+@json_option
+@which_option
+@workdir_option
+@_errors_to_exit
+def analogy(words, k, method, as_json, which, workdir):
+    """A is to B as C is to ?: the K words closest to B - A + C, the three words excluded.
+
+    WORDS are one or more triples A B C, e.g. `w2v analogy man king woman`. With no WORDS,
+    read triples from stdin, one `A B C` a line.
+    """
+    from . import queries
+    from .vectors import Vectors
+
+    if len(words) % 3:
+        raise click.UsageError(f"give the words in threes (A B C ...), got {len(words)}")
+    vectors = Vectors.load(Config(workdir=workdir).workdir_path, which)
+    if words:
+        batches = [[list(words[i:i + 3]) for i in range(0, len(words), 3)]]
+    else:
+        batches = ([q] for q in _stdin_queries())
+    _answer(batches, lambda qs: queries.analogies(vectors, qs, k, method),
+            queries.format_analogy, as_json, header=len(words) != 3)
+
+
+@cli.command()
+@click.option("--similarity", "similarity", multiple=True,
+              type=click.Path(exists=True, dir_okay=False),
+              help="Word-similarity file (`word1 word2 score` lines, WordSim-353 or SimLex-999 "
+                   "style): Spearman rho of cosine vs. score. Repeatable.")
+@click.option("--analogy", "analogy_files", multiple=True,
+              type=click.Path(exists=True, dir_okay=False),
+              help="Analogy file in the questions-words.txt format: accuracy per section. "
+                   "Repeatable.")
+@click.option("--method", type=click.Choice(["add", "mul"]), default="add", show_default=True,
+              help="Analogy scoring: 3CosAdd or 3CosMul.")
+@fold_case_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with every result.")
+@which_option
+@workdir_option
+@_errors_to_exit
+def evaluate(similarity, analogy_files, method, fold_case, as_json, which, workdir):
+    """Score the vectors on word-similarity and analogy test sets."""
+    import json
+
+    from . import evaluate as ev
+    from .vectors import Vectors
+
+    if not similarity and not analogy_files:
+        raise click.UsageError("give at least one --similarity FILE or --analogy FILE")
+    vectors = Vectors.load(Config(workdir=workdir).workdir_path, which)
+    sims = [ev.evaluate_similarity(vectors, ev.read_similarity(p), fold_case) for p in similarity]
+    analogies = [ev.evaluate_analogies(vectors, ev.read_analogies(p), fold_case, method)
+                 for p in analogy_files]
+    if as_json:
+        click.echo(json.dumps({"which": which, "similarity": sims, "analogy": analogies},
+                              ensure_ascii=False))
+        return
+    for r in sims:
+        click.echo(ev.format_similarity(r))
+    for r in analogies:
+        click.echo("\n".join(ev.format_analogies(r)))
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["word2vec", "word2vec-binary", "npy"]),
+              default="word2vec", show_default=True,
+              help="word2vec text, word2vec binary (both read by gensim's "
+                   "KeyedVectors.load_word2vec_format), or .npy plus a .vocab.txt word list.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="File to write (for npy the words go beside it in NAME.vocab.txt).")
+@which_option
+@workdir_option
+@_errors_to_exit
+def export(fmt, output, which, workdir):
+    """Write the trained vectors for other tools (<unk> left out, most frequent word first)."""
+    from . import export as export_mod
+    from .vectors import Vectors
+
+    vectors = Vectors.load(Config(workdir=workdir).workdir_path, which)
+    paths = export_mod.export(vectors, fmt, output)
+    n, dim = vectors.matrix.shape
+    click.echo(f"{n - 1} words x {dim} ({which} vectors) -> {', '.join(map(str, paths))}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@workdir_option
+@_errors_to_exit
+def info(as_json, workdir):
+    """What the working directory holds: corpus, vocabulary, settings, epochs, losses, speed."""
+    import json
+
+    from . import info as info_mod
+
+    summary = info_mod.describe(Config(workdir=workdir).workdir_path)
+    if as_json:
+        click.echo(json.dumps(summary, ensure_ascii=False))
+    else:
+        click.echo("\n".join(info_mod.format_lines(summary)))
+
+
+@cli.command()
+@click.argument("words", nargs=-1, required=True)
+@click.option("-k", "k", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Neighbours drawn around each word.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="words.png",
+              show_default=True, help="PNG file to write.")
+@which_option
+@workdir_option
+@_errors_to_exit
+def plot(words, k, output, which, workdir):
+    """Draw WORDS and their K nearest neighbours on a 2-D PCA map (PNG; needs matplotlib)."""
+    from . import plots
+    from .vectors import Vectors
+
+    plots.require_matplotlib()  # before loading the model, so a missing extra fails fast
+    vectors = Vectors.load(Config(workdir=workdir).workdir_path, which)
+    drawn = plots.word_map(vectors, list(words), k, output)
+    click.echo(f"{len(drawn['words'])} words -> {drawn['path']}")
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.option("-n", "--num-workers", type=click.IntRange(min=1), required=True,
+              help="Worker processes (each runs COMMAND).")
+@click.option("-s", "--num-servers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Parameter-server processes.")
+@click.option("--hostfile", type=click.Path(exists=True, dir_okay=False),
+              help="ssh host file, one host a line: servers and workers go round-robin over "
+                   "them. Default: every process on this machine, over loopback.")
+@click.option("--root-uri", default="127.0.0.1", show_default=True,
+              help="Address of this machine (the scheduler) that every host can reach.")
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=0, show_default=True,
+              help="Scheduler port; 0 picks a free one.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=24 * 3600.0,
+              show_default=True, help="Seconds before the whole job is stopped.")
+@click.option("--log-dir", type=click.Path(file_okay=False),
+              help="Write each process's output to LOG_DIR/<role>-<rank>.log.")
+@click.option("--env", "env", multiple=True, metavar="KEY=VALUE",
+              help="An environment variable for every process, e.g. DMLC_INTERFACE=eth0; "
+                   "repeatable.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@_errors_to_exit
+def launch(num_workers, num_servers, hostfile, root_uri, port, timeout, log_dir, env, command):
+    """Run COMMAND as the workers of an MXNet parameter-server job.
+
+    \b
+    w2v launch -n 2 -- w2v train --kvstore dist_sync --epochs 5
+    w2v launch -n 4 -s 2 --hostfile hosts --root-uri 10.0.0.1 -- w2v train --kvstore dist_sync
+
+    Starts the scheduler, the servers and the workers with the DMLC_* environment ps-lite
+    reads, waits for the workers, and stops every process it started when they finish, when
+    one fails, or at the timeout.
+    """
+    from pathlib import Path
+
+    from . import launch as launch_mod
+
+    bad = [e for e in env if "=" not in e or not e.split("=", 1)[0]]
+    if bad:
+        raise click.BadParameter(f"expected KEY=VALUE, got {bad[0]!r}", param_hint="--env")
+    hosts = launch_mod.read_hosts(hostfile) if hostfile else None
+    nodes = launch_mod.plan(list(command), num_workers, num_servers, port, root_uri, hosts,
+                            env=dict(e.split("=", 1) for e in env))
+    launch_mod.run(nodes, timeout, Path(log_dir) if log_dir else None)
+    click.echo(f"{num_workers} worker(s) and {num_servers} server(s) finished", err=True)
 
 
 def main():  # pragma: no cover - the console script

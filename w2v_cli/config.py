@@ -18,9 +18,11 @@ class Config:
     workdir: str = DEFAULT_WORKDIR  # the CLI also reads W2V_WORKDIR
     data_dir: str = DEFAULT_DATA_DIR  # the CLI also reads W2V_DATA_DIR
     corpus: tuple[str, ...] = ()  # empty: PTB
+    encoding_errors: str = "strict"  # strict | replace: invalid UTF-8 in the corpus
 
     # vocabulary
     min_count: int = 10
+    max_vocab: int = 0  # keep at most this many words (besides <unk>), the most frequent; 0: no cap
 
     # sampling
     subsample: float = 1e-4  # t in keep probability sqrt(t / f(w)); 0 disables
@@ -28,20 +30,22 @@ class Config:
     negatives: int = 5
     sample_once: bool = False
     seed: int = 0
-    chunk_tokens: int = 1 << 20  # sentences are sampled and shuffled in runs of this many tokens
-    prefetch: bool = True  # draw the next chunk in a background thread while training
-
 
     # model and optimiser
     embed_size: int = 100
     batch_size: int = 512
     epochs: int = 5
     lr: float = 0.002
-    device: str = "auto"  # auto | cpu | gpu | gpu:N
+    device: str = "auto"  # auto | cpu | gpu | gpu:N | gpu:0,1,... | cpu:0,1,...
     # Row-sparse gradients + lazy adam: per-step cost follows the rows touched, not the
     # vocabulary; off by default because lazy adam scored lower on WordSim-353 on PTB.
     sparse_grad: bool = False
+
+    # speed and scale: chunked epochs, streaming and distributed training
+    chunk_tokens: int = 1 << 20  # corpus tokens held at once by prepare and by each epoch's sampling
+    prefetch: bool = True  # draw the next chunk in a background thread while training
     bucket: bool = False  # batch rows of equal length together (no padding; changes batches)
+    kvstore: str = "device"  # local | device (one machine) | dist_sync | dist_async (parameter server)
 
     # reporting
     log_interval: int = 50  # batches between progress reports (and device syncs)

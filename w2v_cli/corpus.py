@@ -6,9 +6,11 @@ A corpus is a list of text lines, one sentence a line, tokens separated by white
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import hashlib
 import lzma
+import re
 import urllib.error
 import urllib.request
 import zipfile
@@ -29,6 +31,13 @@ Progress = Callable[[int, Optional[int]], None]
 
 _OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 
+# ``strict``: invalid UTF-8 is an error naming file and line; ``replace``: bad bytes become U+FFFD.
+ENCODING_ERRORS = ("strict", "replace")
+# No word is this long: a longer run of non-space characters means the file is not text
+# (or has no spaces), and one such "token" would bloat the vocabulary file.
+MAX_TOKEN_CHARS = 1000
+_LONG_TOKEN = re.compile(r"\S{%d}" % (MAX_TOKEN_CHARS + 1))
+
 
 @dataclass
 class Corpus:
@@ -46,12 +55,14 @@ def sha1_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def ensure_ptb(data_dir: Path, progress: Optional[Progress] = None, url: str = PTB_URL) -> Path:
+def ensure_ptb(data_dir: Path, progress: Optional[Progress] = None,
+               url: Optional[str] = None) -> Path:
     """Return the path of a verified ``ptb.zip`` in ``data_dir``, downloading it if needed.
 
     An archive already there that verifies is used as is. One that does not is replaced by a
     fresh download, and only once that download verifies.
     """
+    url = url or PTB_URL
     path = data_dir / PTB_ARCHIVE
     if path.is_file() and sha1_of(path) == PTB_SHA1:
         return path
@@ -72,27 +83,41 @@ def ensure_ptb(data_dir: Path, progress: Optional[Progress] = None, url: str = P
 
 
 def download(url: str, dest: Path, sha1: str, progress: Optional[Progress] = None) -> None:
-    """Fetch ``url`` to ``dest`` through a temporary file renamed only if its SHA-1 matches."""
+    """Fetch ``url`` to ``dest`` through a temporary file renamed only if its SHA-1 matches.
+
+    A network failure is a DownloadError, a write failure (full disk) a StorageError; either
+    way ``dest`` keeps what it held before.
+    """
     h = hashlib.sha1()
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response:
+
+    def fetch(tmp: Path) -> None:
+        try:
+            response = urllib.request.urlopen(url, timeout=30)
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            raise DownloadError(f"could not download {url}: {getattr(e, 'reason', e)}") from None
+        with response, open(tmp, "wb") as out:
             total = response.headers.get("Content-Length")
-            total = int(total) if total else None
+            total = int(total) if total and total.isdigit() else None
             done = 0
-            with fileio.atomic_path(dest) as tmp, open(tmp, "wb") as out:
-                for block in iter(lambda: response.read(1 << 16), b""):
-                    out.write(block)
-                    h.update(block)
-                    done += len(block)
-                    if progress:
-                        progress(done, total)
-                out.flush()
-                if h.hexdigest() != sha1:
-                    raise DownloadError(
-                        f"downloaded {url} but its SHA-1 is {h.hexdigest()}, expected {sha1}"
-                    )
-    except (urllib.error.URLError, OSError) as e:
-        raise DownloadError(f"could not download {url}: {getattr(e, 'reason', e)}") from None
+            while True:
+                try:
+                    block = response.read(1 << 16)
+                except (urllib.error.URLError, OSError) as e:
+                    raise DownloadError(f"could not download {url}: "
+                                        f"{getattr(e, 'reason', e)}") from None
+                if not block:
+                    break
+                out.write(block)  # an OSError here is the disk's: atomic_write maps it
+                h.update(block)
+                done += len(block)
+                if progress:
+                    progress(done, total)
+            out.flush()
+        if h.hexdigest() != sha1:
+            raise DownloadError(f"downloaded {url} but its SHA-1 is {h.hexdigest()}, "
+                                f"expected {sha1}")
+
+    fileio.atomic_write(dest, fetch)
 
 
 def read_ptb(archive: Path, split: str = "train") -> Corpus:
@@ -102,7 +127,7 @@ def read_ptb(archive: Path, split: str = "train") -> Corpus:
             raw = z.read(PTB_SPLITS[split])
     except (zipfile.BadZipFile, KeyError, OSError) as e:
         raise DataError(f"cannot read {PTB_SPLITS[split]} from {archive}: {e}") from None
-    lines = _decode(raw, f"{archive}:{PTB_SPLITS[split]}").splitlines()
+    lines = _decode(raw, f"{archive}:{PTB_SPLITS[split]}", "strict").splitlines()
     return Corpus(lines, {"kind": "ptb", "split": split, "path": str(archive), "sha1": PTB_SHA1})
 
 
@@ -122,8 +147,14 @@ def corpus_files(paths: list[str | Path]) -> list[Path]:
     return files
 
 
-def read_files(paths: list[str | Path]) -> Corpus:
-    """Read plain, .gz, .bz2 or .xz text files (or folders of them) as UTF-8 lines."""
+def read_files(paths: list[str | Path], errors: str = "strict") -> Corpus:
+    """Read plain, .gz, .bz2 or .xz text files (or folders of them) as UTF-8 lines.
+
+    ``errors``: ``strict`` (invalid UTF-8 is a DataError naming file and line) or ``replace``.
+    Binary files (a NUL byte) and runs of over MAX_TOKEN_CHARS non-space characters are
+    DataErrors either way."""
+    if errors not in ENCODING_ERRORS:
+        raise DataError(f"--encoding-errors must be one of {', '.join(ENCODING_ERRORS)}")
     lines: list[str] = []
     records = []
     for path in corpus_files(paths):
@@ -131,16 +162,104 @@ def read_files(paths: list[str | Path]) -> Corpus:
         try:
             with opener(path, "rb") as f:
                 raw = f.read()
-        except (OSError, EOFError, lzma.LZMAError) as e:
+        except (OSError, EOFError, lzma.LZMAError, ValueError) as e:
             raise DataError(f"cannot read corpus file {path}: {e}") from None
-        lines.extend(_decode(raw, str(path)).splitlines())
+        lines.extend(_decode(raw, str(path), errors).splitlines())
         records.append({"path": str(path.resolve()), "sha1": sha1_of(path)})
     return Corpus(lines, {"kind": "files", "files": records})
 
 
-def _decode(raw: bytes, name: str) -> str:
+def _decode(raw: bytes, name: str, errors: str, first_line: int = 1) -> str:
+    """UTF-8 text of a corpus file (or of a block of its whole lines starting at line
+    ``first_line``), or a DataError that names the file and line."""
+    nul = raw.find(b"\0")
+    if nul >= 0:
+        line = first_line + raw.count(b"\n", 0, nul)
+        raise DataError(f"{name}, line {line}: a NUL byte; this looks like a binary file, "
+                        "not text with one sentence a line")
     try:
-        return raw.decode("utf-8")
+        text = raw.decode("utf-8", errors=errors)
     except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise DataError(f"{name}, line {line}: not valid UTF-8 ({e.reason})") from None
+        line = first_line + raw.count(b"\n", 0, e.start)
+        raise DataError(f"{name}, line {line}: not valid UTF-8 ({e.reason}); fix the file or "
+                        "pass --encoding-errors replace") from None
+    long = _LONG_TOKEN.search(text)
+    if long:
+        line = first_line + text.count("\n", 0, long.start())
+        raise DataError(f"{name}, line {line}: more than {MAX_TOKEN_CHARS} characters without "
+                        "a space; is this a text corpus with words separated by spaces?")
+    return text
+
+
+BLOCK_BYTES = 1 << 18  # bytes of text decoded and split at once when streaming (small:
+# each token becomes a Python string until its block is encoded)
+
+
+@dataclass
+class LineStream:
+    """A corpus read block by block instead of whole: the same lines ``read_files`` or
+    ``read_ptb`` give, never all in memory. ``total_bytes``: size of the text when known
+    (plain files), for progress; ``source`` as in ``Corpus``."""
+
+    opens: list  # (name, zero-argument function returning a binary file object)
+    source: dict
+    total_bytes: Optional[int] = None
+    errors: str = "strict"  # as read_files' ``errors``
+
+    def blocks(self, block_bytes: Optional[int] = None):
+        """Yield ``(lines, nbytes)``: lists of decoded lines cut at line ends, and the bytes
+        they came from. Raises DataError naming file and line for what ``read_files``
+        refuses: bytes that are not UTF-8 (unless ``errors`` is ``replace``), a NUL byte, a
+        run of over MAX_TOKEN_CHARS characters without a space. A block holds whole lines, so
+        no character or token is cut between two blocks."""
+        block_bytes = block_bytes or BLOCK_BYTES
+        for name, open_ in self.opens:
+            line_no = 0
+            try:
+                with open_() as f:
+                    while True:
+                        raw_lines = f.readlines(block_bytes)
+                        if not raw_lines:
+                            break
+                        raw = b"".join(raw_lines)
+                        text = _decode(raw, name, self.errors, line_no + 1)
+                        line_no += len(raw_lines)
+                        yield text.splitlines(), len(raw)
+            except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile, ValueError) as e:
+                raise DataError(f"cannot read corpus file {name}: {e}") from None
+
+
+def stream_files(paths: list[str | Path], errors: str = "strict") -> LineStream:
+    """``read_files`` as a LineStream: plain, .gz, .bz2 or .xz files, or folders of them."""
+    if errors not in ENCODING_ERRORS:
+        raise DataError(f"--encoding-errors must be one of {', '.join(ENCODING_ERRORS)}")
+    files = corpus_files(paths)
+    opens = [(str(p), (lambda p=p: _OPENERS.get(p.suffix, open)(p, "rb"))) for p in files]
+    records = []
+    for p in files:
+        try:
+            records.append({"path": str(p.resolve()), "sha1": sha1_of(p)})
+        except OSError as e:  # the error read_files gives when it opens the file
+            raise DataError(f"cannot read corpus file {p}: {e}") from None
+    plain = all(p.suffix not in _OPENERS for p in files)
+    total = sum(p.stat().st_size for p in files) if plain else None
+    return LineStream(opens, {"kind": "files", "files": records}, total, errors)
+
+
+def stream_ptb(archive: Path, split: str = "train") -> LineStream:
+    """``read_ptb`` as a LineStream."""
+    member = PTB_SPLITS[split]
+    try:
+        with zipfile.ZipFile(archive) as z:
+            total = z.getinfo(member).file_size
+    except (zipfile.BadZipFile, KeyError, OSError) as e:
+        raise DataError(f"cannot read {member} from {archive}: {e}") from None
+
+    @contextlib.contextmanager
+    def open_member():
+        with zipfile.ZipFile(archive) as z, z.open(member) as f:
+            yield f
+
+    return LineStream([(f"{archive}:{member}", open_member)],
+                      {"kind": "ptb", "split": split, "path": str(archive), "sha1": PTB_SHA1},
+                      total)

@@ -7,10 +7,14 @@ d2l chapter drops them, so ``ids`` never holds 0.
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -18,7 +22,7 @@ from . import corpus as corpus_mod
 from . import fileio
 from .config import Config
 from .errors import DataError
-from .vocab import Vocab
+from .vocab import Vocab, select
 
 VOCAB_FILE = "vocab.json"
 IDS_FILE = "ids.npy"
@@ -43,14 +47,19 @@ class Dataset:
         return [[toks[i] for i in self.ids[a:b]] for a, b in zip(self.offsets[:-1], self.offsets[1:])]
 
 
-def encode(lines: list[str], min_count: int) -> Dataset:
-    """Count, build the vocabulary and encode, with no Python loop over single tokens."""
+_NO_PAIRS = ("no sentence has two or more words in the vocabulary, so there is no word pair to "
+             "train on; use longer sentences (one a line) or a lower --min-count ({min_count})")
+
+
+def encode(lines: list[str], min_count: int, max_vocab: int = 0) -> Dataset:
+    """Count, build the vocabulary and encode in memory, with no Python loop over single
+    tokens. ``prepare`` streams instead (``encode_stream``); both give the same dataset."""
     sentences = [line.split() for line in lines]
     sentences = [s for s in sentences if s]
     if not sentences:
         raise DataError("the corpus holds no tokens")
     flat = list(chain.from_iterable(sentences))
-    vocab = Vocab.build(flat, min_count)
+    vocab = Vocab.build(flat, min_count, max_vocab)
     if len(vocab) < 2:
         raise DataError(
             f"no token occurs at least {min_count} times (--min-count); the vocabulary is empty"
@@ -60,52 +69,231 @@ def encode(lines: list[str], min_count: int) -> Dataset:
     keep = ids != 0
     sentence_of = np.repeat(np.arange(len(sentences)), lengths)
     kept_lengths = np.bincount(sentence_of[keep], minlength=len(sentences))
+    if kept_lengths.max() < 2:
+        raise DataError(_NO_PAIRS.format(min_count=min_count))
     offsets = np.concatenate([[0], np.cumsum(kept_lengths)]).astype(np.int64)
     return Dataset(vocab, ids[keep], offsets)
 
 
-def prepare(config: Config, progress=None) -> Dataset:
-    """Read the configured corpus (PTB by default), encode it and write it to the workdir."""
+@dataclass
+class PrepareProgress:
+    """Where a streaming prepare stands: tokens and bytes read; ``total_bytes`` when known."""
+
+    tokens: int
+    bytes: int
+    total_bytes: Optional[int]
+    seconds: float
+
+
+def prepare(config: Config, progress=None,
+            on_chunk: Optional[Callable[[PrepareProgress], None]] = None) -> Dataset:
+    """Read the configured corpus (PTB by default), encode it and write it to the workdir.
+
+    Streams: memory holds the distinct tokens and one chunk of ``config.chunk_tokens``, not
+    the corpus. Returns the dataset with its ids and offsets memory-mapped from the workdir.
+    """
     start = time.perf_counter()
     if config.corpus:
-        corpus = corpus_mod.read_files(list(config.corpus))
+        lines = corpus_mod.stream_files(list(config.corpus), config.encoding_errors)
     else:
         archive = corpus_mod.ensure_ptb(config.data_dir_path, progress)
-        corpus = corpus_mod.read_ptb(archive)
-    ds = encode(corpus.lines, config.min_count)
-    ds.vocab.meta.update(
-        source=corpus.source,
-        stats={"sentences": ds.n_sentences, "tokens": int(ds.vocab.counts.sum()),
-               "kept_tokens": int(ds.ids.size), "seconds": round(time.perf_counter() - start, 3)},
+        lines = corpus_mod.stream_ptb(archive)
+    workdir = config.workdir_path
+    vocab = encode_stream(lines, config.min_count, workdir, config.max_vocab,
+                          config.chunk_tokens, on_chunk, start)
+    n_sentences = int(np.load(workdir / OFFSETS_FILE, mmap_mode="r").shape[0]) - 1
+    vocab.meta.update(
+        source=lines.source,
+        stats={"sentences": n_sentences, "tokens": int(vocab.counts.sum()),
+               "kept_tokens": int(vocab.counts[1:].sum()),
+               "seconds": round(time.perf_counter() - start, 3)},
     )
-    save(ds, config.workdir_path)
-    return ds
+    # The vocab goes last: its presence marks a complete dataset.
+    vocab.save(workdir / VOCAB_FILE)
+    return load(workdir)
+
+
+def encode_stream(lines: corpus_mod.LineStream, min_count: int, workdir: Path,
+                  max_vocab: int = 0, chunk_tokens: int = 1 << 20,
+                  on_chunk: Optional[Callable[[PrepareProgress], None]] = None,
+                  start: Optional[float] = None) -> Vocab:
+    """Encode a corpus into ``ids.npy`` and ``offsets.npy`` in ``workdir`` and return its
+    vocabulary (not yet saved), holding one chunk of tokens at a time.
+
+    Pass 1 reads the text once: each distinct token gets a provisional id in order of first
+    appearance (so ties keep the in-memory order), its count is summed by ``bincount``, and
+    the provisional ids and sentence lengths go to temporary files. Pass 2 re-maps them to
+    final ids chunk by chunk, drops ``<unk>``, and appends to the two ``.npy`` files, whose
+    shapes pass 1 made known.
+    """
+    start = time.perf_counter() if start is None else start
+    workdir.mkdir(parents=True, exist_ok=True)
+    # Named like fileio's temporaries, so one left by a killed prepare is cleaned up later.
+    with tempfile.TemporaryDirectory(prefix=".prepare.", suffix=fileio.TEMP_SUFFIX,
+                                     dir=workdir) as tmp:
+        pid_path, len_path = Path(tmp) / "pids.i32", Path(tmp) / "lengths.i64"
+        try:
+            tokens, counts, chunks = _first_pass(lines, pid_path, len_path, chunk_tokens,
+                                                 on_chunk, start)
+        except OSError as e:
+            # The scratch files are the first half of writing ids.npy; a full disk shows there.
+            raise fileio.storage_error(workdir / IDS_FILE, e.strerror or str(e)) from None
+        if not chunks:
+            raise DataError("the corpus holds no tokens")
+        kept = select(tokens, counts, min_count, max_vocab)
+        vocab = Vocab.from_counts(tokens, counts, min_count, max_vocab)
+        if len(vocab) < 2:
+            raise DataError(f"no token occurs at least {min_count} times (--min-count); "
+                            "the vocabulary is empty")
+        del tokens
+        remap = np.zeros(len(counts), dtype=np.int32)
+        remap[kept] = np.arange(1, len(kept) + 1, dtype=np.int32)
+        n_sentences = sum(n for _, n in chunks)
+        # ids.npy is the inner writer, so it is the first renamed into place (as save() does).
+        with _npy_writer(workdir / OFFSETS_FILE, np.int64, n_sentences + 1) as off_out, \
+                _npy_writer(workdir / IDS_FILE, np.int32, int(vocab.counts[1:].sum())) as ids_out, \
+                open(pid_path, "rb") as pids_in, open(len_path, "rb") as lens_in:
+            off_out.write(np.zeros(1, dtype=np.int64))
+            done = longest = 0
+            for n_tok, n_sent in chunks:
+                final = remap[np.fromfile(pids_in, dtype=np.int32, count=n_tok)]
+                lengths = np.fromfile(lens_in, dtype=np.int64, count=n_sent)
+                keep = final != 0
+                sentence_of = np.repeat(np.arange(n_sent), lengths)
+                kept_lengths = np.bincount(sentence_of[keep], minlength=n_sent)
+                ids_out.write(final[keep])
+                off_out.write(done + np.cumsum(kept_lengths, dtype=np.int64))
+                done += int(kept_lengths.sum())
+                longest = max(longest, int(kept_lengths.max(initial=0)))
+            if longest < 2:  # raised inside the writers: neither file is replaced
+                raise DataError(_NO_PAIRS.format(min_count=min_count))
+    return vocab
+
+
+def _first_pass(lines: corpus_mod.LineStream, pid_path: Path, len_path: Path,
+                chunk_tokens: int, on_chunk, start: float):
+    """Provisional ids and sentence lengths to two raw files. Returns the distinct tokens
+    (first-appearance order), their counts (T,) int64, and per chunk (tokens, sentences)."""
+    index: defaultdict = defaultdict()
+    index.default_factory = index.__len__  # a new token gets the next id, in C, no loop
+    counts = np.zeros(0, dtype=np.int64)
+    chunks: list[tuple[int, int]] = []
+    pending_ids: list[np.ndarray] = []
+    pending_lens: list[np.ndarray] = []
+    n_pending = n_tokens = n_bytes = 0
+
+    with open(pid_path, "wb") as pid_out, open(len_path, "wb") as len_out:
+        def flush():
+            nonlocal counts, n_pending
+            ids = np.concatenate(pending_ids)
+            lens = np.concatenate(pending_lens)
+            add = np.bincount(ids, minlength=len(index))
+            counts = np.concatenate([counts, np.zeros(len(add) - len(counts), np.int64)]) + add
+            # Through .write(): a short ndarray.tofile on a full disk has no errno.
+            pid_out.write(memoryview(ids))
+            len_out.write(memoryview(lens))
+            chunks.append((int(ids.size), int(lens.size)))
+            pending_ids.clear()
+            pending_lens.clear()
+            n_pending = 0
+            if on_chunk:
+                on_chunk(PrepareProgress(n_tokens, n_bytes, lines.total_bytes,
+                                         time.perf_counter() - start))
+
+        for block, nbytes in lines.blocks():
+            sentences = [s for s in map(str.split, block) if s]
+            lengths = np.fromiter(map(len, sentences), dtype=np.int64, count=len(sentences))
+            total = int(lengths.sum())
+            pending_ids.append(np.fromiter(map(index.__getitem__, chain.from_iterable(sentences)),
+                                           dtype=np.int32, count=total))
+            pending_lens.append(lengths)
+            n_pending += total
+            n_tokens += total
+            n_bytes += nbytes
+            if n_pending >= chunk_tokens:
+                flush()
+        if n_pending:
+            flush()
+    return list(index), counts, chunks
+
+
+class _Appender:
+    """Appends pieces of one array to the open ``.npy`` file at ``path``."""
+
+    def __init__(self, f, dtype, path: Path):
+        self.f, self.dtype, self.path, self.written = f, dtype, path, 0
+
+    def write(self, arr: np.ndarray) -> None:
+        self.f.write(memoryview(np.ascontiguousarray(arr, dtype=self.dtype)))
+        self.written += arr.size
+
+
+@contextlib.contextmanager
+def _npy_writer(path: Path, dtype, length: int):
+    """Write a 1-D ``.npy`` file piece by piece, atomically: the header first (the length is
+    known in advance), then the pieces; the file appears only if they add up to ``length``."""
+    dtype = np.dtype(dtype)
+    with fileio.atomic_path(path) as tmp:
+        try:
+            with open(tmp, "wb") as f:
+                np.lib.format.write_array_header_1_0(
+                    f, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                        "shape": (length,)})
+                out = _Appender(f, dtype, path)
+                yield out
+        except OSError as e:  # a full disk: StorageError, as fileio's own writers give
+            raise fileio.storage_error(path, e.strerror or str(e)) from None
+        if out.written != length:
+            raise DataError(f"{path}: wrote {out.written} of {length} values")
 
 
 def save(ds: Dataset, workdir: Path) -> None:
-    workdir.mkdir(parents=True, exist_ok=True)
+    """Write an in-memory dataset (``encode``'s) to the workdir."""
+    # Each file is replaced atomically. The vocab goes last, and load() checks that the three
+    # agree, so a crash between two of them is caught rather than trained on.
     for name, arr in ((IDS_FILE, ds.ids), (OFFSETS_FILE, ds.offsets)):
-        with fileio.atomic_path(workdir / name) as tmp, open(tmp, "wb") as f:
-            np.save(f, arr)
-    # The vocab goes last: its presence marks a complete dataset.
+        fileio.save_npy(workdir / name, arr)
     ds.vocab.save(workdir / VOCAB_FILE)
 
 
 def load(workdir: Path) -> Dataset:
-    """Load a prepared dataset, checking that its three files agree."""
+    """Load a prepared dataset, checking that its three files agree. ids and offsets are
+    read-only memory maps."""
     vocab = Vocab.load(workdir / VOCAB_FILE)
     arrays = []
     for name in (IDS_FILE, OFFSETS_FILE):
         try:
-            arrays.append(np.load(workdir / name, allow_pickle=False))
+            # Memory-mapped: training reads one chunk at a time, never the whole corpus.
+            arrays.append(np.load(workdir / name, mmap_mode="r", allow_pickle=False))
         except FileNotFoundError:
             raise DataError(f"no {name} in {workdir}: run `w2v prepare` first") from None
-        except (OSError, ValueError) as e:
-            raise DataError(f"{workdir / name} is not a readable numpy file: {e}") from None
+        except (OSError, ValueError, EOFError, MemoryError) as e:
+            raise DataError(f"{workdir / name} is not a readable numpy file ({e}); "
+                            "re-run `w2v prepare`") from None
     ids, offsets = arrays
+    if ids.dtype.kind not in "iu" or offsets.dtype.kind not in "iu":
+        raise DataError(f"{workdir}: {IDS_FILE} and {OFFSETS_FILE} must hold integers; "
+                        "re-run `w2v prepare`")
     if ids.ndim != 1 or offsets.ndim != 1 or offsets.size < 1 or offsets[0] != 0 \
-            or offsets[-1] != ids.size or np.any(np.diff(offsets) < 0):
-        raise DataError(f"{workdir}: {IDS_FILE} and {OFFSETS_FILE} do not agree")
-    if ids.size and (ids.min() < 1 or ids.max() >= len(vocab)):
-        raise DataError(f"{workdir}: {IDS_FILE} holds ids outside the vocabulary ({len(vocab)})")
+            or offsets[-1] != ids.size or not _nondecreasing(offsets):
+        raise DataError(f"{workdir}: {IDS_FILE} and {OFFSETS_FILE} do not agree; "
+                        "re-run `w2v prepare`")
+    if ids.size:
+        low, high = _min_max(ids)
+        if low < 1 or high >= len(vocab):
+            raise DataError(f"{workdir}: {IDS_FILE} holds ids outside the vocabulary "
+                            f"({len(vocab)})")
     return Dataset(vocab, ids.astype(np.int32, copy=False), offsets.astype(np.int64, copy=False))
+
+
+_SCAN = 1 << 22  # values checked at once, so a memory-mapped array is never read whole
+
+
+def _nondecreasing(a: np.ndarray) -> bool:
+    return all(np.all(np.diff(a[i:i + _SCAN + 1]) >= 0) for i in range(0, a.size, _SCAN))
+
+
+def _min_max(a: np.ndarray) -> tuple[int, int]:
+    parts = [(int(a[i:i + _SCAN].min()), int(a[i:i + _SCAN].max()))
+             for i in range(0, a.size, _SCAN)]
+    return min(p[0] for p in parts), max(p[1] for p in parts)

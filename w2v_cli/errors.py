@@ -2,6 +2,11 @@
 
 The core raises these; the CLI turns each into ``Error: <message>`` on stderr and the
 exit code held by the class, so scripts can tell failures apart without parsing text.
+
+Exit codes: 1 other, 2 usage (Click's own option errors use 2 as well), 3 data, 4 download,
+5 model, 6 backend, 7 missing extra, 8 workdir locked, 9 storage (disk full, unwritable),
+10 resume, 11 launch (a parameter-server job failed), 130 / 143 interrupted by SIGINT /
+SIGTERM (after a checkpoint was written).
 """
 
 
@@ -39,3 +44,45 @@ class BackendError(W2VError):
     """MXNet is missing or cannot use the requested device."""
 
     exit_code = 6
+
+
+class MissingExtraError(W2VError):
+    """An optional dependency (an extra such as ``plot``) is not installed."""
+
+    exit_code = 7
+
+
+class LockError(W2VError):
+    """Another w2v process is writing to the same working directory."""
+
+    exit_code = 8
+
+
+class StorageError(W2VError):
+    """A file could not be written (disk full, read-only, permission); the old file is intact."""
+
+    exit_code = 9
+
+
+class ResumeError(W2VError):
+    """``--resume`` found nothing to resume, or settings or data that differ from the checkpoint."""
+
+    exit_code = 10
+
+
+class Interrupted(W2VError):
+    """Training stopped on SIGINT or SIGTERM after writing a checkpoint.
+
+    The exit code follows the shell's 128 + signal number convention.
+    """
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+class LaunchError(W2VError):
+    """A process of a parameter-server job failed, or the job ran out of time."""
+
+    exit_code = 11

@@ -1,17 +1,38 @@
-"""Atomic file writes: a reader sees the old complete file or the new one, never a part."""
+"""Atomic file writes: a reader sees the old complete file or the new one, never a part.
+
+Every file w2v writes goes through here: it is written under a temporary name in the same
+folder (``.NAME.XXXXXX.tmp``), flushed, fsynced and renamed over the final name, and the
+folder is fsynced so the rename itself survives a power cut. A failure while writing
+(a full disk, a read-only folder) becomes a StorageError and leaves the previous file as it was.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
+import numpy as np
+
+from .errors import StorageError
+
+TEMP_SUFFIX = ".tmp"
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+def _storage_error(path: Path, e: OSError) -> StorageError:
+    return storage_error(path, e.strerror or str(e))
+
+
+def storage_error(path: Path, reason: str) -> StorageError:
+    return StorageError(f"cannot write {path}: {reason} (the previous {path.name}, if any, "
+                        "is unchanged)")
 
 
 @contextlib.contextmanager
@@ -19,36 +40,154 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success fsync it and rename it over ``path``.
 
     For writers that insist on opening the file themselves (``save_parameters``, ``np.save``).
-    On any exception the temporary file is removed and ``path`` is untouched.
+    On any exception the temporary file is removed and ``path`` is untouched. OSErrors of
+    the temporary file's creation, fsync and rename become StorageError; the body's own
+    exceptions pass through (use :func:`atomic_write` to map those too).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+        os.close(fd)
+    except OSError as e:
+        raise _storage_error(path, e) from None
+    tmp_path = Path(tmp)
+    try:
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
         yield tmp_path
-        with open(tmp_path, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
+        try:
+            with open(tmp_path, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp_path, path)
+        except OSError as e:
+            raise _storage_error(path, e) from None
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             tmp_path.unlink()
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp_path)`` and move the result over ``path`` atomically; an OSError
+    from ``write`` (ENOSPC, EIO, ...) becomes a StorageError, ``path`` stays as it was."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        try:
+            write(tmp)
+        except OSError as e:
+            raise _storage_error(path, e) from None
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def write_json(path: str | os.PathLike, obj) -> None:
     write_bytes(path, (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
-def _fsync_dir(directory: Path) -> None:
+def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write one array in numpy's .npy format, atomically."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            # Through a plain .write(): given a real file, numpy calls ndarray.tofile, whose
+            # short write on a full disk is an OSError without errno ("N requested and M
+            # written"); Python's own write reports ENOSPC.
+            np.save(_Writer(f), array, allow_pickle=False)
+    atomic_write(path, write)
+
+
+class _Writer:
+    def __init__(self, f):
+        self.write = f.write
+
+
+def link_or_copy(src: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """Make ``dest`` hold the bytes of ``src``, atomically: a hard link when the file system
+    allows one (no second copy on disk), else a copy."""
+    src, dest = Path(src), Path(dest)
+
+    def write(tmp: Path) -> None:
+        tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+    atomic_write(dest, write)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; on success fsync every file in it and rename
+    it to ``path`` (replacing a folder already there). A crash leaves either no ``path`` or a
+    complete one; on an exception the temporary folder is removed."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent))
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700; give the folder the usual mode
+    except OSError as e:
+        raise _storage_error(path, e) from None
+    try:
+        yield tmp
+        try:
+            for f in tmp.iterdir():
+                with open(f, "rb+") as fh:
+                    os.fsync(fh.fileno())
+            fsync_dir(tmp)
+            if path.exists():
+                # Only one writer holds the workdir lock, so moving the old folder aside and
+                # deleting it after the rename cannot race with another writer.
+                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX,
+                                            dir=path.parent))
+                os.replace(path, old / "old")
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
+        except OSError as e:
+            raise _storage_error(path, e) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def remove_stale_temps(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files and folders (``.NAME.XXXXXX.tmp``) that a killed writer left
+    in ``directory``. Call only while holding the workdir lock. Returns what was removed."""
+    directory = Path(directory)
+    removed = []
+    if not directory.is_dir():
+        return removed
+    for p in directory.iterdir():
+        if p.name.startswith(".") and p.name.endswith(TEMP_SUFFIX):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+            removed.append(p)
+    return removed
+
+
+def check_format(path: Path, d, fmt: str, version: int, what: str, error) -> dict:
+    """Return ``d`` if it is a dict of format ``fmt`` at ``version``; else raise ``error``
+    saying whether the file is not ours, from a newer w2v, or of an unknown version."""
+    if not isinstance(d, dict) or d.get("format") != fmt:
+        raise error(f"{path} is not a w2v {what} file")
+    v = d.get("version")
+    if isinstance(v, int) and not isinstance(v, bool) and v > version:
+        raise error(f"{path} was written by a newer w2v ({what} format version {v}); this w2v "
+                    f"reads version {version}: upgrade w2v")
+    if v != version:
+        raise error(f"{path} has an unknown {what} format version {v!r}; this w2v reads "
+                    f"version {version}")
+    return d
+
+
+def fsync_dir(directory: Path) -> None:
     # Makes the rename itself durable; not every platform lets a directory be opened.
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)

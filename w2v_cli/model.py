@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 
+from .backend import current_mxnet as _mx
 from .backend import mxnet
 
 INIT_SCALE = 0.07  # Gluon's default Uniform(0.07), as the chapter's net.initialize() uses
@@ -34,13 +35,6 @@ def arrays():
     return mx.np if mx.util.is_np_array() else mx.nd
 
 
-def _mx():
-    """MXNet as ``backend.mxnet()`` imported it. Calling ``backend.mxnet()`` again inside
-    ``frontend(True)`` would switch numpy mode back on (it calls ``npx.set_np``)."""
-    import mxnet as mx
-    return mx
-
-
 def build_net(vocab_size: int, embed_size: int, ctx, sparse_grad: bool = False):
     """A Sequential of the center table (net[0]) and the context table (net[1]), each
     (vocab_size, embed_size) float32, initialized on ``ctx``. With ``sparse_grad`` the
@@ -56,9 +50,10 @@ def build_net(vocab_size: int, embed_size: int, ctx, sparse_grad: bool = False):
     # The legacy front end draws its uniforms with another kernel; draw them as the numpy
     # front end does, so the same seed gives the same starting tables on either path.
     net.initialize(mx.init.Zero(), ctx=ctx)
+    first = ctx[0] if isinstance(ctx, (list, tuple)) else ctx
     for block in net:
         with mx.util.np_array(True):
-            w = mx.np.random.uniform(-INIT_SCALE, INIT_SCALE, block.weight.shape, ctx=ctx)
+            w = mx.np.random.uniform(-INIT_SCALE, INIT_SCALE, block.weight.shape, ctx=first)
         block.weight.set_data(w.as_nd_ndarray())
     return net
 
@@ -66,7 +61,7 @@ def build_net(vocab_size: int, embed_size: int, ctx, sparse_grad: bool = False):
 def skip_gram(center, items, embed_v, embed_u):
     """Scores of each center against its contexts and noise words.
 
-    center: (b, 1) ids; items: (b, L) ids. Returns (b, L, 1).
+    center: (b, 1) ids; items: (b, L) ids. Returns (b, 1, L), as the chapter's.
     """
     mx = _mx()
     batch_dot = mx.npx.batch_dot if mx.util.is_np_array() else mx.nd.batch_dot
@@ -75,7 +70,8 @@ def skip_gram(center, items, embed_v, embed_u):
     # u @ v.T, with v's (1, E) rows read as (E, 1) columns by a free reshape: the fastest of
     # the equivalent forms measured on the CPU (v @ u.T with transpose_b is ~1.2x slower,
     # materializing u.swapaxes(1, 2) ~15x slower); see benchmarks/README.md.
-    return batch_dot(u, v.reshape((-1, v.shape[2], 1)))
+    # The (b, L, 1) result is read as the chapter's (b, 1, L), also a free reshape.
+    return batch_dot(u, v.reshape((-1, v.shape[2], 1))).reshape((-1, 1, u.shape[1]))
 
 
 def masked_loss(pred, label, mask):

@@ -116,11 +116,9 @@ def negatives(w: Windows, probs: np.ndarray, k: int, rng: np.random.Generator) -
 
 
 def _clashes(noise: np.ndarray, contexts: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """(m,) bool: noise[j] is among the context words of row ``rows[j]``.
-
-    noise, rows: (m,); contexts: (n, width) padded with 0, which is never drawn. The contexts
-    are gathered a chunk at a time: gathering all m rows at once would take m * width ids.
-    """
+    """(m,) bool: noise[j] is among contexts[rows[j]] (rows of a (n, width) array padded with
+    0, never drawn). The context rows are gathered a slice at a time: all at once they would
+    be (m, width), several times the examples themselves."""
     out = np.empty(noise.size, dtype=bool)
     for a in range(0, noise.size, _CHUNK):
         b = a + _CHUNK

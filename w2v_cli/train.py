@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
+import functools
+import shlex
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Callable, Optional
 
 import numpy as np
 
 from . import batches as batches_mod
 from . import checkpoint
-from .backend import device as resolve_device
-from .backend import mxnet
+from . import distributed
+from . import interrupt
+from . import lock as lock_mod
+from .backend import current_mxnet, mxnet
+from .backend import devices as resolve_devices
 from .config import Config
-from .dataset import Dataset
-from .errors import DataError, UsageError
+from .dataset import VOCAB_FILE, Dataset
+from .errors import DataError, Interrupted, ResumeError, UsageError
 from .model import arrays, build_net, frontend, masked_loss, skip_gram
 
 
@@ -31,6 +35,7 @@ class Progress:
     loss: float
     centers_per_sec: float
     epoch_done: bool = False
+    batch_size: int = 0  # centers per batch, for an ETA (batches may be an estimate)
 
 
 def check(config: Config) -> None:
@@ -44,126 +49,306 @@ def check(config: Config) -> None:
         raise UsageError("--lr must be positive")
     if config.subsample < 0:
         raise UsageError("--subsample must be 0 or more")
+    if config.kvstore not in distributed.KVSTORES:
+        raise UsageError(f"--kvstore {config.kvstore!r}: expected one of "
+                         f"{', '.join(distributed.KVSTORES)}")
+    if config.sparse_grad and config.kvstore.startswith("dist"):
+        raise UsageError(f"--sparse-grad does not work with --kvstore {config.kvstore}: "
+                         "train with --dense-grad, or on one machine")
+    if config.sparse_grad and "," in config.device:
+        raise UsageError(f"--sparse-grad works on one device, not --device {config.device}: "
+                         "name one device, or train with --dense-grad")
 
 
 def train(config: Config, ds: Dataset,
-          on_progress: Optional[Callable[[Progress], None]] = None) -> dict:
+          on_progress: Optional[Callable[[Progress], None]] = None, *,
+          resume: bool = False, stop: Optional[interrupt.StopFlag] = None) -> dict:
     """Train skip-gram with negative sampling on ``ds``; checkpoint every epoch into the workdir.
 
     Returns the run record (also saved as run.json): settings, device, per-epoch metrics.
-    """
-    check(config)
-    mx = mxnet()
-    ctx = resolve_device(config.device)
-    rng = np.random.default_rng(config.seed)
-    mx.random.seed(config.seed, ctx=ctx)
-    workdir = config.workdir_path
-    record = {"config": config.to_dict(), "vocab_size": len(ds.vocab), "device": str(ctx),
-              "epochs": [], "complete": False}
+    ``resume``: continue from the newest checkpoint in the workdir (else start over).
+    SIGINT / SIGTERM (or ``stop`` set by hand) stop after the current step with a checkpoint
+    and raise Interrupted. Run it under the workdir lock (lock.acquire), as the CLI does.
 
-    # A sparse run trains in the legacy front end (see model.py). Only the model's own calls
-    # run inside that scope: on_progress may call code that switches numpy mode back on.
+    As one worker of a parameter server (``--kvstore dist_*``) it trains on its shard of the
+    sentences; rank 0 takes the workdir lock itself (the CLI takes none for dist workers, so
+    several workers can share one workdir) and writes ``model.params`` and ``run.json`` at
+    each epoch end, the other ranks only ``run.rank{r}.json``. A dist run cannot be resumed.
+    """
+    with interrupt.catch_signals(stop) as stop:
+        return _train(config, ds, on_progress, resume, stop)
+
+
+def _train(config: Config, ds: Dataset, on_progress, resume: bool,
+           stop: interrupt.StopFlag) -> dict:
+    check(config)
+    if resume and config.kvstore.startswith("dist"):
+        # Checked before joining the parameter server, so no worker waits for this one.
+        raise ResumeError(f"--resume does not work with --kvstore {config.kvstore}: Adam's state "
+                          "lives on the parameter servers, which MXNet cannot save; start a new "
+                          "run without --resume")
+    mx = mxnet()
+    ctxs = resolve_devices(config.device)
+    worker = distributed.make_worker(config)
+    with contextlib.ExitStack() as held:
+        if worker.distributed and worker.rank == 0:
+            held.enter_context(lock_mod.acquire(config.workdir_path, "train (dist rank 0)",
+                                                create=False))
+        return _train_worker(config, ds, on_progress, resume, stop, mx, ctxs, worker)
+
+
+def _train_worker(config: Config, ds: Dataset, on_progress, resume: bool,
+                  stop: interrupt.StopFlag, mx, ctxs: list, worker: distributed.Worker) -> dict:
+    part, shard_info = _shard(ds, worker)
+    # Each worker samples its own shard with its own stream; all start from the same weights.
+    rng = np.random.default_rng([config.seed, worker.rank] if worker.distributed else config.seed)
+    mx.random.seed(config.seed)  # every device: the initializer draws on the CPU
+
+    # A sparse run builds, trains, saves and loads in the legacy front end (see model.py),
+    # each scoped to the model's own calls: on_progress may switch numpy mode back on.
     with frontend(config.sparse_grad):
-        net = build_net(len(ds.vocab), config.embed_size, ctx, config.sparse_grad)
-        trainer = make_trainer(net, config)
-    train_seconds = 0.0
-    # closing() stops the prefetch thread at once if training ends early (an error, Ctrl-C).
-    with contextlib.closing(chunk_stream(config, ds, rng)) as stream:
-        for epoch, chunks in itertools.groupby(stream, key=lambda c: c.epoch):
-            start = time.perf_counter()
-            loss_sum, n = train_epoch(net, trainer, chunks, config, ctx, start, on_progress)
-            if n == 0:
-                raise DataError("no training pairs: every sentence has fewer than 2 tokens "
-                                "after subsampling (use a larger corpus or --subsample 0)")
-            mean_loss = _read(loss_sum) / n
-            mx.nd.waitall()
-            seconds = time.perf_counter() - start
-            train_seconds += seconds
+        net = build_net(len(ds.vocab), config.embed_size, ctxs, config.sparse_grad)
+        # With row_sparse gradients MXNet's adam updates lazily: only the rows a batch
+        # touched, moments included (its default lazy_update=True).
+        trainer = mx.gluon.Trainer(net.collect_params(), "adam", {"learning_rate": config.lr},
+                                   kvstore=worker.kv if worker.distributed else worker.kvstore)
+    steps = distributed.steps_per_epoch(ds, config, worker.num_workers) \
+        if worker.distributed else None
+    workdir = config.workdir_path
+    writes = worker.rank == 0  # the one process that writes the workdir's shared files
+    device = ",".join(map(str, ctxs))
+    if writes:
+        # The vocabulary goes next to the parameters, so the workdir alone answers queries.
+        ds.vocab.save(workdir / VOCAB_FILE)
+    record = {"config": config.to_dict(), "vocab_size": len(ds.vocab), "device": device,
+              "epochs": [], "complete": False,
+              "curve": []}  # [epoch_fraction, running mean loss] at each log point, for plots
+    if shard_info:
+        record["worker"] = shard_info
+
+    # --- resume: parameters, Adam state, RNG and position from the newest checkpoint ---
+    pos = checkpoint.Position(record=record)
+    if resume:
+        with frontend(config.sparse_grad):
+            pos = checkpoint.resume(workdir, config, ds, net, trainer, ctxs)
+        checkpoint.restore_rng(rng, pos)
+        record = {**pos.record, "config": config.to_dict(), "device": device, "complete": False}
+    elif writes:
+        checkpoint.clear(workdir)
+    # --- end resume ---
+    first = pos.epoch + 1
+    # closing() stops the prefetch thread at once if training ends early (Ctrl-C, an error).
+    with contextlib.closing(epoch_batches(part, ds.vocab.counts, config, rng, worker, steps,
+                                          config.epochs - pos.epoch)) as epochs:
+        for epoch, (stream, batch_iter) in zip(range(first, config.epochs + 1), epochs):
+            mx.random.seed(checkpoint.mx_seed(config.seed, epoch))  # every device
+            partial = pos if epoch == first and pos.batch else None
+            n_batches, seen, mean_loss, seconds = _run_epoch(
+                net, trainer, ctxs, stream, batch_iter, config, epoch, steps, partial, record,
+                on_progress, stop, functools.partial(_stop_inside, stop, worker, workdir, net,
+                                                     trainer, config, ds, epoch, stream, record))
             record["epochs"].append({
                 "epoch": epoch, "loss": mean_loss, "seconds": round(seconds, 3),
-                "centers": n, "centers_per_sec": round(n / seconds, 1),
+                "centers": seen, "centers_per_sec": round(seen / seconds, 1),
             })
             record["complete"] = epoch == config.epochs
-            with frontend(config.sparse_grad):
-                checkpoint.save(net, workdir, record)
+            # --- checkpoint at the epoch boundary (and stop there if a signal came) ---
+            # The RNG state where the next epoch starts: the producer's snapshot, as with
+            # prefetch the RNG itself has moved on into that epoch already.
+            _save_epoch(worker, workdir, net, trainer, config, ds,
+                        checkpoint.Position(epoch, 0, stream.end_state, record=record))
             if on_progress:
-                batches = batches_mod.num_batches(n, config.batch_size)
-                on_progress(Progress(epoch, config.epochs, batches, batches, mean_loss,
-                                     n / seconds, epoch_done=True))
+                on_progress(Progress(epoch, config.epochs, n_batches, n_batches, mean_loss,
+                                     seen / seconds, epoch_done=True))
+            if stop.is_set() and epoch < config.epochs:
+                _stop(stop, worker, workdir, None, None, config, ds,
+                      checkpoint.Position(epoch, 0), 0)
+    return _finish(record, worker, workdir, net, ctxs)
+
+
+def _run_epoch(net, trainer, ctxs: list, stream, batch_iter, config: Config, epoch: int,
+               steps: Optional[int], partial: Optional[checkpoint.Position], record: dict,
+               on_progress, stop: interrupt.StopFlag,
+               on_stop: Callable[[int, float, float, int], None]) -> tuple[int, int, float, float]:
+    """Train on one epoch's batches; returns (batches, centers, mean loss, seconds).
+
+    ``partial``: the checkpoint inside this epoch to resume from: its first ``partial.batch``
+    batches are drawn again (the same, from the same RNG state) but not trained on.
+    When ``stop`` is set after a step that is not the epoch's last, ``on_stop(batch,
+    loss_sum, seconds, batches)`` checkpoints and raises Interrupted (after the last step the
+    epoch's own checkpoint serves).
+    """
+    mx = mxnet()
+    skip = partial.batch if partial else 0
+    start = time.perf_counter() - (partial.seconds if partial else 0.0)
+    # The loss sums stay on the devices; reading them forces a sync, so do that only
+    # every log_interval batches. They start as floats (either front end adds to them).
+    loss_sums: list = [0.0 for _ in ctxs]
+    if partial:
+        loss_sums[0] = partial.loss_sum
+    seen = i = 0
+    for i, (b, last) in enumerate(_with_last(batch_iter), start=1):
+        rows = b.center.shape[0]
+        seen += rows
+        if i <= skip:
+            continue  # done before the checkpoint this run resumed from
+        with frontend(config.sparse_grad):
+            losses = forward_backward(net, b, ctxs)
+            trainer.step(rows)
+            loss_sums = [acc + loss for acc, loss in zip(loss_sums, losses)]
+        if i % config.log_interval == 0 or last:
+            n_batches = i if last else max(steps or stream.estimated_batches(), i + 1)
+            mean = _read(loss_sums) / seen  # reading waits for the devices
+            record["curve"].append([round(epoch - 1 + i / n_batches, 4), mean])
+            if on_progress:
+                elapsed = time.perf_counter() - start
+                on_progress(Progress(epoch, config.epochs, i, n_batches, mean, seen / elapsed,
+                                     batch_size=config.batch_size))
+        # --- stop after this step on SIGINT / SIGTERM: checkpoint inside the epoch ---
+        if stop.is_set() and not last:
+            on_stop(i, _read(loss_sums), time.perf_counter() - start,
+                    max(steps or stream.estimated_batches(), i + 1))
+    if seen == 0:
+        raise DataError("no training pairs: every sentence has fewer than 2 tokens "
+                        "after subsampling (use a larger corpus or --subsample 0)")
+    mean_loss = _read(loss_sums) / seen
+    mx.nd.waitall()
+    return i, seen, mean_loss, time.perf_counter() - start
+
+
+def _with_last(items):
+    """Yield ``(item, is_last)``: one item ahead, so the loop knows an epoch's last batch."""
+    it = iter(items)
+    try:
+        prev = next(it)
+    except StopIteration:
+        return
+    for item in it:
+        yield prev, False
+        prev = item
+    yield prev, True
+
+
+def _save_epoch(worker: distributed.Worker, workdir, net, trainer, config: Config, ds: Dataset,
+                pos: checkpoint.Position) -> None:
+    """The epoch-end checkpoint. A dist run's rank 0 writes only ``model.params`` and
+    ``run.json``: the optimizer state is on the servers, where ``save_states`` cannot reach."""
+    if not worker.distributed:
+        with frontend(config.sparse_grad):
+            checkpoint.save_checkpoint(workdir, net, trainer, config, ds, pos)
+    elif worker.rank == 0:
+        checkpoint.save(net, workdir, {**pos.record,
+                                       "dataset": checkpoint.dataset_fingerprint(ds)})
+
+
+def _finish(record: dict, worker: distributed.Worker, workdir, net, ctxs: list) -> dict:
+    """Totals over every epoch (across resumes too); write the final run record."""
     total_centers = sum(e["centers"] for e in record["epochs"])
+    train_seconds = sum(e["seconds"] for e in record["epochs"])
+    record["complete"] = True
     record["final"] = {"loss": record["epochs"][-1]["loss"],
                        "train_seconds": round(train_seconds, 3),
-                       "centers_per_sec": round(total_centers / train_seconds, 1)}
-    checkpoint.save_record(workdir, record)
+                       "centers_per_sec": round(total_centers / max(train_seconds, 1e-9), 1)}
+    if worker.distributed:
+        record["worker"]["params_sha1"] = distributed.params_sha1(net, ctxs[0])
+    if worker.rank == 0:
+        # Keep what the checkpoint added to run.json (its folder, the params' SHA-1).
+        checkpoint.save_record(workdir, {**checkpoint.load_record(workdir), **record})
+    else:
+        checkpoint.save_record(workdir, record, name=f"run.rank{worker.rank}.json")
     return record
 
 
-def make_trainer(net, config: Config):
-    """Adam over both tables. With row_sparse gradients MXNet's adam updates lazily: only the
-    rows a batch touched, moments included (its default ``lazy_update=True``)."""
-    mx = mxnet_module()
-    return mx.gluon.Trainer(net.collect_params(), "adam", {"learning_rate": config.lr})
+def _stop_inside(stop, worker, workdir, net, trainer, config, ds, epoch, stream, record,
+                 batch, loss_sum, seconds, n_batches) -> None:
+    """``_stop`` inside epoch ``epoch`` after ``batch`` batches; ``stream.start_state`` is
+    the RNG state at the epoch's start, from which a resume draws it again."""
+    _stop(stop, worker, workdir, net, trainer, config, ds,
+          checkpoint.Position(epoch - 1, batch, stream.start_state, loss_sum, seconds, record),
+          n_batches)
 
 
-def chunk_stream(config: Config, ds: Dataset, rng: np.random.Generator,
-                 first_epoch: int = 1) -> Iterator[batches_mod.Chunk]:
-    """Every chunk of every epoch, drawn ahead in a background thread when
-    ``config.prefetch`` (the same chunks either way: one thread owns ``rng``)."""
-    chunks = batches_mod.epoch_chunks(ds.ids, ds.offsets, ds.vocab.counts, config, rng,
-                                      config.epochs, first_epoch)
-    return batches_mod.prefetch(chunks, depth=1) if config.prefetch else chunks
+def _stop(stop, worker, workdir, net, trainer, config, ds, pos, n_batches) -> None:
+    """Write a checkpoint (none when the epoch's own was just written); raise Interrupted."""
+    if worker.distributed:
+        # No mid-epoch checkpoint: the optimizer state is on the servers (see _save_epoch).
+        where = (f"epoch {pos.epoch + 1}/{config.epochs}, batch {pos.batch}/{n_batches}"
+                 if net is not None else f"the end of epoch {pos.epoch}/{config.epochs}")
+        raise Interrupted(f"interrupted by {stop.name} at {where}; a distributed run cannot be "
+                          "resumed (rank 0's model.params holds the last finished epoch)",
+                          stop.signum)
+    if net is not None:
+        with frontend(config.sparse_grad):
+            checkpoint.save_checkpoint(workdir, net, trainer, config, ds, pos)
+        where = f"epoch {pos.epoch + 1}/{config.epochs}, batch {pos.batch}/{n_batches}"
+    else:
+        where = f"the end of epoch {pos.epoch}/{config.epochs}"
+    raise Interrupted(
+        f"interrupted by {stop.name} at {where}; the checkpoint is saved in {workdir}. "
+        f"Continue with: w2v train --resume --workdir {shlex.quote(str(workdir))}", stop.signum)
 
 
-def train_epoch(net, trainer, chunks: Iterable[batches_mod.Chunk], config: Config, ctx,
-                start: float, on_progress=None):
-    """Train on one epoch's chunks. Returns (loss sum on the device, centers seen).
+def _shard(ds: Dataset, worker: distributed.Worker) -> tuple[Dataset, Optional[dict]]:
+    """This worker's sentences (all of them on one machine) and a record of which they are."""
+    if not worker.distributed:
+        return ds, None
+    start, end = distributed.shard_bounds(ds.offsets, worker.rank, worker.num_workers)
+    part = distributed.shard(ds, start, end)
+    return part, {"kvstore": worker.kvstore, "rank": worker.rank,
+                  "num_workers": worker.num_workers, "sentences": [start, end],
+                  "tokens": int(part.ids.size), "ids_sha1": distributed.ids_sha1(part.ids)}
 
-    The loss sum stays on the device; reading it forces a sync, so that happens only every
-    ``log_interval`` batches, for the progress report.
+
+def epoch_batches(part: Dataset, counts: np.ndarray, config: Config, rng: np.random.Generator,
+                  worker: distributed.Worker, steps: Optional[int],
+                  n_epochs: int) -> batches_mod.Epochs:
+    """The next ``n_epochs`` epochs of this worker's sentences, each drawn chunk by chunk
+    from ``rng`` (ahead, in a background thread, with ``config.prefetch``).
+
+    Yields ``(stream, batches)`` per epoch: the EpochStream (for its batch estimate and RNG
+    states) and its batches: every example on one machine, exactly ``steps`` full batches
+    as a dist worker. Close it to stop the thread.
     """
-    loss_sum, seen, done = None, 0, 0
-    for chunk in chunks:
-        ex = chunk.examples
-        # Batches of this epoch: exact when the epoch is one chunk, else estimated from this one.
-        estimate = done + batches_mod.num_batches(len(ex), config.batch_size) \
-            * (chunk.count - chunk.index)
-        for b in batches_mod.batches_in_order(ex, chunk.order, config.batch_size):
-            with frontend(config.sparse_grad):
-                loss = train_step(net, trainer, b, ctx)
-                loss_sum = loss if loss_sum is None else loss_sum + loss
-            seen += b.center.shape[0]
-            done += 1
-            if on_progress and done % config.log_interval == 0:
-                elapsed = time.perf_counter() - start
-                on_progress(Progress(chunk.epoch, config.epochs, done, max(done, estimate),
-                                     _read(loss_sum) / seen, seen / elapsed))
-    return (0.0 if loss_sum is None else loss_sum), seen
+    cache: dict = {}  # --sample-once: one chunk's examples, kept across epochs
+
+    def make_stream() -> batches_mod.EpochStream:
+        return batches_mod.EpochStream(part.ids, part.offsets, counts, config, rng, cache,
+                                       sample_seed=(worker.rank,),
+                                       full_only=worker.distributed, steps=steps)
+
+    return batches_mod.Epochs(make_stream, n_epochs, ahead=config.prefetch)
 
 
-def train_step(net, trainer, b: batches_mod.Batch, ctx):
-    """One forward, backward and adam update on batch ``b``, in the net's front end. Returns
-    the batch's loss sum, a scalar still on the device."""
-    mx = mxnet_module()
+def forward_backward(net, b: batches_mod.Batch, ctxs: list) -> list:
+    """Forward and backward of one batch split across ``ctxs`` by rows.
+
+    Returns one summed loss per device, each a () array on its device. The gradients sum
+    over the whole batch whatever the split, so ``trainer.step(rows)`` updates as on one
+    device. A batch with fewer rows than devices (the last of an epoch at worst) gives the
+    spare devices a zero-weighted row, so every device holds a fresh (zero) gradient.
+    """
+    mx = current_mxnet()  # backend.mxnet() would end a sparse run's legacy front end
     xp = arrays()
-    center = xp.array(b.center, ctx=ctx, dtype="int32")
-    items = xp.array(b.items, ctx=ctx, dtype="int32")
-    mask = xp.array(b.mask, ctx=ctx)
-    label = xp.array(b.label, ctx=ctx)
+    rows = b.center.shape[0]
+    used = ctxs[:rows]
+    parts = [mx.gluon.utils.split_and_load(x, used, even_split=False)
+             for x in (b.center, b.items, b.mask, b.label)]
+    spare = [(c, 0.0) for c in ctxs[rows:]]
     with mx.autograd.record():
-        pred = skip_gram(center, items, net[0], net[1])
-        loss = masked_loss(pred.reshape(label.shape), label, mask)
-    loss.backward()
-    trainer.step(b.center.shape[0])
-    return loss.sum()
+        losses = []
+        for center, items, mask, label in zip(*parts):
+            pred = skip_gram(center, items, net[0], net[1])
+            losses.append(masked_loss(pred.reshape(label.shape), label, mask).sum())
+        for c, weight in spare:
+            center, items, mask, label = (xp.array(x[:1], ctx=c, dtype=x.dtype)
+                                          for x in (b.center, b.items, b.mask, b.label))
+            pred = skip_gram(center, items, net[0], net[1])
+            losses.append(masked_loss(pred.reshape(label.shape), label, mask).sum() * weight)
+    mx.autograd.backward(losses)
+    return losses
 
 
-def _read(x) -> float:
-    """A device scalar (either front end) as a Python float; waits for the device."""
-    return float(x) if isinstance(x, float) else x.asnumpy().item()
-
-
-def mxnet_module():
-    """MXNet, already imported and put in numpy mode by ``backend.mxnet()`` in ``train``;
-    importing it plainly keeps a sparse run's legacy front-end scope intact."""
-    import mxnet as mx
-    return mx
+def _read(loss_sums: list) -> float:
+    """The sum of per-device loss sums (floats, or scalars of either front end); waits for
+    the devices."""
+    return float(sum(x if isinstance(x, float) else x.asnumpy().item() for x in loss_sums))

@@ -1,9 +1,10 @@
 """Token <-> id mapping with one counts array indexed by id; saved as JSON.
 
 Id 0 is ``<unk>``; the other tokens are ordered by count, most frequent first, ties in order
-of first appearance. ``counts[i]`` is how often token ``i`` occurs in the corpus (for ``<unk>``:
-every token below ``min_count`` plus literal ``<unk>`` tokens). The id of a token is its
-position in ``tokens``.
+of first appearance; ``max_vocab`` keeps only the first that many of them. ``counts[i]`` is
+how often token ``i`` occurs in the corpus (for ``<unk>``: every token below ``min_count``
+or past ``max_vocab``, plus literal ``<unk>`` tokens). The id of a token is its position in
+``tokens``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,21 @@ from .errors import DataError
 UNK = "<unk>"
 FORMAT = "w2v-vocab"
 VERSION = 1
+
+
+def select(tokens: list[str], counts: np.ndarray, min_count: int, max_vocab: int = 0) -> np.ndarray:
+    """Which distinct tokens become words, in id order: (W,) int64 positions in ``tokens``.
+
+    The word at position ``j`` of the result gets id ``j + 1``. ``tokens`` are in order of
+    first appearance, ``counts`` (T,) their occurrences.
+    """
+    eligible = np.asarray(counts) >= min_count
+    if UNK in tokens:
+        eligible[tokens.index(UNK)] = False
+    # A stable sort by count keeps first-appearance order among equal counts.
+    kept = np.argsort(-np.asarray(counts), kind="stable")
+    kept = kept[eligible[kept]]
+    return kept[:max_vocab] if max_vocab > 0 else kept
 
 
 class Vocab:
@@ -44,16 +60,28 @@ class Vocab:
         self.meta = dict(meta or {})
 
     @classmethod
-    def build(cls, tokens: list[str], min_count: int) -> "Vocab":
+    def build(cls, tokens: list[str], min_count: int, max_vocab: int = 0) -> "Vocab":
         """Count a flat list of tokens and keep those seen at least ``min_count`` times."""
-        counter = Counter(tokens)
-        unk = counter.pop(UNK, 0)
-        # sorted() is stable, and Counter keeps first-appearance order: ties stay in that order.
-        kept = [(t, c) for t, c in sorted(counter.items(), key=lambda tc: -tc[1]) if c >= min_count]
-        unk += sum(counter.values()) - sum(c for _, c in kept)
-        words = [t for t, _ in kept]
-        counts = np.array([unk] + [c for _, c in kept], dtype=np.int64)
-        return cls([UNK] + words, counts, {"min_count": min_count})
+        counter = Counter(tokens)  # keys in order of first appearance
+        return cls.from_counts(list(counter), np.fromiter(counter.values(), dtype=np.int64,
+                                                          count=len(counter)),
+                               min_count, max_vocab)
+
+    @classmethod
+    def from_counts(cls, tokens: list[str], counts: np.ndarray, min_count: int,
+                    max_vocab: int = 0) -> "Vocab":
+        """The vocabulary of distinct ``tokens`` listed in order of first appearance.
+
+        counts: (T,) int64, ``counts[i]`` the occurrences of ``tokens[i]``. Keeps the words
+        seen at least ``min_count`` times, then (``max_vocab`` > 0) the ``max_vocab`` most
+        frequent of them; everything else, and any literal ``<unk>``, counts as ``<unk>``.
+        """
+        counts = np.asarray(counts, dtype=np.int64)
+        kept = select(tokens, counts, min_count, max_vocab)
+        unk = int(counts.sum() - counts[kept].sum())
+        meta = {"min_count": min_count, **({"max_vocab": max_vocab} if max_vocab else {})}
+        return cls([UNK] + [tokens[i] for i in kept], np.concatenate([[unk], counts[kept]]),
+                   meta)
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -84,19 +112,14 @@ class Vocab:
             d = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise DataError(f"no vocabulary at {path}: run `w2v prepare` first") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise DataError(f"{path} is not a readable vocabulary JSON: {e}") from None
-        if not isinstance(d, dict) or d.get("format") != FORMAT:
-            raise DataError(f"{path} is not a w2v vocabulary file")
-        if d.get("version") != VERSION:
-            raise DataError(
-                f"{path} has vocabulary format version {d.get('version')!r}; "
-                f"this w2v reads version {VERSION}"
-            )
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+            raise DataError(f"{path} is not a readable vocabulary JSON: {e}; "
+                            "re-run `w2v prepare`") from None
+        fileio.check_format(path, d, FORMAT, VERSION, "vocabulary", DataError)
         tokens, counts = d.get("tokens"), d.get("counts")
         if not isinstance(tokens, list) or not isinstance(counts, list) \
                 or not all(isinstance(t, str) for t in tokens) \
-                or not all(isinstance(c, int) and c >= 0 for c in counts):
+                or not all(isinstance(c, int) and 0 <= c < 2 ** 63 for c in counts):
             raise DataError(f"{path}: tokens must be strings and counts non-negative integers")
         meta = {k: v for k, v in d.items() if k not in ("format", "version", "tokens", "counts")}
         try:

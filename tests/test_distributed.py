@@ -1,0 +1,221 @@
+"""Several machines: shards, the step budget, the launcher, and a real 2-worker dist_sync job."""
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from w2v_cli import batches, checkpoint, dataset, distributed, launch, sampling
+from w2v_cli.config import Config
+from w2v_cli.errors import LaunchError, UsageError
+
+from conftest import planted_sentences
+
+
+def test_shards_are_contiguous_disjoint_and_balanced_by_tokens():
+    # sentence lengths 5, 1, 1, 1, 4, 4: 16 tokens
+    offsets = np.array([0, 5, 6, 7, 8, 12, 16], dtype=np.int64)
+    assert [distributed.shard_bounds(offsets, r, 2) for r in range(2)] == [(0, 4), (4, 6)]
+    assert [distributed.shard_bounds(offsets, r, 3) for r in range(3)] == [(0, 1), (1, 5), (5, 6)]
+    # more workers than sentences: some shards are empty, still disjoint and covering
+    bounds = [distributed.shard_bounds(offsets, r, 8) for r in range(8)]
+    assert bounds[0][0] == 0 and bounds[-1][1] == 6
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    with pytest.raises(UsageError):
+        distributed.shard_bounds(offsets, 2, 2)
+
+
+def test_shard_rebases_offsets_and_views_ids():
+    ds = dataset.encode(["a b c", "b c", "a a a a"], min_count=1)
+    part = distributed.shard(ds, 1, 3)
+    assert part.offsets.tolist() == [0, 2, 6]
+    assert part.sentences() == [["b", "c"], ["a", "a", "a", "a"]]
+    assert distributed.ids_sha1(part.ids) == distributed.ids_sha1(ds.ids[3:].copy())
+
+
+def test_expected_centers_matches_the_sampler():
+    ds = dataset.encode(planted_sentences(n_sentences=400, length=3), min_count=1)
+    # t = 0: every token of a sentence of 2+ tokens is a center
+    assert distributed.expected_centers(ds.ids, ds.offsets, ds.vocab.counts, 0.0) == ds.ids.size
+    t = 1e-2  # keeps about a third of each word: many sentences drop below 2 tokens
+    expected = distributed.expected_centers(ds.ids, ds.offsets, ds.vocab.counts, t,
+                                            chunk_tokens=100)
+    rng = np.random.default_rng(0)
+    drawn = []
+    for _ in range(200):
+        kept, off = sampling.subsample(ds.ids, ds.offsets, ds.vocab.counts, t, rng)
+        drawn.append(sampling.windows(kept, off, 1, rng).centers.size)
+    kept = np.minimum(1, np.sqrt(t * ds.vocab.counts[1:].sum() / ds.vocab.counts[ds.ids]))
+    assert expected < 0.9 * kept.sum()  # short sentences matter: a lone kept token is no center
+    assert abs(np.mean(drawn) - expected) < 0.02 * expected
+
+
+def test_fixed_step_stream_draws_again_when_short():
+    ds = dataset.encode(["a b c d e"] * 4, min_count=1)  # 20 centers a pass
+    config = Config(batch_size=8, subsample=0, window=1, negatives=1)
+    stream = batches.EpochStream(ds.ids, ds.offsets, ds.vocab.counts, config,
+                                 np.random.default_rng(0), full_only=True, steps=6)
+    got = list(stream)  # 48 rows: two full passes and part of a third
+    assert [b.center.shape[0] for b in got] == [8] * 6
+    centers = np.concatenate([b.center[:, 0] for b in got])
+    assert np.bincount(centers, minlength=6)[1:].min() >= 8  # each word twice a pass
+
+
+def test_make_worker_without_the_dmlc_environment_says_how_to_launch(monkeypatch):
+    for v in ("DMLC_ROLE", "DMLC_PS_ROOT_URI", "DMLC_PS_ROOT_PORT", "DMLC_NUM_SERVER",
+              "DMLC_NUM_WORKER"):
+        monkeypatch.delenv(v, raising=False)
+    with pytest.raises(UsageError, match="w2v launch"):
+        distributed.make_worker(Config(kvstore="dist_sync"))
+    assert not distributed.make_worker(Config(kvstore="device")).distributed
+
+
+def test_plan_sets_the_dmlc_environment_for_every_role():
+    nodes = launch.plan(["w2v", "train"], num_workers=2, num_servers=1, port=9123)
+    assert [n.name for n in nodes] == ["scheduler", "server-0", "worker-0", "worker-1"]
+    for n in nodes:
+        assert n.env == {"DMLC_ROLE": n.role, "DMLC_PS_ROOT_URI": "127.0.0.1",
+                         "DMLC_PS_ROOT_PORT": "9123", "DMLC_NUM_SERVER": "1",
+                         "DMLC_NUM_WORKER": "2"}
+        assert n.host is None
+    assert nodes[2].argv == ["w2v", "train"]
+    assert nodes[0].argv[1:] == ["-c", launch.SERVE_CODE]
+    with pytest.raises(UsageError):
+        launch.plan([], 2)
+
+
+def test_plan_spreads_over_hosts_through_ssh(tmp_path):
+    hostfile = tmp_path / "hosts"
+    hostfile.write_text("# cluster\nnode1\n\nnode2  # second\n")
+    hosts = launch.read_hosts(hostfile)
+    assert hosts == ["node1", "node2"]
+    nodes = launch.plan(["w2v", "train", "--workdir", "my work"], 3, 1, port=9000,
+                        root_uri="10.0.0.1", hosts=hosts, env={"DMLC_INTERFACE": "eth0"})
+    assert [(n.name, n.host) for n in nodes] == [
+        ("scheduler", None), ("server-0", "node1"), ("worker-0", "node2"),
+        ("worker-1", "node1"), ("worker-2", "node2")]
+    argv = launch.ssh_argv(nodes[2], "/shared/w2v")
+    assert argv[:2] == ["ssh", "-o"] and argv[-2] == "node2"
+    assert argv[-1] == ("cd /shared/w2v && env DMLC_INTERFACE=eth0 DMLC_NUM_SERVER=1 "
+                        "DMLC_NUM_WORKER=3 "
+                        "DMLC_PS_ROOT_PORT=9000 DMLC_PS_ROOT_URI=10.0.0.1 DMLC_ROLE=worker "
+                        "w2v train --workdir 'my work'")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _pids(log_dir):
+    return [int(p.read_text()) for p in log_dir.glob("*.pid")]
+
+
+def test_run_stops_every_process_when_a_worker_fails(tmp_path):
+    # Each node records its pid, then the server sleeps; worker-1 fails.
+    rec = "import os,sys,time; open(sys.argv[1],'w').write(str(os.getpid())); "
+    nodes = [launch.Node("server", 0, [sys.executable, "-c", rec + "time.sleep(60)",
+                                       str(tmp_path / "s.pid")]),
+             launch.Node("worker", 0, [sys.executable, "-c", rec + "time.sleep(60)",
+                                       str(tmp_path / "w0.pid")]),
+             # worker-1 fails once the others are surely running (their pid files exist)
+             launch.Node("worker", 1, [sys.executable, "-c", rec + (
+                 "import pathlib; d = pathlib.Path(sys.argv[1]).parent\n"
+                 "while len(list(d.glob('*.pid'))) < 3: time.sleep(0.05)\n"
+                 "sys.exit(3)"), str(tmp_path / "w1.pid")])]
+    start = time.monotonic()
+    with pytest.raises(LaunchError, match="worker-1 exited with status 3"):
+        launch.run(nodes, timeout=30, log_dir=tmp_path / "logs")
+    assert time.monotonic() - start < 25
+    pids = _pids(tmp_path)
+    assert len(pids) == 3 and not any(map(_alive, pids))
+
+
+def test_run_stops_every_process_at_the_timeout(tmp_path):
+    rec = "import os,sys,time; open(sys.argv[1],'w').write(str(os.getpid())); time.sleep(60)"
+    nodes = [launch.Node("worker", i, [sys.executable, "-c", rec, str(tmp_path / f"{i}.pid")])
+             for i in range(2)]
+    with pytest.raises(LaunchError, match="ran out of time; still running: worker-0, worker-1"):
+        launch.run(nodes, timeout=4, log_dir=tmp_path / "logs")
+    pids = _pids(tmp_path)
+    assert len(pids) == 2 and not any(map(_alive, pids))
+
+
+def test_two_workers_one_server_dist_sync_on_loopback(tmp_path):
+    """A real parameter-server job: scheduler, 1 server and 2 workers over 127.0.0.1."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(planted_sentences(n_sentences=400)) + "\n", encoding="utf-8")
+    wd = tmp_path / "work"
+    ds = dataset.prepare(Config(workdir=str(wd), corpus=(str(corpus),), min_count=1))
+    worker = [sys.executable, "-m", "w2v_cli", "train", "--workdir", str(wd),
+              "--kvstore", "dist_sync", "--device", "cpu", "--epochs", "3",
+              "--batch-size", "32", "--embed-size", "8", "--subsample", "0", "--lr", "0.01"]
+    nodes = launch.plan(worker, num_workers=2, num_servers=1)
+    logs = tmp_path / "logs"
+    try:
+        launch.run(nodes, timeout=150, log_dir=logs)
+    except LaunchError as e:
+        text = "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in logs.glob("*.log"))
+        pytest.fail(f"{e}\n{text}")
+    records = [json.loads((wd / name).read_text()) for name in ("run.json", "run.rank1.json")]
+    shards = [r["worker"] for r in records]
+    assert [s["rank"] for s in shards] == [0, 1]
+    assert all(s["num_workers"] == 2 and s["kvstore"] == "dist_sync" for s in shards)
+    # disjoint shards covering the corpus, each what that worker hashed as its ids
+    (a0, b0), (a1, b1) = shards[0]["sentences"], shards[1]["sentences"]
+    assert (a0, b1) == (0, ds.n_sentences) and b0 == a1 and 0 < b0 < ds.n_sentences
+    for s, (a, b) in zip(shards, ((a0, b0), (a1, b1))):
+        own = np.asarray(ds.ids[ds.offsets[a]:ds.offsets[b]])
+        assert s["ids_sha1"] == distributed.ids_sha1(own) and s["tokens"] == own.size
+    assert shards[0]["tokens"] + shards[1]["tokens"] == ds.ids.size
+    # identical parameters: worker 1's digest is that of the model.params rank 0 wrote
+    tables = checkpoint.load_tables(wd, len(ds.vocab))
+    saved = distributed.tables_sha1({"0.weight": tables["center"], "1.weight": tables["context"]})
+    assert shards[0]["params_sha1"] == shards[1]["params_sha1"] == saved
+    assert not (wd / "model.rank1.params").exists()
+    # the loss falls on both workers, every epoch
+    for r in records:
+        losses = [e["loss"] for e in r["epochs"]]
+        assert losses[0] > losses[1] > losses[2] and losses[2] < 0.9 * losses[0], losses
+        assert len({e["centers"] for e in r["epochs"]}) == 1
+
+
+def test_cli_launch_and_train_errors(tmp_path, workdir):
+    from click.testing import CliRunner
+
+    from w2v_cli.cli import cli
+
+    runner = CliRunner()
+    result = runner.invoke(cli, ["launch", "--help"])
+    assert result.exit_code == 0 and "--hostfile" in result.output
+    # a worker that fails: the job stops, the error names it, the exit code is LaunchError's
+    result = runner.invoke(cli, ["launch", "-n", "1", "--timeout", "60", "--log-dir",
+                                 str(tmp_path / "logs"), "--", sys.executable, "-c",
+                                 "import sys; sys.exit(3)"])
+    assert result.exit_code == 11, result.output
+    assert "Error: worker-0 exited with status 3" in result.output
+    assert {p.name for p in (tmp_path / "logs").iterdir()} == {"scheduler.log", "server-0.log",
+                                                               "worker-0.log"}
+    # train as a dist worker, but not started by a launcher
+    dataset.save(dataset.encode(["a b a b"], 1), workdir)
+    env = {v: None for v in ("DMLC_ROLE", "DMLC_PS_ROOT_URI", "DMLC_PS_ROOT_PORT",
+                           "DMLC_NUM_SERVER", "DMLC_NUM_WORKER")}
+    result = runner.invoke(cli, ["train", "--kvstore", "dist_sync"], env=env)
+    assert result.exit_code == 2 and "w2v launch -n WORKERS" in result.output
+
+
+def test_empty_dmlc_role_is_refused_before_mxnet_would_start_serving(monkeypatch):
+    from w2v_cli import backend
+    from w2v_cli.errors import BackendError
+
+    backend.mxnet()
+    monkeypatch.delitem(sys.modules, "mxnet")  # as before the first import
+    monkeypatch.setenv("DMLC_ROLE", "")
+    with pytest.raises(BackendError, match="DMLC_ROLE is set but empty"):
+        backend.mxnet()

@@ -1,0 +1,51 @@
+"""Exported vectors read back by gensim (a test-only dependency) equal ours to 1e-6."""
+
+import numpy as np
+import pytest
+from planted_vectors import planted_vocab
+
+from w2v_cli import export
+from w2v_cli.errors import UsageError
+from w2v_cli.vectors import Vectors
+from w2v_cli.vocab import Vocab
+
+
+def random_vectors(seed=0, dim=7):
+    vocab = planted_vocab()
+    rng = np.random.default_rng(seed)
+    # a spread of magnitudes and signs, so precision loss in the text format would show
+    matrix = rng.normal(size=(len(vocab), dim)) * 10.0 ** rng.integers(-4, 2, size=(1, dim))
+    return Vectors(vocab, matrix.astype(np.float32))
+
+
+@pytest.mark.parametrize("fmt, binary", [("word2vec", False), ("word2vec-binary", True)])
+def test_gensim_reads_both_word2vec_formats(tmp_path, fmt, binary):
+    models = pytest.importorskip("gensim.models")
+    v = random_vectors()
+    path = tmp_path / "vectors.bin"
+    assert export.export(v, fmt, path) == [path]
+    kv = models.KeyedVectors.load_word2vec_format(str(path), binary=binary)
+    assert kv.index_to_key == v.vocab.tokens[1:]  # <unk> left out, order kept
+    assert kv.vectors.shape == (len(v.vocab) - 1, 7)
+    np.testing.assert_allclose(kv.vectors, v.matrix[1:], rtol=0, atol=1e-6)
+    # gensim's own neighbour search agrees with ours on the same vectors
+    assert [w for w, _ in kv.most_similar("king", topn=3)] == \
+        [w for w, _ in v.most_similar("king", 3)]
+
+
+def test_text_format_layout(tmp_path):
+    vocab = Vocab(["<unk>", "a", "b"], np.array([0, 2, 1]))
+    v = Vectors(vocab, np.array([[9, 9], [0.5, -1.25], [1e-7, 3]], dtype=np.float32))
+    path = tmp_path / "v.txt"
+    export.export(v, "word2vec", path)
+    assert path.read_text() == "2 2\na 0.5 -1.25\nb 1.00000001e-07 3\n"
+    export.export(v, "word2vec-binary", path)
+    assert path.read_bytes() == (b"2 2\na " + np.array([0.5, -1.25], "<f4").tobytes() + b"\n"
+                                 + b"b " + np.array([1e-7, 3], "<f4").tobytes() + b"\n")
+
+
+def test_export_refuses_a_directory_and_leaves_no_temporary_files(tmp_path):
+    with pytest.raises(UsageError, match="is a directory"):
+        export.export(random_vectors(), "npy", tmp_path)
+    export.export(random_vectors(), "npy", tmp_path / "v")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v", "v.vocab.txt"]

@@ -1,0 +1,111 @@
+import json
+
+import numpy as np
+import pytest
+
+from w2v_cli import checkpoint, dataset
+from w2v_cli.backend import mxnet
+from w2v_cli.config import Config
+from w2v_cli.errors import ModelError, UsageError
+from w2v_cli.model import build_net, masked_loss, skip_gram
+from w2v_cli.train import train
+from w2v_cli.vectors import Vectors
+
+from conftest import planted_sentences
+
+mx = mxnet()
+mnp, npx = mx.np, mx.npx
+
+
+def test_masked_loss_matches_the_chapter_example():
+    pred = mnp.array([[1.1, -2.2, 3.3, -4.4]] * 2)
+    label = mnp.array([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
+    mask = mnp.array([[1, 1, 1, 1], [1, 1, 0, 0]])
+    assert np.allclose(masked_loss(pred, label, mask).asnumpy(), [0.9352, 1.8462], atol=1e-4)
+
+
+def test_embedding_and_skip_gram_shapes_match_the_chapter():
+    net = build_net(20, 4, mx.cpu())
+    assert net[0](mnp.array([[1, 2, 3], [4, 5, 6]])).shape == (2, 3, 4)
+    out = skip_gram(mnp.ones((2, 1)), mnp.ones((2, 4)), net[0], net[1])
+    assert out.shape == (2, 1, 4)
+    # it is the dot product of each center vector with each item vector
+    v = net[0].weight.data().asnumpy()[1]
+    u = net[1].weight.data().asnumpy()[1]
+    assert np.allclose(out.asnumpy(), np.full((2, 1, 4), v @ u), atol=1e-6)
+
+
+def _planted_dataset():
+    return dataset.encode(planted_sentences(), min_count=1)
+
+
+def _config(tmp_path, **kw):
+    base = dict(workdir=str(tmp_path), epochs=3, batch_size=64, embed_size=16, window=2,
+                negatives=3, subsample=0.0, lr=0.01, seed=1, device="cpu", log_interval=10)
+    base.update(kw)
+    return Config(**base)
+
+
+def test_training_recovers_planted_clusters_and_the_loss_falls(tmp_path):
+    ds = _planted_dataset()
+    events = []
+    record = train(_config(tmp_path), ds, on_progress=events.append)
+    losses = [e["loss"] for e in record["epochs"]]
+    assert losses[-1] < losses[0] < 0.7  # below log(2): better than chance from epoch 1
+    assert any(not e.epoch_done for e in events) and events[-1].epoch_done
+    vectors = Vectors.load(tmp_path)
+    words = vectors.vocab.tokens[1:]
+    hits = sum(vectors.most_similar(w, 1)[0][0][:2] == w[:2] for w in words)
+    assert hits / len(words) >= 0.9, hits
+
+
+def test_same_seed_gives_the_same_vectors_and_another_seed_does_not(tmp_path):
+    ds = _planted_dataset()
+    tables = []
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        train(_config(tmp_path / name, epochs=1, seed=seed), ds)
+        tables.append(checkpoint.load_tables(tmp_path / name, len(ds.vocab))["center"])
+    assert np.array_equal(tables[0], tables[1])
+    assert not np.allclose(tables[0], tables[2])
+
+
+def test_params_and_run_record_round_trip(tmp_path):
+    ds = _planted_dataset()
+    cfg = _config(tmp_path, epochs=2, sample_once=True)
+    record = train(cfg, ds)
+    saved = json.loads((tmp_path / "run.json").read_text())
+    assert saved["format"] == "w2v-run" and saved["complete"] is True
+    assert saved["config"] == cfg.to_dict() and Config.from_dict(saved["config"]) == cfg
+    assert [e["epoch"] for e in saved["epochs"]] == [1, 2]
+    assert saved["final"] == record["final"] and saved["device"] == "cpu(0)"
+    net = build_net(len(ds.vocab), 16, mx.cpu())
+    net.load_parameters(str(tmp_path / "model.params"), ctx=mx.cpu())
+    tables = checkpoint.load_tables(tmp_path, len(ds.vocab))
+    assert np.allclose(net[0].weight.data().asnumpy(), tables["center"])
+    assert np.allclose(net[1].weight.data().asnumpy(), tables["context"])
+
+
+def test_params_from_another_vocabulary_are_refused(tmp_path):
+    ds = _planted_dataset()
+    train(_config(tmp_path, epochs=1), ds)
+    with pytest.raises(ModelError, match="different run"):
+        checkpoint.load_tables(tmp_path, len(ds.vocab) + 1)
+
+
+def test_vectors_nearest_excludes_query_and_unk_and_checks_k():
+    from w2v_cli.vocab import Vocab
+    vocab = Vocab(["<unk>", "a", "b", "c"], np.array([0, 3, 2, 1]))
+    m = np.array([[1, 0], [1, 0], [0.9, 0.1], [-1, 0]], dtype=np.float32)
+    v = Vectors(vocab, m)
+    assert [t for t, _ in v.most_similar("a", 2)] == ["b", "c"]
+    assert v.most_similar("a", 1)[0][1] == pytest.approx(0.9 / np.hypot(0.9, 0.1))
+    with pytest.raises(UsageError, match="between 1 and 2"):
+        v.most_similar("a", 3)
+    with pytest.raises(UsageError, match="close matches: a"):
+        v.most_similar("aa", 1)
+
+
+def test_train_refuses_bad_settings(tmp_path):
+    for bad in (dict(epochs=0), dict(lr=0.0), dict(window=0), dict(batch_size=0)):
+        with pytest.raises(UsageError):
+            train(_config(tmp_path, **bad), _planted_dataset())

@@ -1,0 +1,67 @@
+"""Several devices on one machine: each batch split across contexts gives one device's result."""
+
+import numpy as np
+import pytest
+
+from w2v_cli import checkpoint, dataset, train
+from w2v_cli.backend import devices, mxnet
+from w2v_cli.batches import Batch
+from w2v_cli.config import Config
+from w2v_cli.errors import BackendError, UsageError
+from w2v_cli.model import build_net
+
+from conftest import planted_sentences
+
+
+def test_device_lists():
+    mx = mxnet()
+    assert devices("cpu:0,1,2") == [mx.cpu(0), mx.cpu(1), mx.cpu(2)]
+    assert devices("cpu") == [mx.cpu()]
+    with pytest.raises(UsageError, match="twice"):
+        devices("cpu:1,1")
+    with pytest.raises(UsageError):
+        devices("tpu:0,1")
+    if mx.context.num_gpus() < 2:
+        with pytest.raises(BackendError, match="GPU"):
+            devices("gpu:0,1")
+
+
+def test_split_batch_gives_the_whole_batch_gradient():
+    mx = mxnet()
+    rng = np.random.default_rng(0)
+    b = Batch(center=rng.integers(1, 20, (5, 1)).astype(np.int32),
+              items=rng.integers(1, 20, (5, 6)).astype(np.int32),
+              mask=np.ones((5, 6), np.float32), label=np.zeros((5, 6), np.float32))
+    b.mask[:, 4:] = 0
+    b.label[:, :2] = 1
+    grads, totals = [], []
+    for ctxs in ([mx.cpu(0)], [mx.cpu(0), mx.cpu(1)], [mx.cpu(i) for i in range(7)]):
+        mx.random.seed(1)
+        net = build_net(20, 4, ctxs)
+        losses = train.forward_backward(net, b, ctxs)  # 7 devices: 2 of them get no real row
+        totals.append(sum(float(x) for x in losses))
+        grads.append(sum(net[0].weight.grad(c).asnumpy() for c in ctxs))
+    assert totals[1] == pytest.approx(totals[0], rel=1e-6)
+    assert totals[2] == pytest.approx(totals[0], rel=1e-6)
+    np.testing.assert_allclose(grads[1], grads[0], atol=1e-7)
+    np.testing.assert_allclose(grads[2], grads[0], atol=1e-7)
+    assert np.abs(grads[0]).sum() > 0
+
+
+def test_training_on_three_cpu_contexts_matches_one(tmp_path):
+    ds = dataset.encode(planted_sentences(n_sentences=300), min_count=1)  # 2400 centers
+    results = {}
+    for spec in ("cpu", "cpu:0,1,2"):
+        # 2400 = 2 * 1199 + 2: the last batch has fewer rows than devices
+        config = Config(workdir=str(tmp_path / spec), device=spec, epochs=2, batch_size=1199,
+                        embed_size=8, window=2, negatives=2, subsample=0, lr=0.05)
+        record = train.train(config, ds)
+        tables = checkpoint.load_tables(config.workdir_path, len(ds.vocab))
+        results[spec] = ([e["loss"] for e in record["epochs"]], tables, record)
+    (loss1, t1, _), (loss3, t3, r3) = results["cpu"], results["cpu:0,1,2"]
+    assert r3["device"] == "cpu(0),cpu(1),cpu(2)"
+    assert [e["centers"] for e in r3["epochs"]] == [2400, 2400]
+    np.testing.assert_allclose(loss3, loss1, rtol=1e-5)
+    assert loss1[1] < loss1[0]
+    for name in ("center", "context"):
+        np.testing.assert_allclose(t3[name], t1[name], atol=1e-5)

@@ -1,0 +1,149 @@
+"""Interrupt and resume: the same parameters as an uninterrupted run, and clear refusals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import planted_sentences
+from w2v_cli import checkpoint, dataset, train
+from w2v_cli.config import Config
+from w2v_cli.errors import Interrupted, ResumeError
+
+SETTINGS = dict(epochs=3, batch_size=160, embed_size=8, window=2, negatives=2, subsample=0.0,
+                device="cpu", seed=7, log_interval=1)
+
+
+def _prepare(wd, n_sentences=120, seed=0):
+    ds = dataset.encode(planted_sentences(n_sentences=n_sentences, seed=seed), min_count=1)
+    dataset.save(ds, wd)
+    return ds
+
+
+def _tables(wd, ds):
+    return checkpoint.load_tables(wd, len(ds.vocab))
+
+
+def _interrupt_at(epoch, batch, signum=signal.SIGINT):
+    def on_progress(p):
+        if (p.epoch, p.batch) == (epoch, batch) and not p.epoch_done:
+            os.kill(os.getpid(), signum)
+    return on_progress
+
+
+@pytest.mark.parametrize("sample_once", [False, True])
+@pytest.mark.parametrize("where", [(2, 3), (2, 6)])  # inside epoch 2; its last batch (boundary)
+def test_interrupted_and_resumed_run_ends_with_the_same_parameters(tmp_path, where, sample_once):
+    config = dict(SETTINGS, sample_once=sample_once)
+    a, b = tmp_path / "a", tmp_path / "b"
+    ds = _prepare(a)
+    _prepare(b)
+    whole = train.train(Config(workdir=str(a), **config), ds)
+    assert dataset.load(a).ids.size == 960 and whole["epochs"][1]["centers"] == 960  # 6 batches
+
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(Interrupted) as e:
+        train.train(Config(workdir=str(b), **config), ds, on_progress=_interrupt_at(*where))
+    assert e.value.exit_code == 130
+    if where == (2, 3):
+        assert str(e.value) == (
+            f"interrupted by SIGINT at epoch 2/3, batch 3/6; the checkpoint is saved in {b}. "
+            f"Continue with: w2v train --resume --workdir {b}")
+        assert (b / "checkpoints" / "step-00001-00000003" / "state.json").is_file()
+    else:  # the signal came during the epoch's last step: stop at the epoch boundary
+        assert str(e.value) == (
+            f"interrupted by SIGINT at the end of epoch 2/3; the checkpoint is saved in {b}. "
+            f"Continue with: w2v train --resume --workdir {b}")
+        assert (b / "checkpoints" / "step-00002-00000000" / "state.json").is_file()
+    assert signal.getsignal(signal.SIGINT) is handler  # the caller's handler is back
+
+    resumed = train.train(Config(workdir=str(b), **config), ds, resume=True)
+    ta, tb = _tables(a, ds), _tables(b, ds)
+    assert np.array_equal(ta["center"], tb["center"])
+    assert np.array_equal(ta["context"], tb["context"])
+    assert [e["loss"] for e in resumed["epochs"]] == pytest.approx(
+        [e["loss"] for e in whole["epochs"]], rel=1e-6)
+    assert resumed["complete"] and resumed["resumed"][0]["epoch"] == where[0] - (where[1] < 6)
+
+
+def test_sigterm_stops_with_exit_code_143_and_resume_extends_the_run(tmp_path):
+    ds = _prepare(tmp_path)
+    config = Config(workdir=str(tmp_path), **SETTINGS)
+    with pytest.raises(Interrupted) as e:
+        train.train(config, ds, on_progress=_interrupt_at(1, 2, signal.SIGTERM))
+    assert e.value.exit_code == 143 and "interrupted by SIGTERM at epoch 1/3, batch 2/6" in str(e.value)
+    config.epochs = 4  # more epochs than first asked for is allowed
+    record = train.train(config, ds, resume=True)
+    assert [e["epoch"] for e in record["epochs"]] == [1, 2, 3, 4]
+    assert checkpoint.load_record(tmp_path)["complete"] is True
+
+
+def test_resume_refuses_other_settings_and_another_dataset(tmp_path):
+    ds = _prepare(tmp_path)
+    train.train(Config(workdir=str(tmp_path), **dict(SETTINGS, epochs=1)), ds)
+    before = (tmp_path / "model.params").read_bytes()
+    changed = Config(workdir=str(tmp_path), **dict(SETTINGS, embed_size=9, lr=0.01))
+    with pytest.raises(ResumeError) as e:
+        train.train(changed, ds, resume=True)
+    assert str(e.value) == (
+        "cannot resume: --embed-size is 9 but the checkpoint has 8; --lr is 0.01 but the "
+        "checkpoint has 0.002. Resume with the checkpoint's settings (leave those options out) "
+        "or start a new run without --resume")
+    other = _prepare(tmp_path, n_sentences=100, seed=1)
+    with pytest.raises(ResumeError, match=r"the dataset's vocabulary differs|number of tokens"):
+        train.train(Config(workdir=str(tmp_path), **SETTINGS), other, resume=True)
+    assert (tmp_path / "model.params").read_bytes() == before
+
+
+def test_resume_without_checkpoint_and_with_a_corrupted_one(tmp_path):
+    ds = _prepare(tmp_path)
+    config = Config(workdir=str(tmp_path), **SETTINGS)
+    with pytest.raises(ResumeError) as e:
+        train.train(config, ds, resume=True)
+    assert str(e.value) == (f"no complete checkpoint to resume in {tmp_path / 'checkpoints'}: "
+                            "run `w2v train` without --resume to start a new run")
+    config.epochs = 2
+    train.train(config, ds)
+    # flip one byte of the newest checkpoint's Adam state: resume falls back to the older one
+    newest = tmp_path / "checkpoints" / "step-00002-00000000"
+    states = bytearray((newest / "trainer.states").read_bytes())
+    states[len(states) // 2] ^= 0xFF
+    (newest / "trainer.states").write_bytes(bytes(states))
+    config.epochs = 3
+    record = train.train(config, ds, resume=True)
+    assert record["resumed"][0]["epoch"] == 1
+    assert record["resumed"][0]["notes"] == [
+        f"skipped step-00002-00000000: {newest / 'trainer.states'} is missing or does not "
+        "match its SHA-1"]
+
+
+def test_ctrl_c_on_the_real_command_says_how_to_resume(tmp_path):
+    """`w2v train` in its own process: SIGINT -> exit 130 and a resume hint; --resume finishes
+    with the parameters of an uninterrupted in-process run."""
+    ds = _prepare(tmp_path / "cli")
+    args = ["--epochs", "12", "--batch-size", "4096", "--embed-size", "8", "--window", "2",
+            "--negatives", "2", "--subsample", "0", "--device", "cpu", "--seed", "7"]
+    env = dict(os.environ, W2V_WORKDIR=str(tmp_path / "cli"), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "w2v_cli", "train", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr.readline().startswith("epoch 1/12")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("interrupted by SIGINT at ") and "Traceback" not in err
+    assert last.endswith(f"; the checkpoint is saved in {tmp_path / 'cli'}. Continue with: "
+                         f"w2v train --resume --workdir {tmp_path / 'cli'}")
+    done = subprocess.run([sys.executable, "-m", "w2v_cli", "train", "--resume"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    _prepare(tmp_path / "whole")
+    train.train(Config(workdir=str(tmp_path / "whole"), epochs=12, batch_size=4096, embed_size=8,
+                       window=2, negatives=2, subsample=0.0, device="cpu", seed=7), ds)
+    a, b = _tables(tmp_path / "cli", ds), _tables(tmp_path / "whole", ds)
+    assert np.array_equal(a["center"], b["center"]) and np.array_equal(a["context"], b["context"])

@@ -1,0 +1,155 @@
+"""Training on several devices and machines: the kvstore, each worker's shard, the step budget.
+
+MXNet's parameter server (ps-lite) does the communication; this module only decides what each
+worker trains on. A worker learns its rank and the number of workers from the kvstore, which
+reads the ``DMLC_*`` environment that ``w2v launch`` (or a cluster launcher) sets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import Config
+from .dataset import Dataset
+from .errors import BackendError, DataError, UsageError
+
+KVSTORES = ("local", "device", "dist_sync", "dist_async")
+_SCAN = 1 << 22  # ids read at once when scanning a (memory-mapped) id array
+
+
+@dataclass
+class Worker:
+    """Where this process stands: ``rank`` in ``0..num_workers - 1``; ``kv`` is the dist
+    kvstore, or None on one machine (then ``kvstore`` is the Trainer's local kvstore type)."""
+
+    rank: int = 0
+    num_workers: int = 1
+    kv: object = None
+    kvstore: str = "device"
+
+    @property
+    def distributed(self) -> bool:
+        return self.kv is not None
+
+
+def make_worker(config: Config) -> Worker:
+    """Create the kvstore named by ``config.kvstore``; a dist one joins the parameter server."""
+    if config.kvstore not in KVSTORES:
+        raise UsageError(f"--kvstore {config.kvstore!r}: expected one of {', '.join(KVSTORES)}")
+    if not config.kvstore.startswith("dist"):
+        return Worker(kvstore=config.kvstore)
+    from .backend import mxnet
+
+    missing = [v for v in ("DMLC_ROLE", "DMLC_PS_ROOT_URI", "DMLC_PS_ROOT_PORT",
+                           "DMLC_NUM_SERVER", "DMLC_NUM_WORKER") if not os.environ.get(v)]
+    if missing:
+        # Without them ps-lite waits forever for a scheduler that nobody started.
+        raise UsageError(f"--kvstore {config.kvstore} runs as one worker of a parameter server "
+                         f"and needs {', '.join(missing)} in the environment: start it with "
+                         "`w2v launch -n WORKERS -- w2v train --kvstore ...`")
+    mx = mxnet()
+    try:
+        kv = mx.kv.create(config.kvstore)
+    except mx.base.MXNetError as e:
+        raise BackendError(f"cannot join the parameter server: {str(e).splitlines()[0]}") from None
+    return Worker(kv.rank, kv.num_workers, kv, config.kvstore)
+
+
+def shard_bounds(offsets: np.ndarray, rank: int, num_workers: int) -> tuple[int, int]:
+    """Sentences ``[start, end)`` of worker ``rank``: contiguous, disjoint, covering every
+    sentence, cut where the token count crosses ``rank / num_workers`` of the total.
+
+    offsets: (S + 1,) int64 sentence offsets.
+    """
+    if not 0 <= rank < num_workers:
+        raise UsageError(f"worker rank {rank} is not in 0..{num_workers - 1}")
+    total = int(offsets[-1])
+    cuts = [int(np.searchsorted(offsets, total * r // num_workers, side="left"))
+            for r in (rank, rank + 1)]
+    end = len(offsets) - 1 if rank == num_workers - 1 else cuts[1]
+    start = 0 if rank == 0 else cuts[0]
+    return start, end
+
+
+def shard(ds: Dataset, start: int, end: int) -> Dataset:
+    """The sentences ``[start, end)`` of ``ds`` as a Dataset (ids are a view, no copy)."""
+    a, b = int(ds.offsets[start]), int(ds.offsets[end])
+    offsets = np.asarray(ds.offsets[start:end + 1], dtype=np.int64) - a
+    return Dataset(ds.vocab, ds.ids[a:b], offsets)
+
+
+def ids_sha1(ids: np.ndarray) -> str:
+    """SHA-1 of an id array's int32 bytes, read in slices so a memory map stays unread."""
+    h = hashlib.sha1()
+    for a in range(0, ids.size, _SCAN):
+        h.update(np.ascontiguousarray(ids[a:a + _SCAN], dtype=np.int32).tobytes())
+    return h.hexdigest()
+
+
+def expected_centers(ids: np.ndarray, offsets: np.ndarray, counts: np.ndarray, t: float,
+                     chunk_tokens: int = _SCAN) -> float:
+    """How many centers subsampling leaves on average: token i of a sentence is a center when
+    it is kept (probability p_i = min(1, sqrt(t / f(w)))) and so is another token of its
+    sentence, so E = sum_i p_i (1 - prod_{j != i} (1 - p_j)). Read chunk by chunk.
+
+    ids: (N,) int32; offsets: (S + 1,) int64; counts: (V,) int64.
+    """
+    from .batches import chunk_bounds
+
+    n = counts[1:].sum()
+    keep = np.ones(len(counts)) if t <= 0 else \
+        np.minimum(1.0, np.sqrt(t * n / np.maximum(counts, 1)))
+    bounds = chunk_bounds(offsets, chunk_tokens)
+    total = 0.0
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        lo, hi = int(offsets[a]), int(offsets[b])
+        p = keep[np.asarray(ids[lo:hi])]
+        sentence = np.repeat(np.arange(b - a), np.diff(np.asarray(offsets[a:b + 1])))
+        sure = p >= 1.0
+        log_miss = np.log1p(-np.where(sure, 0.0, p))  # log(1 - p_j), 0 for the sure ones
+        others_log = np.bincount(sentence, log_miss, b - a)[sentence] - log_miss
+        others_sure = np.bincount(sentence, sure, b - a)[sentence] - sure
+        none_other = np.where(others_sure > 0, 0.0, np.exp(others_log))
+        total += float((p * (1.0 - none_other)).sum())
+    return total
+
+
+def steps_per_epoch(ds: Dataset, config: Config, num_workers: int) -> int:
+    """Batches every worker takes per epoch: the same on all of them, so that ``dist_sync``,
+    where each step waits for every worker's gradients, never waits for a worker that is done.
+
+    The smallest shard's expected number of centers, in whole batches; every worker computes
+    it from the same data, so no communication is needed. A worker whose draw falls short
+    draws its shard again; one with more leaves the rest.
+    """
+    shards = [shard(ds, *shard_bounds(ds.offsets, r, num_workers)) for r in range(num_workers)]
+    smallest = min(expected_centers(s.ids, s.offsets, ds.vocab.counts, config.subsample,
+                                    config.chunk_tokens) for s in shards)
+    steps = int(smallest // config.batch_size)
+    if steps < 1:
+        raise DataError(f"each of {num_workers} workers has fewer than one batch "
+                        f"({config.batch_size}) of training pairs: use a larger corpus, fewer "
+                        "workers or a smaller --batch-size")
+    return steps
+
+
+def tables_sha1(tables: dict) -> str:
+    """SHA-1 over named float32 tables, by name: equal on two workers exactly when they hold
+    the same parameters. tables: name -> (V, E) array, e.g. the keys of ``model.params``."""
+    h = hashlib.sha1()
+    for name in sorted(tables):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(tables[name], dtype=np.float32).tobytes())
+    return h.hexdigest()
+
+
+def params_sha1(net, ctx) -> str:
+    """``tables_sha1`` of the network's two tables under their ``model.params`` names."""
+    from .model import CENTER_KEY, CONTEXT_KEY
+
+    return tables_sha1({CENTER_KEY: net[0].weight.data(ctx).asnumpy(),
+                        CONTEXT_KEY: net[1].weight.data(ctx).asnumpy()})

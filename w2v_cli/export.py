@@ -1,0 +1,77 @@
+"""Write trained vectors for other tools: the word2vec text and binary formats, or .npy.
+
+Every format holds the same rows: the vocabulary without ``<unk>`` (whose row is never
+trained, since the dataset drops ``<unk>`` tokens), most frequent word first, raw (not
+normalized) vectors, as the original word2vec tool writes them.
+
+- ``word2vec``: a ``V E`` header line, then ``word x1 ... xE`` a line (``%.9g``, so each
+  float32 reads back exactly).
+- ``word2vec-binary``: the same header, then per word ``word``, a space, E little-endian
+  float32 and a newline.
+- ``npy``: the (V, E) float32 matrix at PATH and the words, one a line, at PATH with the
+  suffix ``.vocab.txt`` (row i is line i).
+
+Each file is written atomically (``fileio``): an interrupted export leaves no partial file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import fileio
+from .errors import UsageError
+from .vectors import Vectors
+
+FORMATS = ("word2vec", "word2vec-binary", "npy")
+
+
+def rows(vectors: Vectors) -> tuple[list[str], np.ndarray]:
+    """The exported words and their vectors: (words, (V - 1, E) float32), <unk> left out."""
+    return vectors.vocab.tokens[1:], vectors.matrix[1:]
+
+
+def word2vec_text(words: list[str], matrix: np.ndarray) -> bytes:
+    """The word2vec text format. matrix: (len(words), E) float32."""
+    n, dim = matrix.shape
+    row_format = " ".join(["%.9g"] * dim)
+    body = "".join(f"{w} {row_format % tuple(row)}\n" for w, row in zip(words, matrix.tolist()))
+    return f"{n} {dim}\n{body}".encode()
+
+
+def word2vec_binary(words: list[str], matrix: np.ndarray) -> bytes:
+    """The word2vec binary format. matrix: (len(words), E), written as little-endian float32."""
+    n, dim = matrix.shape
+    raw = np.ascontiguousarray(matrix, dtype="<f4")
+    parts = [f"{n} {dim}\n".encode()]
+    for w, row in zip(words, raw):
+        parts += [w.encode("utf-8"), b" ", row.tobytes(), b"\n"]
+    return b"".join(parts)
+
+
+def vocab_path_for(npy_path: Path) -> Path:
+    return npy_path.with_name(npy_path.stem + ".vocab.txt" if npy_path.suffix == ".npy"
+                              else npy_path.name + ".vocab.txt")
+
+
+def export(vectors: Vectors, fmt: str, output: str | Path) -> list[Path]:
+    """Write ``vectors`` in format ``fmt`` to ``output``. Returns the paths written."""
+    output = Path(output)
+    words, matrix = rows(vectors)
+    if any(not w or any(ch.isspace() for ch in w) for w in words):
+        raise UsageError("a word holds whitespace, which the word2vec formats cannot store")
+    if output.is_dir():
+        raise UsageError(f"--output {output} is a directory; give a file name")
+    if fmt == "word2vec":
+        fileio.write_bytes(output, word2vec_text(words, matrix))
+        return [output]
+    if fmt == "word2vec-binary":
+        fileio.write_bytes(output, word2vec_binary(words, matrix))
+        return [output]
+    if fmt == "npy":
+        vocab_path = vocab_path_for(output)
+        fileio.save_npy(output, np.ascontiguousarray(matrix, dtype=np.float32))
+        fileio.write_bytes(vocab_path, "".join(w + "\n" for w in words).encode("utf-8"))
+        return [output, vocab_path]
+    raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")

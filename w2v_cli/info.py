@@ -1,0 +1,84 @@
+"""What a working directory holds: corpus, vocabulary, settings, epochs, losses, throughput.
+
+Reads only the JSON files (``vocab.json``, ``run.json``); never loads MXNet or the arrays.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import checkpoint
+from .dataset import IDS_FILE, OFFSETS_FILE, VOCAB_FILE
+from .errors import DataError, ModelError
+from .vocab import Vocab
+
+LOSS_PLOT_FILE = "loss.png"
+SETTINGS = ("embed_size", "window", "negatives", "subsample", "sample_once", "batch_size", "lr",
+            "epochs", "seed", "min_count")
+
+
+def describe(workdir: Path) -> dict:
+    """A summary of ``workdir``: {"workdir", "files", "dataset", "run"}; "run" is None before
+    training. Raises DataError when there is no prepared dataset."""
+    if not (workdir / VOCAB_FILE).is_file():
+        raise DataError(f"no prepared dataset in {workdir}: run `w2v prepare` first")
+    vocab = Vocab.load(workdir / VOCAB_FILE)
+    dataset = {"source": vocab.meta.get("source", {}), "vocab_size": len(vocab),
+               "min_count": vocab.meta.get("min_count"), **vocab.meta.get("stats", {})}
+    try:
+        run = checkpoint.load_record(workdir)
+    except ModelError:
+        run = None
+    names = (VOCAB_FILE, IDS_FILE, OFFSETS_FILE, checkpoint.PARAMS_FILE, checkpoint.RUN_FILE,
+             LOSS_PLOT_FILE)
+    files = {n: (workdir / n).stat().st_size for n in names if (workdir / n).is_file()}
+    return {"workdir": str(workdir), "files": files, "dataset": dataset, "run": run}
+
+
+def _source_text(source: dict) -> str:
+    if source.get("kind") == "ptb":
+        return f"PTB {source.get('split', 'train')} split ({source.get('path', '?')})"
+    if source.get("kind") == "files":
+        files = source.get("files", [])
+        shown = ", ".join(f["path"] for f in files[:3]) + (" ..." if len(files) > 3 else "")
+        return f"{len(files)} file(s): {shown}"
+    return "unknown"
+
+
+def format_lines(info: dict) -> list[str]:
+    """The summary as aligned ``name  value`` lines for a terminal."""
+    ds, run = info["dataset"], info["run"]
+    rows = [("workdir", info["workdir"]), ("corpus", _source_text(ds["source"]))]
+    if "sentences" in ds:
+        rows.append(("dataset", (f"{ds['sentences']} sentences, {ds['tokens']} tokens "
+                                f"({ds['kept_tokens']} kept)")))
+    rows.append(("vocabulary", f"{ds['vocab_size']} words (min count {ds['min_count']})"))
+    if run is None:
+        rows.append(("model", "not trained yet (run `w2v train`)"))
+    else:
+        cfg = run.get("config", {})
+        epochs = run.get("epochs", [])
+        planned = cfg.get("epochs", len(epochs))
+        state = "complete" if run.get("complete") else "incomplete"
+        rows.append(("epochs", f"{len(epochs)} of {planned} done ({state})"))
+        rows.append(("settings", ", ".join(f"{k.replace('_', '-')} {cfg[k]}"
+                                           for k in SETTINGS if k in cfg)))
+        rows.append(("device", str(run.get("device", "?"))))
+        if epochs:
+            rows.append(("loss", "  ".join(f"{e['epoch']}: {e['loss']:.4f}" for e in epochs)))
+            seconds = sum(e.get("seconds", 0) for e in epochs)
+            centers = sum(e.get("centers", 0) for e in epochs)
+            if seconds > 0:
+                rows.append(("throughput", (f"{centers / seconds:,.0f} tokens/s "
+                                           f"({seconds:.1f} s of training)")))
+    rows.append(("files", ", ".join(f"{n} ({_size(s)})" for n, s in info["files"].items())))
+    width = max(len(name) for name, _ in rows)
+    return [f"{name:<{width}}  {value}" for name, value in rows]
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB"):
+        if n < 1024 or unit == "MB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
