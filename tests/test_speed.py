@@ -33,6 +33,11 @@ def _epochs(ds, config, seed, n_epochs, ahead, depth=1):
     return out
 
 
+def _prefetch_threads():
+    import threading
+    return [t for t in threading.enumerate() if t.name == "w2v-prefetch"]
+
+
 def _same_batches(a, b):
     assert len(a) == len(b)
     for x, y in zip(a, b):
@@ -273,6 +278,7 @@ def test_sparse_run_resumed_inside_an_epoch_gives_the_uninterrupted_parameters(t
 
     with pytest.raises(Interrupted):
         train(*runs["cut"], on_progress=interrupt)
+    assert not _prefetch_threads()  # the interrupt closed the stream, and so its thread
     assert (tmp_path / "cut" / "checkpoints" / "step-00001-00000003").is_dir()
     resumed = train(*runs["cut"], resume=True)
     vocab_size = len(runs["whole"][1].vocab)
@@ -305,3 +311,20 @@ def test_sparse_grad_refuses_several_devices_and_a_parameter_server(tmp_path):
     assert result.exit_code != 0
     assert "Error: --sparse-grad works on one device, not --device cpu:0,1" in result.output
     assert not (tmp_path / "model.params").exists()
+
+
+def test_a_producer_error_reaches_the_trainer_through_the_thread():
+    # A dist worker's shard with no pair to train on: the producer raises while drawing.
+    from w2v_cli.errors import DataError
+
+    vocab = encode(["a b c"], min_count=1).vocab
+    ids, offsets = np.array([1, 2, 3], dtype=np.int32), np.arange(4, dtype=np.int64)
+    config = Config(batch_size=4, subsample=0)
+    epochs = B.Epochs(lambda: B.EpochStream(ids, offsets, vocab.counts, config,
+                                            np.random.default_rng(0), full_only=True, steps=2),
+                      1, ahead=True)
+    with pytest.raises(DataError, match="shard yields no training pairs"):
+        for _, batch_iter in epochs:
+            list(batch_iter)
+    epochs.close()
+    assert not _prefetch_threads()
