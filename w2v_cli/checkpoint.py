@@ -29,6 +29,7 @@ from typing import Optional
 import numpy as np
 
 from . import fileio
+from .fileio import sha1_of
 from .backend import current_mxnet
 from .config import Config
 from .config import default as config_default
@@ -204,14 +205,6 @@ def _check_params_sha1(workdir: Path, path: Path) -> None:
     raise ModelError(f"{path} does not match the checksum in {workdir / RUN_FILE}: the file is "
                      "corrupted or comes from another run; run `w2v train --resume` to restore "
                      "it from the latest checkpoint, or `w2v train` to retrain")
-
-
-def sha1_of(path: Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _save_params(net, path: Path) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from . import fileio
+from .fileio import sha1_of
 from .errors import DataError, DownloadError
 
 PTB_URL = "http://d2l-data.s3-accelerate.amazonaws.com/ptb.zip"
@@ -45,14 +46,6 @@ class Corpus:
 
     lines: list[str]
     source: dict = field(default_factory=dict)
-
-
-def sha1_of(path: Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def ensure_ptb(data_dir: Path, progress: Optional[Progress] = None,
