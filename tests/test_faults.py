@@ -450,3 +450,30 @@ def test_full_disk_while_exporting_keeps_the_previous_export(trained, tmp_path, 
         error=f"Error: cannot write {out}: No space left on device (the previous vectors.npy, "
               "if any, is unchanged)")
     assert snapshot(tmp_path) == before
+
+
+def test_id_files_from_another_prepare_are_refused(prepared, tmp_path, corpus_file):
+    # What a prepare killed between renaming its id files and its vocab.json leaves behind.
+    other = tmp_path / "other"
+    small = tmp_path / "smaller.txt"
+    small.write_text("\n".join(planted_sentences(n_sentences=50, seed=3)) + "\n")
+    run("prepare", "--corpus", small, "--min-count", "1", "--workdir", other, code=0)
+    for name in ("ids.npy", "offsets.npy"):
+        shutil.copy(other / name, prepared / name)
+    fails(prepared, "train", "--epochs", "1", code=3,
+          error=f"Error: {prepared}: vocab.json describes 1600 tokens in 200 sentences but "
+                f"ids.npy holds 400 in 50: they come from different runs; re-run `w2v prepare`")
+
+
+def test_a_failed_first_prepare_leaves_no_workdir(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n \n")
+    new = tmp_path / "new-work"
+    run("prepare", "--corpus", empty, "--workdir", new, code=3)
+    assert not new.exists()
+
+
+def test_launch_of_a_missing_program_is_an_error_line_not_a_traceback(tmp_path):
+    run("launch", "-n", "1", "--timeout", "30", "--", str(tmp_path / "no-such-program"),
+        code=11, error=f"Error: cannot start worker-0 ({tmp_path / 'no-such-program'}): "
+                       "No such file or directory")

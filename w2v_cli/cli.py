@@ -45,10 +45,19 @@ def _workdir_locked(config: Config, command: str, create: bool = True):
     """Hold the workdir lock while ``command`` writes there; mention a stale lock taken over."""
     from . import lock
 
-    with lock.acquire(config.workdir_path, command, create) as held:
-        if held.stale:
-            click.echo("note: " + lock.describe_stale(held.stale), err=True)
-        yield
+    workdir = config.workdir_path
+    existed = workdir.exists()
+    try:
+        with lock.acquire(workdir, command, create) as held:
+            if held.stale:
+                click.echo("note: " + lock.describe_stale(held.stale), err=True)
+            yield
+    except BaseException:
+        if not existed:  # a failed first command leaves no empty workdir behind
+            with contextlib.suppress(OSError):
+                (workdir / lock.LOCK_FILE).unlink(missing_ok=True)
+                workdir.rmdir()  # only if nothing else was written there
+        raise
 
 
 def _opt(*decls, field: str | None = None, **kwargs):
@@ -229,6 +238,8 @@ def train(epochs, lr, batch_size, embed_size, window, negatives, subsample, samp
         ds = dataset.load(config.workdir_path)
         record = train_mod.train(config, ds, on_progress=_train_progress(_stderr_is_tty()),
                                  resume=resume)
+        if record.get("worker", {}).get("rank", 0) == 0:  # one curve per workdir, under the lock
+            _plot_loss(record, config.workdir_path)
     final = record["final"]
     who = ""
     if "worker" in record:
@@ -236,7 +247,6 @@ def train(epochs, lr, batch_size, embed_size, window, negatives, subsample, samp
         who = f"worker {w['rank']}/{w['num_workers']} ({w['tokens']} tokens): "
     click.echo(f"{who}loss {final['loss']:.3f}, {final['centers_per_sec']:.1f} tokens/sec "
                f"on {record['device']}")
-    _plot_loss(record, config.workdir_path)
 
 
 def _train_progress(tty: bool):
@@ -254,15 +264,15 @@ def _train_progress(tty: bool):
 
 
 def _plot_loss(record: dict, workdir) -> None:
-    """Draw loss.png in the workdir after training; a missing matplotlib only skips it."""
+    """Draw loss.png in the workdir after training. The run is already saved, so no failure
+    here (a missing matplotlib, a full disk) may turn it into an error: it only skips the plot."""
     from . import plots
-    from .errors import MissingExtraError
     from .info import LOSS_PLOT_FILE
 
     try:
         path = plots.loss_curve(record.get("curve", []), workdir / LOSS_PLOT_FILE,
                                 epochs=len(record["epochs"]))
-    except MissingExtraError as e:
+    except W2VError as e:
         click.echo(f"loss plot skipped: {e}", err=True)
     else:
         click.echo(f"loss curve -> {path}", err=True)

@@ -278,6 +278,13 @@ def load(workdir: Path) -> Dataset:
             or offsets[-1] != ids.size or not _nondecreasing(offsets):
         raise DataError(f"{workdir}: {IDS_FILE} and {OFFSETS_FILE} do not agree; "
                         "re-run `w2v prepare`")
+    stats = vocab.meta.get("stats", {})
+    if stats.get("kept_tokens", ids.size) != ids.size \
+            or stats.get("sentences", offsets.size - 1) != offsets.size - 1:
+        # e.g. a prepare killed after writing new id files but before its vocab.json
+        raise DataError(f"{workdir}: {VOCAB_FILE} describes {stats.get('kept_tokens')} tokens in "
+                        f"{stats.get('sentences')} sentences but {IDS_FILE} holds {ids.size} in "
+                        f"{offsets.size - 1}: they come from different runs; re-run `w2v prepare`")
     if ids.size:
         low, high = _min_max(ids)
         if low < 1 or high >= len(vocab):

@@ -99,10 +99,9 @@ def expected_centers(ids: np.ndarray, offsets: np.ndarray, counts: np.ndarray, t
     ids: (N,) int32; offsets: (S + 1,) int64; counts: (V,) int64.
     """
     from .batches import chunk_bounds
+    from .sampling import keep_probability
 
-    n = counts[1:].sum()
-    keep = np.ones(len(counts)) if t <= 0 else \
-        np.minimum(1.0, np.sqrt(t * n / np.maximum(counts, 1)))
+    keep = keep_probability(counts, t)
     bounds = chunk_bounds(offsets, chunk_tokens)
     total = 0.0
     for a, b in zip(bounds[:-1], bounds[1:]):

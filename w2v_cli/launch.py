@@ -145,14 +145,23 @@ def run(nodes: list[Node], timeout: float, log_dir: Optional[Path] = None,
         for node in nodes:
             out = None
             if log_dir is not None:
-                log_dir.mkdir(parents=True, exist_ok=True)
-                out = open(log_dir / f"{node.name}.log", "wb")
+                try:
+                    log_dir.mkdir(parents=True, exist_ok=True)
+                    out = open(log_dir / f"{node.name}.log", "wb")
+                except OSError as e:
+                    raise LaunchError(f"cannot write the log of {node.name} in {log_dir}: "
+                                      f"{e.strerror or e}") from None
                 logs.append(out)
             argv = ssh_argv(node, cwd) if node.host else node.argv
             env = None if node.host else {**os.environ, **node.env}
-            procs.append((node, subprocess.Popen(argv, env=env, cwd=cwd, stdout=out,
-                                                 stderr=subprocess.STDOUT if out else None,
-                                                 start_new_session=True)))
+            try:
+                proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out,
+                                        stderr=subprocess.STDOUT if out else None,
+                                        start_new_session=True)
+            except OSError as e:  # the finally below stops the nodes already started
+                raise LaunchError(f"cannot start {node.name} ({shlex.join(argv)}): "
+                                  f"{e.strerror or e}") from None
+            procs.append((node, proc))
         _wait_for_workers(procs, deadline)
         # With the workers done the servers and scheduler exit by themselves; give them a moment.
         grace = min(deadline, time.monotonic() + 30)

@@ -26,10 +26,17 @@ def subsample(ids: np.ndarray, offsets: np.ndarray, counts: np.ndarray, t: float
     """
     if t <= 0:
         return ids, offsets
-    n = counts[1:].sum()
-    keep_prob = np.sqrt(t * n / np.maximum(counts, 1))
-    keep = rng.random(ids.size) < keep_prob[ids]
+    keep = rng.random(ids.size) < keep_probability(counts, t)[ids]
     return ids[keep], _offsets_after(offsets, keep)
+
+
+def keep_probability(counts: np.ndarray, t: float) -> np.ndarray:
+    """(V,) float64: min(1, sqrt(t / f(w))) with f(w) = counts[w] / counts[1:].sum(); all 1
+    when ``t <= 0``. The sampler and the dist workers' step count both use this one formula."""
+    if t <= 0:
+        return np.ones(len(counts))
+    n = counts[1:].sum()
+    return np.minimum(1.0, np.sqrt(t * n / np.maximum(counts, 1)))
 
 
 def _offsets_after(offsets: np.ndarray, keep: np.ndarray) -> np.ndarray:

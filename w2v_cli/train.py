@@ -117,8 +117,9 @@ def _train_worker(config: Config, ds: Dataset, on_progress, resume: bool,
     workdir = config.workdir_path
     writes = worker.rank == 0  # the one process that writes the workdir's shared files
     device = ",".join(map(str, ctxs))
-    if writes:
-        # The vocabulary goes next to the parameters, so the workdir alone answers queries.
+    if writes and not (workdir / VOCAB_FILE).exists():
+        # A dataset prepared elsewhere: its vocabulary goes next to the parameters, so the
+        # workdir alone answers queries. (Prepared in this workdir, it is there already.)
         ds.vocab.save(workdir / VOCAB_FILE)
     record = {"config": config.to_dict(), "vocab_size": len(ds.vocab), "device": device,
               "epochs": [], "complete": False,
