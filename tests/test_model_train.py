@@ -109,3 +109,14 @@ def test_train_refuses_bad_settings(tmp_path):
     for bad in (dict(epochs=0), dict(lr=0.0), dict(window=0), dict(batch_size=0)):
         with pytest.raises(UsageError):
             train(_config(tmp_path, **bad), _planted_dataset())
+
+
+def test_resume_settings_come_from_the_checkpoint_with_the_given_options_on_top(tmp_path):
+    from w2v_cli.train import settings_for
+
+    train(_config(tmp_path, epochs=1, embed_size=12), _planted_dataset())
+    asked = Config(workdir=str(tmp_path), epochs=4)  # defaults elsewhere: embed_size 100
+    config = settings_for(asked, {"epochs": 4}, resume=True)
+    assert (config.epochs, config.embed_size, config.window) == (4, 12, 2)
+    # a fresh run on a complete one needs nothing; the settings are the ones asked
+    assert settings_for(asked, {"epochs": 4}) == asked

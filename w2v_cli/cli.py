@@ -11,7 +11,7 @@ from click.core import ParameterSource
 
 from . import __version__
 from .config import Config, default
-from .errors import Interrupted, ResumeError, W2VError
+from .errors import Interrupted, W2VError
 
 
 class _Failure(click.ClickException):
@@ -204,7 +204,7 @@ def train(epochs, lr, batch_size, embed_size, window, negatives, subsample, samp
     `w2v train --resume`. With --kvstore dist_* this process is one worker of a parameter
     server; the workers may share one workdir, whose lock only rank 0 takes.
     """
-    from . import checkpoint, dataset
+    from . import dataset
     from . import train as train_mod
 
     settings = dict(workdir=workdir, epochs=epochs, lr=lr, batch_size=batch_size,
@@ -213,7 +213,7 @@ def train(epochs, lr, batch_size, embed_size, window, negatives, subsample, samp
                     bucket=bucket, prefetch=prefetch, log_interval=log_interval,
                     kvstore=kvstore, chunk_tokens=chunk_tokens, seed=seed, device=device)
     config = Config(**settings)
-    if resume and restart:
+    if resume and restart:  # before touching the workdir
         raise click.UsageError("--resume and --restart exclude each other")
     if not config.workdir_path.is_dir():
         dataset.load(config.workdir_path)  # says to run `w2v prepare`; the lock would mkdir
@@ -222,19 +222,11 @@ def train(epochs, lr, batch_size, embed_size, window, negatives, subsample, samp
     dist = config.kvstore.startswith("dist")
     with contextlib.nullcontext() if dist else \
             _workdir_locked(config, "train --resume" if resume else "train", create=False):
-        left = None if resume or restart else checkpoint.unfinished(config.workdir_path)
-        if left:
-            raise ResumeError(f"{config.workdir_path} holds an unfinished run ({left}); continue "
-                              "it with `w2v train --resume`, or pass --restart to discard it")
-        if resume:
-            # The checkpoint's settings, overridden by the options the user actually gave.
-            ctx = click.get_current_context()
-            given = {k: v for k, v in settings.items()
-                     if ctx.get_parameter_source(k) in (ParameterSource.COMMANDLINE,
-                                                        ParameterSource.ENVIRONMENT)}
-            saved = checkpoint.saved_config(config.workdir_path)
-            config = Config.from_dict({**saved, "workdir": workdir, **given})
-        train_mod.check(config)
+        ctx = click.get_current_context()
+        given = {k: v for k, v in settings.items()
+                 if ctx.get_parameter_source(k) in (ParameterSource.COMMANDLINE,
+                                                    ParameterSource.ENVIRONMENT)}
+        config = train_mod.settings_for(config, given, resume=resume, restart=restart)
         ds = dataset.load(config.workdir_path)
         record = train_mod.train(config, ds, on_progress=_train_progress(_stderr_is_tty()),
                                  resume=resume)

@@ -60,6 +60,27 @@ def check(config: Config) -> None:
                          "name one device, or train with --dense-grad")
 
 
+def settings_for(config: Config, given: dict, *, resume: bool = False,
+                 restart: bool = False) -> Config:
+    """The settings a ``train`` call runs with, checked.
+
+    ``given``: the settings the user named (the others in ``config`` are defaults). A fresh
+    run over an unfinished one is refused unless ``restart``; ``resume`` starts from the newest
+    checkpoint's settings, overridden by ``given``.
+    """
+    workdir = config.workdir_path
+    if not (resume or restart):
+        left = checkpoint.unfinished(workdir)
+        if left:
+            raise ResumeError(f"{workdir} holds an unfinished run ({left}); continue it with "
+                              "`w2v train --resume`, or pass --restart to discard it")
+    if resume:
+        saved = checkpoint.saved_config(workdir)
+        config = Config.from_dict({**saved, "workdir": config.workdir, **given})
+    check(config)
+    return config
+
+
 def train(config: Config, ds: Dataset,
           on_progress: Optional[Callable[[Progress], None]] = None, *,
           resume: bool = False, stop: Optional[interrupt.StopFlag] = None) -> dict:
