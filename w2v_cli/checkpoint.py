@@ -33,7 +33,7 @@ from .fileio import sha1_of
 from .backend import current_mxnet
 from .config import Config
 from .config import default as config_default
-from .errors import ModelError, ResumeError
+from .errors import ModelError, ResumeError, first_line
 from .model import CENTER_KEY, CONTEXT_KEY
 
 PARAMS_FILE = "model.params"
@@ -56,15 +56,6 @@ MODEL_SETTINGS = ("embed_size", "window", "negatives", "subsample", "sample_once
                   "sparse_grad")  # lazy or dense adam, and the front end of Adam's state
 
 
-def _read_json(path: Path, what: str, error, missing: str):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise error(missing) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise error(f"{path} is not a readable {what}: {e}") from None
-
-
 # ----------------------------------------------------------------------------- run record
 
 def save(net, workdir: Path, record: dict) -> None:
@@ -79,7 +70,7 @@ def save_record(workdir: Path, record: dict, name: str = RUN_FILE) -> None:
 
 def load_record(workdir: Path) -> dict:
     path = workdir / RUN_FILE
-    d = _read_json(path, "run record", ModelError,
+    d = fileio.read_json(path, "run record", ModelError,
                    f"no trained model in {workdir}: run `w2v train` first")
     return fileio.check_format(path, d, RUN_FORMAT, RUN_VERSION, "run record", ModelError)
 
@@ -232,12 +223,7 @@ def _save_params(net, path: Path) -> None:
         try:
             net.save_parameters(str(tmp))
         except (OSError, mx.base.MXNetError) as e:
-            raise fileio.storage_error(path, _first_line(e)) from None
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+            raise fileio.storage_error(path, first_line(e)) from None
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -332,7 +318,7 @@ def save_checkpoint(workdir: Path, net, trainer, config: Config, ds, pos: Positi
             net.save_parameters(str(tmp / PARAMS_FILE))
             trainer.save_states(str(tmp / TRAINER_FILE))
         except (OSError, mx.base.MXNetError) as e:
-            raise fileio.storage_error(final, _first_line(e)) from None
+            raise fileio.storage_error(final, first_line(e)) from None
         state = {
             "format": STATE_FORMAT, "version": STATE_VERSION,
             "epoch": pos.epoch, "batch": pos.batch,
@@ -366,7 +352,7 @@ def clear(workdir: Path) -> None:
 
 def _read_state(d: Path) -> dict:
     path = d / STATE_FILE
-    state = _read_json(path, "checkpoint state", ResumeError, f"{path} is missing")
+    state = fileio.read_json(path, "checkpoint state", ResumeError, f"{path} is missing")
     fileio.check_format(path, state, STATE_FORMAT, STATE_VERSION, "checkpoint", ResumeError)
     return state
 
@@ -443,7 +429,7 @@ def resume(workdir: Path, config: Config, ds, net, trainer, ctx) -> Position:
         net.load_parameters(str(d / PARAMS_FILE), ctx=ctx)
         trainer.load_states(str(d / TRAINER_FILE))
     except (OSError, mx.base.MXNetError, AssertionError, ValueError) as e:
-        raise ResumeError(f"cannot load the checkpoint {d}: {_first_line(e)}") from None
+        raise ResumeError(f"cannot load the checkpoint {d}: {first_line(e)}") from None
     record = dict(state["record"])
     record.setdefault("resumed", []).append({"epoch": state["epoch"], "batch": state["batch"],
                                              "notes": notes})

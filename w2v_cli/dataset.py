@@ -293,14 +293,14 @@ def load(workdir: Path) -> Dataset:
     return Dataset(vocab, ids.astype(np.int32, copy=False), offsets.astype(np.int64, copy=False))
 
 
-_SCAN = 1 << 22  # values checked at once, so a memory-mapped array is never read whole
+SCAN = 1 << 22  # values read at once, so a memory-mapped array is never read whole
 
 
 def _nondecreasing(a: np.ndarray) -> bool:
-    return all(np.all(np.diff(a[i:i + _SCAN + 1]) >= 0) for i in range(0, a.size, _SCAN))
+    return all(np.all(np.diff(a[i:i + SCAN + 1]) >= 0) for i in range(0, a.size, SCAN))
 
 
 def _min_max(a: np.ndarray) -> tuple[int, int]:
-    parts = [(int(a[i:i + _SCAN].min()), int(a[i:i + _SCAN].max()))
-             for i in range(0, a.size, _SCAN)]
+    parts = [(int(a[i:i + SCAN].min()), int(a[i:i + SCAN].max()))
+             for i in range(0, a.size, SCAN)]
     return min(p[0] for p in parts), max(p[1] for p in parts)

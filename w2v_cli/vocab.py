@@ -10,7 +10,6 @@ or past ``max_vocab``, plus literal ``<unk>`` tokens). The id of a token is its 
 from __future__ import annotations
 
 import difflib
-import json
 from collections import Counter
 from itertools import repeat
 from pathlib import Path
@@ -108,13 +107,9 @@ class Vocab:
     @classmethod
     def load(cls, path: str | Path) -> "Vocab":
         path = Path(path)
-        try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise DataError(f"no vocabulary at {path}: run `w2v prepare` first") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-            raise DataError(f"{path} is not a readable vocabulary JSON: {e}; "
-                            "re-run `w2v prepare`") from None
+        d = fileio.read_json(path, "vocabulary JSON", DataError,
+                             f"no vocabulary at {path}: run `w2v prepare` first",
+                             advice="; re-run `w2v prepare`")
         fileio.check_format(path, d, FORMAT, VERSION, "vocabulary", DataError)
         tokens, counts = d.get("tokens"), d.get("counts")
         if not isinstance(tokens, list) or not isinstance(counts, list) \
