@@ -68,15 +68,17 @@ class Vocab:
 
     @classmethod
     def from_counts(cls, tokens: list[str], counts: np.ndarray, min_count: int,
-                    max_vocab: int = 0) -> "Vocab":
+                    max_vocab: int = 0, kept: np.ndarray | None = None) -> "Vocab":
         """The vocabulary of distinct ``tokens`` listed in order of first appearance.
 
         counts: (T,) int64, ``counts[i]`` the occurrences of ``tokens[i]``. Keeps the words
         seen at least ``min_count`` times, then (``max_vocab`` > 0) the ``max_vocab`` most
         frequent of them; everything else, and any literal ``<unk>``, counts as ``<unk>``.
+        kept: ``select(tokens, counts, min_count, max_vocab)`` when the caller has it already.
         """
         counts = np.asarray(counts, dtype=np.int64)
-        kept = select(tokens, counts, min_count, max_vocab)
+        if kept is None:
+            kept = select(tokens, counts, min_count, max_vocab)
         unk = int(counts.sum() - counts[kept].sum())
         meta = {"min_count": min_count, **({"max_vocab": max_vocab} if max_vocab else {})}
         return cls([UNK] + [tokens[i] for i in kept], np.concatenate([[unk], counts[kept]]),
