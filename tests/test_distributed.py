@@ -57,7 +57,7 @@ def test_fixed_step_stream_draws_again_when_short():
     ds = dataset.encode(["a b c d e"] * 4, min_count=1)  # 20 centers a pass
     config = Config(batch_size=8, subsample=0, window=1, negatives=1)
     stream = batches.EpochStream(ds.ids, ds.offsets, ds.vocab.counts, config,
-                                 np.random.default_rng(0), full_only=True, steps=6)
+                                 np.random.default_rng(0), steps=6)
     got = list(stream)  # 48 rows: two full passes and part of a third
     assert [b.center.shape[0] for b in got] == [8] * 6
     centers = np.concatenate([b.center[:, 0] for b in got])

@@ -321,7 +321,7 @@ def test_a_producer_error_reaches_the_trainer_through_the_thread():
     ids, offsets = np.array([1, 2, 3], dtype=np.int32), np.arange(4, dtype=np.int64)
     config = Config(batch_size=4, subsample=0)
     epochs = B.Epochs(lambda: B.EpochStream(ids, offsets, vocab.counts, config,
-                                            np.random.default_rng(0), full_only=True, steps=2),
+                                            np.random.default_rng(0), steps=2),
                       1, ahead=True)
     with pytest.raises(DataError, match="shard yields no training pairs"):
         for _, batch_iter in epochs:

@@ -169,11 +169,11 @@ class EpochStream:
     ids: (N,) int32 (a memory map is fine: only one chunk is read at a time); offsets:
     (S + 1,) int64; counts: (V,) int64. Chunks are visited in a shuffled order and each
     chunk's examples are shuffled (``--bucket``: in batches of one length); rows left over
-    from a chunk join the next, so every batch but the last is full. With ``full_only`` that
-    last one is not yielded but kept in ``self.left``. ``steps`` (a dist worker, with
-    ``full_only``): exactly that many full batches, drawing further passes over the same
-    sentences (new samples, carrying the rows left over) if one pass is short. A corpus of
-    one chunk gives exactly ``draw_examples`` over everything then ``batches``.
+    from a chunk join the next, so every batch but the last is full. ``steps`` (a dist
+    worker): exactly that many full batches, the rows past them dropped, drawing further
+    passes over the same sentences (new samples, carrying the rows left over) if one pass
+    is short. A corpus of one chunk gives exactly ``draw_examples`` over everything then
+    ``batches``.
 
     ``cache``: a dict kept across epochs for ``--sample-once``: one chunk's examples are kept
     there; several chunks are re-drawn each epoch instead. Either way a chunk's examples come
@@ -181,21 +181,18 @@ class EpochStream:
 
     Two halves: :meth:`chunks` makes every random draw (``rng``, ``cache``) and may run in a
     producer thread (:class:`Epochs`); :meth:`batches` cuts the chunks into batches and keeps
-    the counts the trainer reads (``estimated_batches``, ``start_state``, ``end_state``,
-    ``left``). Iterating the stream runs both in turn.
+    the counts the trainer reads (``estimated_batches``, ``start_state``, ``end_state``).
+    Iterating the stream runs both in turn.
     """
 
     def __init__(self, ids: np.ndarray, offsets: np.ndarray, counts: np.ndarray,
                  config: Config, rng: np.random.Generator, cache: dict | None = None,
-                 sample_seed: tuple = (), full_only: bool = False,
-                 carry: Examples | None = None, steps: int | None = None):
+                 sample_seed: tuple = (), steps: int | None = None):
         self.ids, self.offsets, self.counts = ids, offsets, counts
         self.config, self.rng, self.cache = config, rng, {} if cache is None else cache
-        self.sample_seed, self.full_only, self.steps = tuple(sample_seed), full_only, steps
-        self.carry = carry
+        self.sample_seed, self.steps = tuple(sample_seed), steps
         self.bounds = chunk_bounds(offsets, config.chunk_tokens)
         # What the consumer has taken so far (set by batches(), read by the trainer):
-        self.left = None        # rows the epoch left unbatched (full_only)
         self.tokens_drawn = 0   # tokens of the chunks sampled so far
         self.rows_drawn = 0     # examples drawn from them
         self.start_state: dict | None = None
@@ -212,7 +209,7 @@ class EpochStream:
         total = int(self.offsets[-1])
         rows = self.rows_drawn if self.tokens_drawn >= total or not self.tokens_drawn \
             else self.rows_drawn * total / self.tokens_drawn
-        n = int(rows) // self.config.batch_size if self.full_only \
+        n = int(rows) // self.config.batch_size if self.steps is not None \
             else num_batches(int(rows), self.config.batch_size)
         return max(n, 1)
 
@@ -244,7 +241,7 @@ class EpochStream:
         bs = self.config.batch_size
         start = self.rng.bit_generator.state
         probs = sampling.noise_distribution(self.counts)
-        left, batches_left = self.carry, self.steps
+        left, batches_left = None, self.steps
         while True:
             rows_this_pass = 0
             order = self.rng.permutation(self.n_chunks) if self.n_chunks > 1 else \
@@ -303,9 +300,7 @@ class EpochStream:
             if self.steps is not None:
                 return
             left = take(ex, order[chunk.full:])
-            if self.full_only:
-                self.left = left
-            elif len(left):
+            if len(left):
                 yield make_batch(left, np.arange(len(left)))
             return
 

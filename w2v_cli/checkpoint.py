@@ -33,7 +33,7 @@ from .fileio import sha1_of
 from .backend import current_mxnet
 from .config import Config
 from .config import default as config_default
-from .errors import ModelError, ResumeError
+from .errors import ModelError, ResumeError, first_line
 from .model import CENTER_KEY, CONTEXT_KEY
 
 PARAMS_FILE = "model.params"
@@ -56,15 +56,6 @@ MODEL_SETTINGS = ("embed_size", "window", "negatives", "subsample", "sample_once
                   "sparse_grad")  # lazy or dense adam, and the front end of Adam's state
 
 
-def _read_json(path: Path, what: str, error, missing: str):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise error(missing) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise error(f"{path} is not a readable {what}: {e}") from None
-
-
 # ----------------------------------------------------------------------------- run record
 
 def save(net, workdir: Path, record: dict) -> None:
@@ -79,9 +70,19 @@ def save_record(workdir: Path, record: dict, name: str = RUN_FILE) -> None:
 
 def load_record(workdir: Path) -> dict:
     path = workdir / RUN_FILE
-    d = _read_json(path, "run record", ModelError,
+    d = fileio.read_json(path, "run record", ModelError,
                    f"no trained model in {workdir}: run `w2v train` first")
     return fileio.check_format(path, d, RUN_FORMAT, RUN_VERSION, "run record", ModelError)
+
+
+def load_record_if_any(workdir: Path) -> Optional[dict]:
+    """The run record, or None when there is no run.json (parameters saved by something
+    other than `w2v train`). Read it once and pass it to :func:`load_tables` and
+    :func:`check_vocab`."""
+    return load_record(workdir) if (workdir / RUN_FILE).is_file() else None
+
+
+_READ = object()  # "record" not given: the check reads run.json itself
 
 
 # ----------------------------------------------------------------------------- .params files
@@ -94,14 +95,15 @@ _DTYPES = {0: np.float32, 1: np.float64, 2: np.float16, 3: np.uint8, 4: np.int32
 
 class _Reader:
     def __init__(self, data: bytes, path: Path):
-        self.data, self.pos, self.path = data, 0, path
+        # A memoryview: take() slices it without copying, so the arrays share ``data``.
+        self.data, self.pos, self.path = memoryview(data), 0, path
 
     def bad(self, why: str) -> ModelError:
         return ModelError(f"{self.path} is not a readable MXNet parameter file ({why}); "
                           "it is truncated or corrupted: re-run `w2v train` (or "
                           "`w2v train --resume`)")
 
-    def take(self, n: int) -> bytes:
+    def take(self, n: int) -> memoryview:
         if n < 0 or self.pos + n > len(self.data):
             raise self.bad(f"ends early at byte {len(self.data)}")
         b = self.data[self.pos:self.pos + n]
@@ -115,7 +117,14 @@ class _Reader:
 def read_params(path: Path) -> dict[str, np.ndarray]:
     """Read a dense MXNet ``.params`` file (``save_parameters`` / ``nd.save`` of named arrays)
     into numpy arrays, checking every length against the file size before reading, so a
-    truncated or corrupted file raises ModelError and never makes MXNet allocate garbage."""
+    truncated or corrupted file raises ModelError and never makes MXNet allocate garbage.
+    The arrays are read-only views of the file's bytes (one copy in memory, not two)."""
+    return read_params_sha1(path)[0]
+
+
+def read_params_sha1(path: Path) -> tuple[dict[str, np.ndarray], str]:
+    """:func:`read_params` plus the SHA-1 of the bytes it read, so checking the file against
+    a recorded digest needs no second read."""
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
@@ -146,31 +155,34 @@ def read_params(path: Path) -> dict[str, np.ndarray]:
         if dtype is None:
             raise r.bad("unknown data type")
         size = int(np.prod(shape, dtype=object)) * np.dtype(dtype).itemsize
-        arrays.append(np.frombuffer(r.take(size), dtype=dtype).reshape(shape).copy())
+        arrays.append(np.frombuffer(r.take(size), dtype=dtype).reshape(shape))
     if r.unpack("Q") != n:
         raise r.bad("names do not match the arrays")
     names = []
     for _ in range(n):
         try:
-            names.append(r.take(r.unpack("Q")).decode("utf-8"))
+            names.append(bytes(r.take(r.unpack("Q"))).decode("utf-8"))
         except UnicodeDecodeError:
             raise r.bad("a name is not UTF-8") from None
     if r.pos != len(data):
         raise r.bad(f"{len(data) - r.pos} bytes after the end")
     if len(set(names)) != n:
         raise r.bad("duplicate names")
-    return dict(zip(names, arrays))
+    return dict(zip(names, arrays)), hashlib.sha1(data).hexdigest()
 
 
-def load_tables(workdir: Path, vocab_size: int) -> dict[str, np.ndarray]:
-    """Both embedding tables as numpy arrays, ``{"center": (V, E), "context": (V, E)}`` float32,
-    checked against the vocabulary size and, when run.json records one, the SHA-1 of a
-    complete checkpoint. Needs no MXNet, only the saved arrays."""
+def load_tables(workdir: Path, vocab_size: int, record=_READ) -> dict[str, np.ndarray]:
+    """Both embedding tables as read-only numpy arrays, ``{"center": (V, E), "context":
+    (V, E)}`` float32, checked against the vocabulary size and, when run.json records one,
+    the SHA-1 of a complete checkpoint. Needs no MXNet, only the saved arrays.
+
+    record: the run record from :func:`load_record_if_any` (None: no run.json), if the
+    caller has read it already; by default run.json is read here."""
     path = workdir / PARAMS_FILE
     if not path.is_file():
         raise ModelError(f"no trained model in {workdir} ({PARAMS_FILE} missing): "
                          "run `w2v train` first")
-    arrays = read_params(path)
+    arrays, digest = read_params_sha1(path)
     if {CENTER_KEY, CONTEXT_KEY} - arrays.keys():
         raise ModelError(f"{path} does not hold w2v embeddings ({CENTER_KEY}, {CONTEXT_KEY})")
     tables = {"center": arrays[CENTER_KEY], "context": arrays[CONTEXT_KEY]}
@@ -180,19 +192,17 @@ def load_tables(workdir: Path, vocab_size: int) -> dict[str, np.ndarray]:
                 f"{path}: the {name} table has shape {t.shape} but the vocabulary has "
                 f"{vocab_size} words; the parameters come from a different run (re-run `w2v train`)"
             )
-    _check_params_sha1(workdir, path)
+    _check_params_sha1(workdir, path, digest,
+                       load_record_if_any(workdir) if record is _READ else record)
     return tables
 
 
-def _check_params_sha1(workdir: Path, path: Path) -> None:
-    if not (workdir / RUN_FILE).is_file():
+def _check_params_sha1(workdir: Path, path: Path, digest: str, record: Optional[dict]) -> None:
+    """digest: the SHA-1 of the bytes of ``path`` that were read."""
+    if record is None:
         return  # parameters saved by something other than `w2v train`: shape checks only
-    record = load_record(workdir)
-    known = {record.get("params_sha1")}
-    if None in known and len(known) == 1:
-        return
-    digest = sha1_of(path)
-    if digest in known:
+    known = record.get("params_sha1")
+    if known is None or digest == known:
         return
     # A crash between replacing model.params and run.json leaves run.json one checkpoint
     # behind; the parameters are fine if a complete checkpoint holds exactly these bytes.
@@ -213,12 +223,7 @@ def _save_params(net, path: Path) -> None:
         try:
             net.save_parameters(str(tmp))
         except (OSError, mx.base.MXNetError) as e:
-            raise fileio.storage_error(path, _first_line(e)) from None
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+            raise fileio.storage_error(path, first_line(e)) from None
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -262,12 +267,16 @@ def dataset_fingerprint(ds) -> dict:
             "tokens": int(ds.ids.size), "sentences": int(ds.n_sentences)}
 
 
-def check_vocab(workdir: Path, vocab) -> None:
+def check_vocab(workdir: Path, vocab, record=_READ) -> None:
     """Raise ModelError if run.json says the model was trained on another vocabulary (the
-    same size is not enough: `w2v prepare` on another corpus can give the same size)."""
-    if not (workdir / RUN_FILE).is_file():
+    same size is not enough: `w2v prepare` on another corpus can give the same size).
+
+    record: as for :func:`load_tables`."""
+    if record is _READ:
+        record = load_record_if_any(workdir)
+    if record is None:
         return
-    trained_on = load_record(workdir).get("dataset", {})
+    trained_on = record.get("dataset", {})
     if isinstance(trained_on, dict) and trained_on.get("vocab_sha1") not in (
             None, vocab_sha1(vocab)):
         raise ModelError(f"the model in {workdir} was trained on another vocabulary than its "
@@ -309,7 +318,7 @@ def save_checkpoint(workdir: Path, net, trainer, config: Config, ds, pos: Positi
             net.save_parameters(str(tmp / PARAMS_FILE))
             trainer.save_states(str(tmp / TRAINER_FILE))
         except (OSError, mx.base.MXNetError) as e:
-            raise fileio.storage_error(final, _first_line(e)) from None
+            raise fileio.storage_error(final, first_line(e)) from None
         state = {
             "format": STATE_FORMAT, "version": STATE_VERSION,
             "epoch": pos.epoch, "batch": pos.batch,
@@ -343,7 +352,7 @@ def clear(workdir: Path) -> None:
 
 def _read_state(d: Path) -> dict:
     path = d / STATE_FILE
-    state = _read_json(path, "checkpoint state", ResumeError, f"{path} is missing")
+    state = fileio.read_json(path, "checkpoint state", ResumeError, f"{path} is missing")
     fileio.check_format(path, state, STATE_FORMAT, STATE_VERSION, "checkpoint", ResumeError)
     return state
 
@@ -420,7 +429,7 @@ def resume(workdir: Path, config: Config, ds, net, trainer, ctx) -> Position:
         net.load_parameters(str(d / PARAMS_FILE), ctx=ctx)
         trainer.load_states(str(d / TRAINER_FILE))
     except (OSError, mx.base.MXNetError, AssertionError, ValueError) as e:
-        raise ResumeError(f"cannot load the checkpoint {d}: {_first_line(e)}") from None
+        raise ResumeError(f"cannot load the checkpoint {d}: {first_line(e)}") from None
     record = dict(state["record"])
     record.setdefault("resumed", []).append({"epoch": state["epoch"], "batch": state["batch"],
                                              "notes": notes})

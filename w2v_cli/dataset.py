@@ -99,26 +99,28 @@ def prepare(config: Config, progress=None,
         archive = corpus_mod.ensure_ptb(config.data_dir_path, progress)
         lines = corpus_mod.stream_ptb(archive)
     workdir = config.workdir_path
-    vocab = encode_stream(lines, config.min_count, workdir, config.max_vocab,
-                          config.chunk_tokens, on_chunk, start)
-    n_sentences = int(np.load(workdir / OFFSETS_FILE, mmap_mode="r").shape[0]) - 1
+    ds = encode_stream(lines, config.min_count, workdir, config.max_vocab,
+                       config.chunk_tokens, on_chunk, start)
+    vocab = ds.vocab
     vocab.meta.update(
         source=lines.source,
-        stats={"sentences": n_sentences, "tokens": int(vocab.counts.sum()),
+        stats={"sentences": ds.n_sentences, "tokens": int(vocab.counts.sum()),
                "kept_tokens": int(vocab.counts[1:].sum()),
                "seconds": round(time.perf_counter() - start, 3)},
     )
-    # The vocab goes last: its presence marks a complete dataset.
+    # The vocab goes last: its presence marks a complete dataset. What load() would check
+    # holds by construction (the writers refuse a wrong length), so ds is returned as is.
     vocab.save(workdir / VOCAB_FILE)
-    return load(workdir)
+    return ds
 
 
 def encode_stream(lines: corpus_mod.LineStream, min_count: int, workdir: Path,
                   max_vocab: int = 0, chunk_tokens: int = 1 << 20,
                   on_chunk: Optional[Callable[[PrepareProgress], None]] = None,
-                  start: Optional[float] = None) -> Vocab:
-    """Encode a corpus into ``ids.npy`` and ``offsets.npy`` in ``workdir`` and return its
-    vocabulary (not yet saved), holding one chunk of tokens at a time.
+                  start: Optional[float] = None) -> Dataset:
+    """Encode a corpus into ``ids.npy`` and ``offsets.npy`` in ``workdir``, holding one chunk
+    of tokens at a time. Returns the dataset: its vocabulary (not yet saved) and the two
+    files as read-only memory maps.
 
     Pass 1 reads the text once: each distinct token gets a provisional id in order of first
     appearance (so ties keep the in-memory order), its count is summed by ``bincount``, and
@@ -141,7 +143,7 @@ def encode_stream(lines: corpus_mod.LineStream, min_count: int, workdir: Path,
         if not chunks:
             raise DataError("the corpus holds no tokens")
         kept = select(tokens, counts, min_count, max_vocab)
-        vocab = Vocab.from_counts(tokens, counts, min_count, max_vocab)
+        vocab = Vocab.from_counts(tokens, counts, min_count, max_vocab, kept=kept)
         if len(vocab) < 2:
             raise DataError(f"no token occurs at least {min_count} times (--min-count); "
                             "the vocabulary is empty")
@@ -167,7 +169,10 @@ def encode_stream(lines: corpus_mod.LineStream, min_count: int, workdir: Path,
                 longest = max(longest, int(kept_lengths.max(initial=0)))
             if longest < 2:  # raised inside the writers: neither file is replaced
                 raise DataError(_NO_PAIRS.format(min_count=min_count))
-    return vocab
+    # Memory-mapped, as load() gives them: training reads one chunk at a time.
+    ids, offsets = (np.load(workdir / name, mmap_mode="r", allow_pickle=False)
+                    for name in (IDS_FILE, OFFSETS_FILE))
+    return Dataset(vocab, ids, offsets)
 
 
 def _first_pass(lines: corpus_mod.LineStream, pid_path: Path, len_path: Path,
@@ -293,14 +298,14 @@ def load(workdir: Path) -> Dataset:
     return Dataset(vocab, ids.astype(np.int32, copy=False), offsets.astype(np.int64, copy=False))
 
 
-_SCAN = 1 << 22  # values checked at once, so a memory-mapped array is never read whole
+SCAN = 1 << 22  # values read at once, so a memory-mapped array is never read whole
 
 
 def _nondecreasing(a: np.ndarray) -> bool:
-    return all(np.all(np.diff(a[i:i + _SCAN + 1]) >= 0) for i in range(0, a.size, _SCAN))
+    return all(np.all(np.diff(a[i:i + SCAN + 1]) >= 0) for i in range(0, a.size, SCAN))
 
 
 def _min_max(a: np.ndarray) -> tuple[int, int]:
-    parts = [(int(a[i:i + _SCAN].min()), int(a[i:i + _SCAN].max()))
-             for i in range(0, a.size, _SCAN)]
+    parts = [(int(a[i:i + SCAN].min()), int(a[i:i + SCAN].max()))
+             for i in range(0, a.size, SCAN)]
     return min(p[0] for p in parts), max(p[1] for p in parts)

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import Config
-from .dataset import Dataset
-from .errors import BackendError, DataError, UsageError
+from .dataset import SCAN, Dataset
+from .errors import BackendError, DataError, UsageError, first_line
 
 KVSTORES = ("local", "device", "dist_sync", "dist_async")
-_SCAN = 1 << 22  # ids read at once when scanning a (memory-mapped) id array
 
 
 @dataclass
@@ -55,7 +54,7 @@ def make_worker(config: Config) -> Worker:
     try:
         kv = mx.kv.create(config.kvstore)
     except mx.base.MXNetError as e:
-        raise BackendError(f"cannot join the parameter server: {str(e).splitlines()[0]}") from None
+        raise BackendError(f"cannot join the parameter server: {first_line(e)}") from None
     return Worker(kv.rank, kv.num_workers, kv, config.kvstore)
 
 
@@ -85,13 +84,13 @@ def shard(ds: Dataset, start: int, end: int) -> Dataset:
 def ids_sha1(ids: np.ndarray) -> str:
     """SHA-1 of an id array's int32 bytes, read in slices so a memory map stays unread."""
     h = hashlib.sha1()
-    for a in range(0, ids.size, _SCAN):
-        h.update(np.ascontiguousarray(ids[a:a + _SCAN], dtype=np.int32).tobytes())
+    for a in range(0, ids.size, SCAN):
+        h.update(np.ascontiguousarray(ids[a:a + SCAN], dtype=np.int32).tobytes())
     return h.hexdigest()
 
 
 def expected_centers(ids: np.ndarray, offsets: np.ndarray, counts: np.ndarray, t: float,
-                     chunk_tokens: int = _SCAN) -> float:
+                     chunk_tokens: int = SCAN) -> float:
     """How many centers subsampling leaves on average: token i of a sentence is a center when
     it is kept (probability p_i = min(1, sqrt(t / f(w)))) and so is another token of its
     sentence, so E = sum_i p_i (1 - prod_{j != i} (1 - p_j)). Read chunk by chunk.

@@ -86,3 +86,10 @@ class LaunchError(W2VError):
     """A process of a parameter-server job failed, or the job ran out of time."""
 
     exit_code = 11
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (MXNet's run to a stack trace), or its
+    class name when the message is empty."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

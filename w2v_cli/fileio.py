@@ -173,6 +173,19 @@ def remove_stale_temps(directory: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def read_json(path: str | os.PathLike, what: str, error, missing: str, advice: str = ""):
+    """The parsed JSON in ``path``. ``error`` (an exception class) with the message
+    ``missing`` when there is no such file, or saying the file is not a readable ``what``
+    (followed by ``advice``, e.g. "; re-run `w2v prepare`") when it cannot be read or parsed."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(missing) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise error(f"{path} is not a readable {what}: {e}{advice}") from None
+
+
 def check_format(path: Path, d, fmt: str, version: int, what: str, error) -> dict:
     """Return ``d`` if it is a dict of format ``fmt`` at ``version``; else raise ``error``
     saying whether the file is not ours, from a newer w2v, or of an unknown version."""

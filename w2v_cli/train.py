@@ -336,7 +336,7 @@ def epoch_batches(part: Dataset, counts: np.ndarray, config: Config, rng: np.ran
     def make_stream() -> batches_mod.EpochStream:
         return batches_mod.EpochStream(part.ids, part.offsets, counts, config, rng, cache,
                                        sample_seed=(worker.rank,),
-                                       full_only=worker.distributed, steps=steps)
+                                       steps=steps)
 
     return batches_mod.Epochs(make_stream, n_epochs, ahead=config.prefetch)
 

@@ -42,8 +42,9 @@ class Vectors:
         if which not in WHICH:
             raise UsageError(f"--which must be one of {', '.join(WHICH)}, got {which!r}")
         vocab = Vocab.load(workdir / VOCAB_FILE)
-        tables = checkpoint.load_tables(workdir, len(vocab))
-        checkpoint.check_vocab(workdir, vocab)
+        record = checkpoint.load_record_if_any(workdir)  # read once, for both checks
+        tables = checkpoint.load_tables(workdir, len(vocab), record)
+        checkpoint.check_vocab(workdir, vocab, record)
         matrix = tables["center"] + tables["context"] if which == "sum" else tables[which]
         return cls(vocab, matrix)
 

@@ -10,7 +10,6 @@ or past ``max_vocab``, plus literal ``<unk>`` tokens). The id of a token is its 
 from __future__ import annotations
 
 import difflib
-import json
 from collections import Counter
 from itertools import repeat
 from pathlib import Path
@@ -69,15 +68,17 @@ class Vocab:
 
     @classmethod
     def from_counts(cls, tokens: list[str], counts: np.ndarray, min_count: int,
-                    max_vocab: int = 0) -> "Vocab":
+                    max_vocab: int = 0, kept: np.ndarray | None = None) -> "Vocab":
         """The vocabulary of distinct ``tokens`` listed in order of first appearance.
 
         counts: (T,) int64, ``counts[i]`` the occurrences of ``tokens[i]``. Keeps the words
         seen at least ``min_count`` times, then (``max_vocab`` > 0) the ``max_vocab`` most
         frequent of them; everything else, and any literal ``<unk>``, counts as ``<unk>``.
+        kept: ``select(tokens, counts, min_count, max_vocab)`` when the caller has it already.
         """
         counts = np.asarray(counts, dtype=np.int64)
-        kept = select(tokens, counts, min_count, max_vocab)
+        if kept is None:
+            kept = select(tokens, counts, min_count, max_vocab)
         unk = int(counts.sum() - counts[kept].sum())
         meta = {"min_count": min_count, **({"max_vocab": max_vocab} if max_vocab else {})}
         return cls([UNK] + [tokens[i] for i in kept], np.concatenate([[unk], counts[kept]]),
@@ -108,13 +109,9 @@ class Vocab:
     @classmethod
     def load(cls, path: str | Path) -> "Vocab":
         path = Path(path)
-        try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise DataError(f"no vocabulary at {path}: run `w2v prepare` first") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-            raise DataError(f"{path} is not a readable vocabulary JSON: {e}; "
-                            "re-run `w2v prepare`") from None
+        d = fileio.read_json(path, "vocabulary JSON", DataError,
+                             f"no vocabulary at {path}: run `w2v prepare` first",
+                             advice="; re-run `w2v prepare`")
         fileio.check_format(path, d, FORMAT, VERSION, "vocabulary", DataError)
         tokens, counts = d.get("tokens"), d.get("counts")
         if not isinstance(tokens, list) or not isinstance(counts, list) \
