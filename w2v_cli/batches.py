@@ -80,8 +80,9 @@ def batches(ex: Examples, batch_size: int, rng: np.random.Generator,
 
 
 def batches_in_order(ex: Examples, order: np.ndarray, batch_size: int) -> Iterator[Batch]:
-    """Yield batches of ``batch_size`` rows of ``ex`` taken in ``order`` ((n,) int64)."""
-    for a in range(0, len(ex), batch_size):
+    """Yield batches of ``batch_size`` rows of ``ex`` taken in ``order`` ((m,) int64, m <= n;
+    the last batch is smaller when ``batch_size`` does not divide m)."""
+    for a in range(0, len(order), batch_size):
         yield make_batch(ex, order[a:a + batch_size])
 
 
@@ -291,17 +292,13 @@ class EpochStream:
             self.tokens_drawn += chunk.tokens
             self.rows_drawn += chunk.rows
             ex, order = chunk.examples, chunk.order
-            for a in range(0, chunk.full, bs):
-                yield make_batch(ex, order[a:a + bs])
+            yield from batches_in_order(ex, order[:chunk.full], bs)
             if chunk.end_state is None:
                 ex = order = chunk = None  # let this chunk go before the next arrives
                 continue
             self.end_state = chunk.end_state
-            if self.steps is not None:
-                return
-            left = take(ex, order[chunk.full:])
-            if len(left):
-                yield make_batch(left, np.arange(len(left)))
+            if self.steps is None and chunk.full < len(order):  # the epoch's last, short batch
+                yield make_batch(ex, order[chunk.full:])
             return
 
 
