@@ -85,6 +85,33 @@ def test_noise_words_follow_count_power_and_avoid_unk_and_contexts():
     assert chi2 < 18.5  # p = 0.001 for 4 degrees of freedom
 
 
+def test_guide_table_gives_exactly_the_binary_search_answers():
+    # Zero-probability words (flat steps), a very likely word, and u on every bin edge and
+    # every cdf value, where a floating-point slip would show.
+    probs = np.array([0.0, 0.5, 0.0, 1e-9, 0.25, 0.0, 0.25 - 1e-9, 0.0])
+    cdf = np.cumsum(probs)
+    inverse = sampling.Inverse(cdf, bins_per_word=3)
+    edges = np.arange(inverse.bins + 1) * (cdf[-1] / inverse.bins)
+    u = np.concatenate([edges, np.nextafter(edges, -1), np.nextafter(edges, 2), cdf,
+                        np.nextafter(cdf, -1), rng().random(200_000) * cdf[-1]])
+    u = np.clip(u, 0.0, cdf[-1])
+    expected = np.minimum(np.searchsorted(cdf, u, side="right"), cdf.size - 1)
+    assert inverse(u).tolist() == expected.tolist()
+    assert sampling.draw(inverse, 5, rng(3)).tolist() == sampling.draw(cdf, 5, rng(3)).tolist()
+
+
+def test_noise_words_avoid_contexts_of_their_own_row_only():
+    probs = sampling.noise_distribution(np.array([0, 50, 50, 50], dtype=np.int64))
+    # row 0 may not draw 1 or 2 (only 3 is left); row 1 may not draw 3; row 2 has no contexts
+    # to avoid beyond its one, 1; padding 0s never count as a context
+    contexts = np.array([[1, 2], [3, 0], [1, 0]], dtype=np.int32)
+    w = sampling.Windows(np.array([3, 1, 2], dtype=np.int32), contexts, np.array([2, 1, 1]))
+    noise = sampling.negatives(w, probs, k=200, rng=rng(5))
+    assert (noise[0] == 3).all()
+    assert set(noise[1, :200].tolist()) == {1, 2} and (noise[1, 200:] == 0).all()
+    assert set(noise[2, :200].tolist()) == {2, 3} and (noise[2, 200:] == 0).all()
+
+
 def test_noise_falls_back_to_exact_draws_and_fails_clearly_when_impossible():
     probs = sampling.noise_distribution(np.array([0, 1_000_000, 1], dtype=np.int64))
     # the only allowed noise word has probability ~3e-5: plain rejection would take ages

@@ -89,37 +89,89 @@ def noise_distribution(counts: np.ndarray) -> np.ndarray:
     return w / total
 
 
-def draw(cdf: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Draw ``size`` ids from the distribution whose cumulative sum is ``cdf``. (size,) int32."""
-    u = rng.random(size) * cdf[-1]
-    return np.minimum(np.searchsorted(cdf, u, side="right"), cdf.size - 1).astype(np.int32)
+class Inverse:
+    """Inverse-CDF draws: ``searchsorted(cdf, u, side="right")``, through a guide table.
+
+    A binary search over the whole cdf for each of millions of draws was most of an epoch's
+    sampling time. The range [0, cdf[-1]] is cut into ``bins`` equal bins and ``guide`` holds
+    the search's answer at every bin edge (``bins + 1``). The search is monotone in u, so where
+    the answers at both edges of a bin agree, every u inside gives that answer: it is read
+    from the table, and only draws in bins that hold a step of the cdf are searched. A draw's
+    bin comes from a floating-point division that may be off by one near an edge, so a bin
+    counts as sure only when its neighbours' outer edges agree too. The results are exactly
+    the binary search's.
+
+    cdf: (V,) float64, nondecreasing, cdf[-1] > 0.
+    """
+
+    def __init__(self, cdf: np.ndarray, bins_per_word: int = 64, max_bins: int = 1 << 22):
+        self.cdf = cdf
+        self.bins = max(1, min(bins_per_word * cdf.size, max_bins))
+        self.scale = self.bins / float(cdf[-1])
+        edges = np.arange(self.bins + 1, dtype=np.float64) * (float(cdf[-1]) / self.bins)
+        answer = np.searchsorted(cdf, edges, side="right")
+        self.guide = answer[:-1].astype(np.int32)  # (bins,) the answer in each sure bin
+        j = np.arange(self.bins)
+        self.sure = answer[np.maximum(j - 1, 0)] == answer[np.minimum(j + 2, self.bins)]
+
+    def __call__(self, u: np.ndarray) -> np.ndarray:
+        """(m,) float64 in [0, cdf[-1]] -> (m,) int32 indices into cdf, at most V - 1."""
+        j = np.minimum((u * self.scale).astype(np.int64), self.bins - 1)
+        out = self.guide[j]
+        unsure = np.flatnonzero(~self.sure[j])
+        out[unsure] = np.minimum(np.searchsorted(self.cdf, u[unsure], side="right"),
+                                 self.cdf.size - 1)
+        return out
+
+
+def draw(cdf: np.ndarray | Inverse, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Draw ``size`` ids from the distribution whose cumulative sum is ``cdf`` (or an Inverse
+    built on it, which draws the same ids faster). (size,) int32."""
+    inverse = cdf if isinstance(cdf, Inverse) else Inverse(cdf)
+    return inverse(rng.random(size) * inverse.cdf[-1])
 
 
 def negatives(w: Windows, probs: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     """Draw ``k`` noise words per context word, none of them a context word of the same center.
 
     Returns (n, 2 * window * k) int32: row i holds ``n_ctx[i] * k`` noise ids, then 0s.
+    Drawn row by row, left to right; a draw that hits a context word is drawn again (up to
+    ``_FAST_ROUNDS`` times, then from the distribution with that row's contexts removed).
     """
     n, width = w.contexts.shape
     per_row = w.n_ctx * k
-    index = np.int32 if per_row.sum() < 2 ** 31 else np.int64  # halves the index arrays
-    rows = np.repeat(np.arange(n, dtype=index), per_row)
-    cdf = np.cumsum(probs)
-    flat = draw(cdf, rows.size, rng)
-    todo = np.arange(rows.size, dtype=index)
+    cdf = Inverse(np.cumsum(probs))
+    out = np.zeros((n, width * k), dtype=np.int32)
+    # A boolean mask fills row by row, left to right: the order the draws are made in.
+    out[np.arange(width * k)[None, :] < per_row[:, None]] = draw(cdf, int(per_row.sum()), rng)
+    flat = out.reshape(-1)  # a view: positions in it are row * width * k + slot
+    todo = _clash_positions(out, w.contexts)
     for _ in range(_FAST_ROUNDS):
-        todo = todo[_clashes(flat[todo], w.contexts, rows[todo])]
         if todo.size == 0:
             break
         flat[todo] = draw(cdf, todo.size, rng)
+        todo = todo[_clashes(flat[todo], w.contexts, todo // out.shape[1])]
     else:
-        todo = todo[_clashes(flat[todo], w.contexts, rows[todo])]
         if todo.size:
-            flat[todo] = _draw_excluding(probs, w.contexts[rows[todo]], rng)
-    out = np.zeros((n, width * k), dtype=np.int32)
-    # A boolean mask fills row by row, left to right: the order ``flat`` was drawn in.
-    out[np.arange(width * k)[None, :] < per_row[:, None]] = flat
+            flat[todo] = _draw_excluding(probs, w.contexts[todo // out.shape[1]], rng)
     return out
+
+
+def _clash_positions(noise: np.ndarray, contexts: np.ndarray) -> np.ndarray:
+    """Flat positions in ``noise`` (n, m) int32 whose id is among the same row's ``contexts``
+    (n, width) int32; the 0s that pad both never count. (c,) int64, ascending. One
+    comparison per context column over a slice of rows at a time: no gathered copies."""
+    n, m = noise.shape
+    step = max(1, _CHUNK // max(m, 1))
+    found = [np.zeros(0, dtype=np.int64)]
+    for a in range(0, n, step):
+        block = noise[a:a + step]
+        hit = np.zeros(block.shape, dtype=bool)
+        for column in contexts[a:a + step].T:
+            hit |= block == column[:, None]
+        hit &= block != 0
+        found.append(np.flatnonzero(hit) + a * m)
+    return np.concatenate(found)
 
 
 def _clashes(noise: np.ndarray, contexts: np.ndarray, rows: np.ndarray) -> np.ndarray:
