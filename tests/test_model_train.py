@@ -120,3 +120,27 @@ def test_resume_settings_come_from_the_checkpoint_with_the_given_options_on_top(
     assert (config.epochs, config.embed_size, config.window) == (4, 12, 2)
     # a fresh run on a complete one needs nothing; the settings are the ones asked
     assert settings_for(asked, {"epochs": 4}) == asked
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_progress_reports_training_time_without_its_own_and_the_current_table(tmp_path, sparse):
+    import time
+    ds = _planted_dataset()
+    seen = []
+
+    def slow(p):
+        if not p.epoch_done:
+            seen.append((p.batch, p.batches, p.center()))
+            time.sleep(0.2)  # a slow callback: not training time
+
+    start = time.perf_counter()
+    record = train(_config(tmp_path, epochs=1, sparse_grad=sparse), ds, on_progress=slow)
+    wall = time.perf_counter() - start
+    assert len(seen) >= 3
+    assert record["epochs"][0]["seconds"] < wall - 0.2 * len(seen) + 0.05
+    tables = [table for _, _, table in seen]
+    assert tables[0].shape == (len(ds.vocab), 16) and tables[0].dtype == np.float32
+    assert not np.array_equal(tables[0], tables[1])  # it is read anew at each report
+    batch, batches, last = seen[-1]
+    assert batch == batches  # the report after the last step holds the trained table
+    np.testing.assert_array_equal(last, Vectors.load(tmp_path).matrix)

@@ -36,6 +36,9 @@ class Progress:
     centers_per_sec: float
     epoch_done: bool = False
     batch_size: int = 0  # centers per batch, for an ETA (batches may be an estimate)
+    seconds: float = 0.0  # training time of this epoch so far (progress callbacks excluded)
+    # The center table as it is now, (V, E) float32; reading it waits for the device.
+    center: Optional[Callable[[], np.ndarray]] = None
 
 
 def check(config: Config) -> None:
@@ -181,7 +184,7 @@ def _train_worker(config: Config, ds: Dataset, on_progress, resume: bool,
                         checkpoint.Position(epoch, 0, stream.end_state, record=record))
             if on_progress:
                 on_progress(Progress(epoch, config.epochs, n_batches, n_batches, mean_loss,
-                                     seen / seconds, epoch_done=True))
+                                     seen / seconds, epoch_done=True, seconds=seconds))
             if stop.is_set() and epoch < config.epochs:
                 _stop(stop, worker, workdir, None, None, config, ds,
                       checkpoint.Position(epoch, 0), 0)
@@ -223,9 +226,12 @@ def _run_epoch(net, trainer, ctxs: list, stream, batch_iter, config: Config, epo
             mean = _read(loss_sums) / seen  # reading waits for the devices
             record["curve"].append([round(epoch - 1 + i / n_batches, 4), mean])
             if on_progress:
-                elapsed = time.perf_counter() - start
+                now = time.perf_counter()
+                elapsed = now - start
                 on_progress(Progress(epoch, config.epochs, i, n_batches, mean, seen / elapsed,
-                                     batch_size=config.batch_size))
+                                     batch_size=config.batch_size, seconds=elapsed,
+                                     center=functools.partial(_center_table, net, ctxs[0])))
+                start += time.perf_counter() - now  # the callback's time is not training's
         # --- stop after this step on SIGINT / SIGTERM: checkpoint inside the epoch ---
         if stop.is_set() and not last:
             on_stop(i, _read(loss_sums), time.perf_counter() - start,
@@ -368,6 +374,11 @@ def forward_backward(net, b: batches_mod.Batch, ctxs: list) -> list:
             losses.append(masked_loss(pred.reshape(label.shape), label, mask).sum() * weight)
     mx.autograd.backward(losses)
     return losses
+
+
+def _center_table(net, ctx) -> np.ndarray:
+    """(V, E) float32: the center table's current values on ``ctx``, as numpy."""
+    return net[0].weight.data(ctx).asnumpy()
 
 
 def _shared(x: np.ndarray):
