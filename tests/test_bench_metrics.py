@@ -38,3 +38,10 @@ def test_wordsim_skips_pairs_out_of_vocabulary(tmp_path):
     # cosines: ab 0.8, ac 0.0, bc 0.6; human 9, 5, 1 -> ranks (3, 1, 2) vs (3, 2, 1)
     assert out["pairs"] == 3 and out["coverage"] == 0.75
     assert out["spearman"] == pytest.approx(0.5)
+
+
+def test_time_to_quality_is_the_first_report_reaching_the_target():
+    points = [[0.5, 0.02], [1.0, 0.15], [1.5, 0.12], [2.0, 0.30]]
+    assert bench.time_to(points, 0.15) == 1.0
+    assert bench.time_to(points, 0.2) == 2.0
+    assert bench.time_to(points, 0.31) is None
