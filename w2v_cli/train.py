@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import shlex
@@ -191,6 +192,9 @@ def _train_worker(config: Config, ds: Dataset, on_progress, resume: bool,
     return _finish(record, worker, workdir, net, ctxs)
 
 
+STEPS_AHEAD = 2  # steps queued on the devices beyond the one running; bounds their memory
+
+
 def _run_epoch(net, trainer, ctxs: list, stream, batch_iter, config: Config, epoch: int,
                steps: Optional[int], partial: Optional[checkpoint.Position], record: dict,
                on_progress, stop: interrupt.StopFlag,
@@ -212,6 +216,7 @@ def _run_epoch(net, trainer, ctxs: list, stream, batch_iter, config: Config, epo
     if partial:
         loss_sums[0] = partial.loss_sum
     seen = i = 0
+    in_flight: collections.deque = collections.deque()  # the newest steps' losses
     for i, (b, last) in enumerate(_with_last(batch_iter), start=1):
         rows = b.center.shape[0]
         seen += rows
@@ -221,6 +226,11 @@ def _run_epoch(net, trainer, ctxs: list, stream, batch_iter, config: Config, epo
             losses = forward_backward(net, b, ctxs)
             trainer.step(rows)
             loss_sums = [acc + loss for acc, loss in zip(loss_sums, losses)]
+        # Python queues steps ahead of the engine (the batches reach it without a sync), but
+        # no more than STEPS_AHEAD: each queued step holds its batch and its activations.
+        in_flight.append(losses[-1])
+        if len(in_flight) > STEPS_AHEAD:
+            in_flight.popleft().wait_to_read()
         if i % config.log_interval == 0 or last:
             n_batches = i if last else max(steps or stream.estimated_batches(), i + 1)
             mean = _read(loss_sums) / seen  # reading waits for the devices
