@@ -216,7 +216,7 @@ def _run_epoch(net, trainer, ctxs: list, stream, batch_iter, config: Config, epo
     if partial:
         loss_sums[0] = partial.loss_sum
     seen = i = 0
-    in_flight: collections.deque = collections.deque()  # the newest steps' losses
+    in_flight: collections.deque = collections.deque()  # the newest steps' per-device losses
     for i, (b, last) in enumerate(_with_last(batch_iter), start=1):
         rows = b.center.shape[0]
         seen += rows
@@ -228,9 +228,10 @@ def _run_epoch(net, trainer, ctxs: list, stream, batch_iter, config: Config, epo
             loss_sums = [acc + loss for acc, loss in zip(loss_sums, losses)]
         # Python queues steps ahead of the engine (the batches reach it without a sync), but
         # no more than STEPS_AHEAD: each queued step holds its batch and its activations.
-        in_flight.append(losses[-1])
+        in_flight.append(losses)
         if len(in_flight) > STEPS_AHEAD:
-            in_flight.popleft().wait_to_read()
+            for loss in in_flight.popleft():  # one per device
+                loss.wait_to_read()
         if i % config.log_interval == 0 or last:
             n_batches = i if last else max(steps or stream.estimated_batches(), i + 1)
             mean = _read(loss_sums) / seen  # reading waits for the devices
