@@ -127,8 +127,10 @@ class Inverse:
 def draw(cdf: np.ndarray | Inverse, size: int, rng: np.random.Generator) -> np.ndarray:
     """Draw ``size`` ids from the distribution whose cumulative sum is ``cdf`` (or an Inverse
     built on it, which draws the same ids faster). (size,) int32."""
-    inverse = cdf if isinstance(cdf, Inverse) else Inverse(cdf)
-    return inverse(rng.random(size) * inverse.cdf[-1])
+    if isinstance(cdf, Inverse):
+        return cdf(rng.random(size) * cdf.cdf[-1])
+    u = rng.random(size) * cdf[-1]
+    return np.minimum(np.searchsorted(cdf, u, side="right"), cdf.size - 1).astype(np.int32)
 
 
 def negatives(w: Windows, probs: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
