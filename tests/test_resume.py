@@ -147,3 +147,50 @@ def test_ctrl_c_on_the_real_command_says_how_to_resume(tmp_path):
                        window=2, negatives=2, subsample=0.0, device="cpu", seed=7), ds)
     a, b = _tables(tmp_path / "cli", ds), _tables(tmp_path / "whole", ds)
     assert np.array_equal(a["center"], b["center"]) and np.array_equal(a["context"], b["context"])
+
+
+def test_adam_state_arrays_are_files_of_their_own_and_each_is_checked(tmp_path):
+    ds = _prepare(tmp_path)
+    config = Config(workdir=str(tmp_path), **{**SETTINGS, "epochs": 2})
+    train.train(config, ds)
+    newest = tmp_path / "checkpoints" / "step-00002-00000000"
+    # adam's mean and variance for each of the two tables, outside the pickle
+    arrays = sorted(p.name for p in newest.glob("state-*.npy"))
+    assert arrays == ["state-0.npy", "state-1.npy", "state-2.npy", "state-3.npy"]
+    assert all(np.load(newest / name).shape == (len(ds.vocab), 8) for name in arrays)
+    assert (newest / "trainer.states").stat().st_size < 4096
+    moment = np.load(newest / "state-3.npy")
+    moment[0, 0] += 1.0
+    np.save(newest / "state-3.npy", moment)
+    config.epochs = 3
+    record = train.train(config, ds, resume=True)
+    assert record["resumed"][0]["notes"] == [
+        f"skipped step-00002-00000000: {newest / 'state-3.npy'} is missing or does not "
+        "match its SHA-1"]
+
+
+def test_a_version_1_checkpoint_with_the_arrays_inside_resumes_exactly(tmp_path):
+    import json
+    ds = _prepare(tmp_path / "whole")
+    train.train(Config(workdir=str(tmp_path / "whole"), **SETTINGS), ds)
+    _prepare(tmp_path / "old")
+    config = Config(workdir=str(tmp_path / "old"), **{**SETTINGS, "epochs": 2})
+    train.train(config, ds)
+    # Rewrite the newest checkpoint as version 1 wrote it: trainer.save_states's one pickle.
+    d = tmp_path / "old" / "checkpoints" / "step-00002-00000000"
+    with open(d / "trainer.states", "rb") as f:
+        states, optimizer = checkpoint._StatesIn(f, d, train.mxnet()).load()
+    import pickle
+    (d / "trainer.states").write_bytes(pickle.dumps((states, optimizer)))
+    for p in d.glob("state-*.npy"):
+        p.unlink()
+    state = json.loads((d / "state.json").read_text())
+    state["version"] = 1
+    state["files"] = {name: checkpoint.sha1_of(d / name) for name in ("model.params",
+                                                                        "trainer.states")}
+    (d / "state.json").write_text(json.dumps(state))
+    config.epochs = 3
+    record = train.train(config, ds, resume=True)
+    assert record["resumed"][0]["epoch"] == 2 and record["resumed"][0]["notes"] == []
+    a, b = _tables(tmp_path / "old", ds), _tables(tmp_path / "whole", ds)
+    assert np.array_equal(a["center"], b["center"]) and np.array_equal(a["context"], b["context"])

@@ -4,7 +4,8 @@ Layout in the working directory::
 
     checkpoints/step-EEEEE-BBBBBBBB/   one complete checkpoint: EEEEE epochs done and
         model.params                   BBBBBBBB batches of the next one (0 at an epoch end)
-        trainer.states                 Adam's state (``trainer.save_states``)
+        trainer.states                 Adam's state, as ``trainer.save_states`` pickles it but
+        state-N.npy                    with each state array in a file of its own
         state.json                     position, RNG states, settings, run record, SHA-1s
     model.params                       the latest parameters (a hard link into the checkpoint)
     run.json                           the run record: settings and per-epoch metrics
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import shutil
 import struct
 from dataclasses import dataclass, field
@@ -45,7 +47,7 @@ CHECKPOINT_DIR = "checkpoints"
 TRAINER_FILE = "trainer.states"
 STATE_FILE = "state.json"
 STATE_FORMAT = "w2v-checkpoint"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: adam's state arrays in state-N.npy files (1: inside trainer.states)
 KEEP = 2
 
 # Settings that change what a run computes: resuming with any of them changed is an error.
@@ -316,7 +318,7 @@ def save_checkpoint(workdir: Path, net, trainer, config: Config, ds, pos: Positi
     with fileio.atomic_dir(final) as tmp:
         try:
             net.save_parameters(str(tmp / PARAMS_FILE))
-            trainer.save_states(str(tmp / TRAINER_FILE))
+            arrays = save_states(trainer, tmp)
         except (OSError, mx.base.MXNetError) as e:
             raise fileio.storage_error(final, first_line(e)) from None
         state = {
@@ -325,8 +327,7 @@ def save_checkpoint(workdir: Path, net, trainer, config: Config, ds, pos: Positi
             "numpy_rng": pos.rng_state, "mx_seed": mx_seed(config.seed, pos.epoch + 1),
             "loss_sum": pos.loss_sum, "seconds": pos.seconds,
             "config": config.to_dict(), "dataset": dataset_fingerprint(ds),
-            "files": {PARAMS_FILE: sha1_of(tmp / PARAMS_FILE),
-                      TRAINER_FILE: sha1_of(tmp / TRAINER_FILE)},
+            "files": {name: sha1_of(tmp / name) for name in (PARAMS_FILE, TRAINER_FILE, *arrays)},
             "record": pos.record,
         }
         try:  # atomic_dir fsyncs it with the rest, then renames the whole folder
@@ -343,6 +344,79 @@ def save_checkpoint(workdir: Path, net, trainer, config: Config, ds, pos: Positi
     return final
 
 
+# --- adam's state, one file per array ---------------------------------------------------------
+# trainer.save_states pickles the optimizer with every state array inside: with a 1M-word
+# vocabulary that held the 1.6 GB of moments twice more in memory (as raw bytes and in the
+# pickle) and doubled the peak. Here the same pickle holds a file name for each array, and
+# the arrays are written one at a time. Reading accepts both (a version-1 checkpoint's
+# trainer.states has its arrays inside).
+
+def _updaters(trainer) -> list:
+    """The Updater objects that hold ``trainer``'s optimizer state: the kvstore's when it
+    updates there, else one per device (Trainer.save_states/load_states pick the same)."""
+    if trainer._update_on_kvstore:
+        return [trainer._kvstore._updater]
+    return list(trainer._updaters)
+
+
+class _StatesOut(pickle.Pickler):
+    def __init__(self, f, folder: Path, mx):
+        super().__init__(f, protocol=pickle.HIGHEST_PROTOCOL)
+        self.folder, self.mx, self.names = folder, mx, []
+
+    def persistent_id(self, obj):
+        if not isinstance(obj, self.mx.nd.NDArray) or obj.stype != "default":
+            return None  # anything else is pickled as usual
+        name = f"state-{len(self.names)}.npy"
+        np.save(self.folder / name, obj.asnumpy(), allow_pickle=False)
+        self.names.append(name)
+        return ("np" if isinstance(obj, self.mx.np.ndarray) else "nd", name)
+
+
+class _StatesIn(pickle.Unpickler):
+    def __init__(self, f, folder: Path, mx):
+        super().__init__(f)
+        self.folder, self.mx = folder, mx
+
+    def persistent_load(self, pid):
+        kind, name = pid
+        if not (isinstance(name, str) and name.startswith("state-") and "/" not in name):
+            raise pickle.UnpicklingError(f"bad array reference {name!r}")
+        x = self.mx.nd.array(np.load(self.folder / name, allow_pickle=False))
+        return x.as_np_ndarray() if kind == "np" else x
+
+
+def save_states(trainer, folder: Path) -> list[str]:
+    """Write the optimizer and its state to ``folder``: TRAINER_FILE and one ``state-N.npy``
+    per state array. Returns the array files' names. Call after the first step."""
+    mx = current_mxnet()
+    updater = _updaters(trainer)[0]
+    with open(folder / TRAINER_FILE, "wb") as f:
+        out = _StatesOut(f, folder, mx)
+        out.dump((updater.states, updater.optimizer))
+    return out.names
+
+
+def load_states(trainer, folder: Path) -> None:
+    """Load what save_states wrote (or ``trainer.save_states``, for a version-1 checkpoint)
+    into ``trainer``, as ``trainer.load_states`` does: each updater gets its own copy, moved
+    to its device at its next update."""
+    mx = current_mxnet()
+    if not trainer._kv_initialized:
+        trainer._init_kvstore()
+    if trainer._params_to_init:
+        trainer._init_params()
+    optimizer = None
+    for updater in _updaters(trainer):
+        with open(folder / TRAINER_FILE, "rb") as f:
+            states, loaded = _StatesIn(f, folder, mx).load()
+        optimizer = optimizer or loaded
+        updater.states, updater.optimizer = states, optimizer
+        updater.states_synced = dict.fromkeys(states, False)
+    trainer._optimizer = optimizer
+    optimizer.param_dict = dict(enumerate(trainer._params))
+
+
 def clear(workdir: Path) -> None:
     """Remove the checkpoints of a previous run (a fresh ``train`` starts over) and the
     temporary files a killed writer left. Call only while holding the workdir lock."""
@@ -353,7 +427,8 @@ def clear(workdir: Path) -> None:
 def _read_state(d: Path) -> dict:
     path = d / STATE_FILE
     state = fileio.read_json(path, "checkpoint state", ResumeError, f"{path} is missing")
-    fileio.check_format(path, state, STATE_FORMAT, STATE_VERSION, "checkpoint", ResumeError)
+    fileio.check_format(path, state, STATE_FORMAT, STATE_VERSION, "checkpoint", ResumeError,
+                        oldest=1)
     return state
 
 
@@ -363,7 +438,7 @@ def _verify(d: Path) -> dict:
     files = state.get("files")
     if not isinstance(files, dict):
         raise ResumeError(f"{d / STATE_FILE} lists no files")
-    for name in (PARAMS_FILE, TRAINER_FILE):
+    for name in {PARAMS_FILE: None, TRAINER_FILE: None, **files}:
         try:
             ok = sha1_of(d / name) == files.get(name)
         except OSError:
@@ -427,8 +502,8 @@ def resume(workdir: Path, config: Config, ds, net, trainer, ctx) -> Position:
                           "the checkpoint has done")
     try:
         net.load_parameters(str(d / PARAMS_FILE), ctx=ctx)
-        trainer.load_states(str(d / TRAINER_FILE))
-    except (OSError, mx.base.MXNetError, AssertionError, ValueError) as e:
+        load_states(trainer, d)
+    except (OSError, mx.base.MXNetError, AssertionError, ValueError, pickle.UnpicklingError) as e:
         raise ResumeError(f"cannot load the checkpoint {d}: {first_line(e)}") from None
     record = dict(state["record"])
     record.setdefault("resumed", []).append({"epoch": state["epoch"], "batch": state["batch"],

@@ -186,16 +186,18 @@ def read_json(path: str | os.PathLike, what: str, error, missing: str, advice: s
         raise error(f"{path} is not a readable {what}: {e}{advice}") from None
 
 
-def check_format(path: Path, d, fmt: str, version: int, what: str, error) -> dict:
-    """Return ``d`` if it is a dict of format ``fmt`` at ``version``; else raise ``error``
-    saying whether the file is not ours, from a newer w2v, or of an unknown version."""
+def check_format(path: Path, d, fmt: str, version: int, what: str, error,
+                 oldest: int | None = None) -> dict:
+    """Return ``d`` if it is a dict of format ``fmt`` at a version from ``oldest`` (default:
+    ``version``) to ``version``; else raise ``error`` saying whether the file is not ours,
+    from a newer w2v, or of an unknown version."""
     if not isinstance(d, dict) or d.get("format") != fmt:
         raise error(f"{path} is not a w2v {what} file")
     v = d.get("version")
     if isinstance(v, int) and not isinstance(v, bool) and v > version:
         raise error(f"{path} was written by a newer w2v ({what} format version {v}); this w2v "
                     f"reads version {version}: upgrade w2v")
-    if v != version:
+    if not (isinstance(v, int) and (version if oldest is None else oldest) <= v <= version):
         raise error(f"{path} has an unknown {what} format version {v!r}; this w2v reads "
                     f"version {version}")
     return d
