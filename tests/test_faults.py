@@ -284,10 +284,10 @@ def test_newer_run_record(trained):
 
 def test_newer_checkpoint_is_an_error_on_resume(trained):
     state = trained / "checkpoints" / "step-00001-00000000" / "state.json"
-    state.write_text(json.dumps({**json.loads(state.read_text()), "version": 2}))
+    state.write_text(json.dumps({**json.loads(state.read_text()), "version": 3}))
     fails(trained, "train", "--resume", "--epochs", "2", code=10,
-          error=f"Error: {state} was written by a newer w2v (checkpoint format version 2); this "
-                "w2v reads version 1: upgrade w2v")
+          error=f"Error: {state} was written by a newer w2v (checkpoint format version 3); this "
+                "w2v reads version 2: upgrade w2v")
 
 
 def test_resume_with_other_settings_names_the_difference(trained):
