@@ -353,7 +353,12 @@ def save_checkpoint(workdir: Path, net, trainer, config: Config, ds, pos: Positi
 
 def _updaters(trainer) -> list:
     """The Updater objects that hold ``trainer``'s optimizer state: the kvstore's when it
-    updates there, else one per device (Trainer.save_states/load_states pick the same)."""
+    updates there, else one per device (Trainer.save_states/load_states pick the same),
+    after the set-up those two do first."""
+    if not trainer._kv_initialized:
+        trainer._init_kvstore()
+    if trainer._params_to_init:
+        trainer._init_params()
     if trainer._update_on_kvstore:
         return [trainer._kvstore._updater]
     return list(trainer._updaters)
@@ -388,7 +393,7 @@ class _StatesIn(pickle.Unpickler):
 
 def save_states(trainer, folder: Path) -> list[str]:
     """Write the optimizer and its state to ``folder``: TRAINER_FILE and one ``state-N.npy``
-    per state array. Returns the array files' names. Call after the first step."""
+    per state array. Returns the array files' names."""
     mx = current_mxnet()
     updater = _updaters(trainer)[0]
     with open(folder / TRAINER_FILE, "wb") as f:
@@ -402,10 +407,6 @@ def load_states(trainer, folder: Path) -> None:
     into ``trainer``, as ``trainer.load_states`` does: each updater gets its own copy, moved
     to its device at its next update."""
     mx = current_mxnet()
-    if not trainer._kv_initialized:
-        trainer._init_kvstore()
-    if trainer._params_to_init:
-        trainer._init_params()
     optimizer = None
     for updater in _updaters(trainer):
         with open(folder / TRAINER_FILE, "rb") as f:
