@@ -439,7 +439,9 @@ def _verify(d: Path) -> dict:
     files = state.get("files")
     if not isinstance(files, dict):
         raise ResumeError(f"{d / STATE_FILE} lists no files")
-    for name in {PARAMS_FILE: None, TRAINER_FILE: None, **files}:
+    # The two files every checkpoint has, then the state arrays it lists (format 2).
+    for name in (PARAMS_FILE, TRAINER_FILE,
+                 *(n for n in files if n not in (PARAMS_FILE, TRAINER_FILE))):
         try:
             ok = sha1_of(d / name) == files.get(name)
         except OSError:

@@ -397,7 +397,8 @@ def _shared(x: np.ndarray):
 
     ``nd.array(x)`` copies synchronously: it waits until the engine has run every operation
     queued before it, so each step's Python work could not overlap the previous step's
-    computation (measured: a dense PTB step 21.7 -> 15.2 ms without the wait). The array
+    computation (measured, one PTB epoch: --sparse-grad --bucket --lr 0.01 62.4k -> 70.9k
+    centers/s; the dense default, bound by the engine's compute, stays at ~34k). The array
     keeps ``x`` alive; nothing writes a batch's arrays after make_batch built them.
     """
     mx = current_mxnet()
