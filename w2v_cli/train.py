@@ -14,10 +14,11 @@ import numpy as np
 
 from . import batches as batches_mod
 from . import checkpoint
+from .catchup import CatchUp
 from . import distributed
 from . import interrupt
 from . import lock as lock_mod
-from .backend import current_mxnet, mxnet
+from .backend import current_mxnet, from_numpy, mxnet
 from .backend import devices as resolve_devices
 from .config import Config
 from .dataset import VOCAB_FILE, Dataset
@@ -137,6 +138,10 @@ def _train_worker(config: Config, ds: Dataset, on_progress, resume: bool,
         # touched, moments included (its default lazy_update=True).
         trainer = mx.gluon.Trainer(net.collect_params(), "adam", {"learning_rate": config.lr},
                                    kvstore=worker.kv if worker.distributed else worker.kvstore)
+    # The center table's idle rows are then caught up, before they are next read, to where
+    # dense Adam would have moved them (catchup.py): lazy center rows cost WordSim-353 on
+    # PTB. The context table stays lazy (it cost little there).
+    catch = CatchUp(trainer, net[0].weight) if config.sparse_grad else None
     steps = distributed.steps_per_epoch(ds, config, worker.num_workers) \
         if worker.distributed else None
     workdir = config.workdir_path
@@ -157,6 +162,8 @@ def _train_worker(config: Config, ds: Dataset, on_progress, resume: bool,
     if resume:
         with frontend(config.sparse_grad):
             pos = checkpoint.resume(workdir, config, ds, net, trainer, ctxs)
+        if catch:
+            catch.resumed()
         checkpoint.restore_rng(rng, pos)
         record = {**pos.record, "config": config.to_dict(), "device": device, "complete": False}
     elif writes:
@@ -170,8 +177,8 @@ def _train_worker(config: Config, ds: Dataset, on_progress, resume: bool,
             mx.random.seed(checkpoint.mx_seed(config.seed, epoch))  # every device
             partial = pos if epoch == first and pos.batch else None
             n_batches, seen, mean_loss, seconds = _run_epoch(
-                net, trainer, ctxs, stream, batch_iter, config, epoch, steps, partial, record,
-                on_progress, stop, functools.partial(_stop_inside, stop, worker, workdir, net,
+                net, trainer, catch, ctxs, stream, batch_iter, config, epoch, steps, partial,
+                record, on_progress, stop, functools.partial(_stop_inside, stop, worker, workdir, net,
                                                      trainer, config, ds, epoch, stream, record))
             record["epochs"].append({
                 "epoch": epoch, "loss": mean_loss, "seconds": round(seconds, 3),
@@ -195,11 +202,16 @@ def _train_worker(config: Config, ds: Dataset, on_progress, resume: bool,
 STEPS_AHEAD = 2  # steps queued on the devices beyond the one running; bounds their memory
 
 
-def _run_epoch(net, trainer, ctxs: list, stream, batch_iter, config: Config, epoch: int,
-               steps: Optional[int], partial: Optional[checkpoint.Position], record: dict,
-               on_progress, stop: interrupt.StopFlag,
+def _run_epoch(net, trainer, catch: Optional[CatchUp], ctxs: list, stream, batch_iter,
+               config: Config, epoch: int, steps: Optional[int],
+               partial: Optional[checkpoint.Position], record: dict, on_progress,
+               stop: interrupt.StopFlag,
                on_stop: Callable[[int, float, float, int], None]) -> tuple[int, int, float, float]:
     """Train on one epoch's batches; returns (batches, centers, mean loss, seconds).
+
+    ``catch``: with sparse gradients, the center table's catch-up: each step's center rows
+    are caught up before it, and every row when the epoch ends or stops (so that checkpoints
+    hold dense Adam's table) and before a progress callback reads the table.
 
     ``partial``: the checkpoint inside this epoch to resume from: its first ``partial.batch``
     batches are drawn again (the same, from the same RNG state) but not trained on.
@@ -223,6 +235,8 @@ def _run_epoch(net, trainer, ctxs: list, stream, batch_iter, config: Config, epo
         if i <= skip:
             continue  # done before the checkpoint this run resumed from
         with frontend(config.sparse_grad):
+            if catch:
+                catch.rows(b.center)
             losses = forward_backward(net, b, ctxs)
             trainer.step(rows)
             loss_sums = [acc + loss for acc, loss in zip(loss_sums, losses)]
@@ -241,15 +255,18 @@ def _run_epoch(net, trainer, ctxs: list, stream, batch_iter, config: Config, epo
                 elapsed = now - start
                 on_progress(Progress(epoch, config.epochs, i, n_batches, mean, seen / elapsed,
                                      batch_size=config.batch_size, seconds=elapsed,
-                                     center=functools.partial(_center_table, net, ctxs[0])))
+                                     center=functools.partial(_center_table, net, ctxs[0],
+                                                              catch)))
                 start += time.perf_counter() - now  # the callback's time is not training's
         # --- stop after this step on SIGINT / SIGTERM: checkpoint inside the epoch ---
         if stop.is_set() and not last:
+            _flush(catch)
             on_stop(i, _read(loss_sums), time.perf_counter() - start,
                     max(steps or stream.estimated_batches(), i + 1))
     if seen == 0:
         raise DataError("no training pairs: every sentence has fewer than 2 tokens "
                         "after subsampling (use a larger corpus or --subsample 0)")
+    _flush(catch)
     mean_loss = _read(loss_sums) / seen
     mx.nd.waitall()
     return i, seen, mean_loss, time.perf_counter() - start
@@ -370,7 +387,7 @@ def forward_backward(net, b: batches_mod.Batch, ctxs: list) -> list:
     xp = arrays()
     rows = b.center.shape[0]
     used = ctxs[:rows]
-    parts = [mx.gluon.utils.split_and_load(_shared(x), used, even_split=False)
+    parts = [mx.gluon.utils.split_and_load(from_numpy(x), used, even_split=False)
              for x in (b.center, b.items, b.mask, b.label)]
     spare = [(c, 0.0) for c in ctxs[rows:]]
     with mx.autograd.record():
@@ -387,23 +404,19 @@ def forward_backward(net, b: batches_mod.Batch, ctxs: list) -> list:
     return losses
 
 
-def _center_table(net, ctx) -> np.ndarray:
-    """(V, E) float32: the center table's current values on ``ctx``, as numpy."""
+def _flush(catch: Optional[CatchUp]) -> None:
+    """Catch every center row up (see _run_epoch); there is a catch-up in sparse runs only,
+    which use the legacy front end."""
+    if catch:
+        with frontend(True):
+            catch.flush()
+
+
+def _center_table(net, ctx, catch: Optional[CatchUp] = None) -> np.ndarray:
+    """(V, E) float32: the center table's current values on ``ctx``, as numpy (rows
+    caught up first, with ``catch``)."""
+    _flush(catch)
     return net[0].weight.data(ctx).asnumpy()
-
-
-def _shared(x: np.ndarray):
-    """``x`` as an MXNet array on cpu(0) that shares its memory (zero-copy, through DLPack).
-
-    ``nd.array(x)`` copies synchronously: it waits until the engine has run every operation
-    queued before it, so each step's Python work could not overlap the previous step's
-    computation (measured, one PTB epoch: --sparse-grad --bucket --lr 0.01 62.4k -> 70.9k
-    centers/s; the dense default, bound by the engine's compute, stays at ~34k). The array
-    keeps ``x`` alive; nothing writes a batch's arrays after make_batch built them.
-    """
-    mx = current_mxnet()
-    shared = mx.nd.from_numpy(np.ascontiguousarray(x), zero_copy=True)
-    return shared.as_np_ndarray() if mx.util.is_np_array() else shared
 
 
 def _read(loss_sums: list) -> float:

@@ -1,0 +1,96 @@
+import math
+
+import numpy as np
+import pytest
+
+from w2v_cli.backend import mxnet
+from w2v_cli.catchup import CatchUp
+
+mx = mxnet()
+
+V, E = 40, 3
+
+
+def _table(sparse: bool, init: np.ndarray, lr: float):
+    nn = mx.gluon.nn
+    net = nn.Sequential()
+    net.add(nn.Embedding(V, E, sparse_grad=sparse))
+    net.initialize(mx.init.Zero())
+    net[0].weight.set_data(mx.nd.array(init))
+    return net, mx.gluon.Trainer(net.collect_params(), "adam", {"learning_rate": lr})
+
+
+def _steps(n: int, seed: int = 0):
+    """n steps of (ids, target): a few rows each, some rows idle for many steps."""
+    rng = np.random.default_rng(seed)
+    hot = np.arange(5)  # touched often; the rest rarely
+    out = []
+    for _ in range(n):
+        ids = np.concatenate([rng.choice(hot, 2), rng.integers(0, V, rng.integers(0, 3))])
+        out.append((ids, rng.normal(size=(1, 1, E)).astype(np.float32)))
+    return out
+
+
+def _run(steps, *, sparse: bool, catch_up: bool, lr=0.02, flush_every=0):
+    init = np.random.default_rng(1).uniform(-0.1, 0.1, (V, E)).astype(np.float32)
+    with mx.util.np_array(False):
+        net, trainer = _table(sparse, init, lr)
+        catch = CatchUp(trainer, net[0].weight) if catch_up else None
+        for k, (ids, target) in enumerate(steps, start=1):
+            if catch:
+                catch.rows(ids)
+            with mx.autograd.record():
+                loss = (net[0](mx.nd.array(ids[None, :])) * mx.nd.array(target)).sum()
+            loss.backward()
+            trainer.step(1)
+            if catch and flush_every and k % flush_every == 0:
+                catch.flush()
+        if catch:
+            catch.flush()
+        mean, var = trainer._updaters[0].states[0]
+        return net[0].weight.data().asnumpy(), mean.asnumpy(), var.asnumpy()
+
+
+def test_lazy_adam_caught_up_is_dense_adam():
+    steps = _steps(80)
+    dense = _run(steps, sparse=False, catch_up=False)
+    caught = _run(steps, sparse=True, catch_up=True)
+    lazy = _run(steps, sparse=True, catch_up=False)
+    for want, got in zip(dense, caught):  # weights, first and second moments
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    # the idle rows are what differs without the catch-up
+    assert np.abs(lazy[0] - dense[0]).max() > 1e-3
+
+
+def test_flushing_in_between_changes_nothing():
+    steps = _steps(50, seed=3)
+    once = _run(steps, sparse=True, catch_up=True)
+    often = _run(steps, sparse=True, catch_up=True, flush_every=7)
+    for a, b in zip(once, often):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_drift_sums_are_the_bias_corrected_learning_rates_discounted():
+    with mx.util.np_array(False):
+        net, trainer = _table(True, np.zeros((V, E), np.float32), 0.01)
+    catch = CatchUp(trainer, net[0].weight)
+    b1, b2, lr = 0.9, 0.999, 0.01
+    sums = catch._drift_sums(30, lr, b1, b2, 1e-8)
+    r = b1 / math.sqrt(b2)
+    lr_at = [lr * math.sqrt(1 - b2 ** s) / (1 - b1 ** s) for s in range(1, 2000)]
+    for s in (0, 1, 7, 30):
+        want = sum(lr_at[s + j - 1] * r ** j for j in range(1, 1500))
+        assert sums[s] == pytest.approx(want, rel=1e-12)
+    # steps 4..9 missed by a row last updated at step 3: S[3] - r**6 S[9]
+    assert sums[3] - r ** 6 * sums[9] == pytest.approx(
+        sum(lr_at[s - 1] * r ** (s - 3) for s in range(4, 10)), rel=1e-12)
+
+
+def test_nothing_to_catch_up_before_the_first_step_and_after_a_flush():
+    with mx.util.np_array(False):
+        net, trainer = _table(True, np.ones((V, E), np.float32), 0.01)
+        catch = CatchUp(trainer, net[0].weight)
+        catch.flush()  # no step yet: no moments, nothing moves
+        catch.rows(np.array([1, 2]))
+        np.testing.assert_array_equal(catch.last[:3], [0, 1, 1])
+        np.testing.assert_array_equal(net[0].weight.data().asnumpy(), 1)

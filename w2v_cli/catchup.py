@@ -1,0 +1,133 @@
+"""Lazy Adam made dense: catch rows up on the steps a row-sparse update skipped.
+
+With row_sparse gradients MXNet's adam updates only the rows a batch touched (lazy_update).
+Dense Adam also moves every other row at every step: its gradient is zero there, but its
+moments are not, so the row keeps drifting along its momentum while both moments decay.
+On PTB at lr 0.002 losing that drift on the center table cost WordSim-353 (0.31 dense against
+0.20 lazy, see benchmarks/README.md); on the context table it cost little.
+
+A row's drift over the steps it missed has a closed form, so it can be applied in one go just
+before the row is read again. Take a row last updated at Adam step ``a`` with moments ``m``
+and ``v``; dense Adam at each step ``s = a + j`` (``j = 1 .. g``, no gradient) does
+``m *= b1``, ``v *= b2`` and ``w -= lr_s * m / (sqrt(v) + eps)``, with the bias-corrected
+``lr_s = lr * sqrt(1 - b2**s) / (1 - b1**s)``. So, with ``r = b1 / sqrt(b2)``::
+
+    w -= m / (sqrt(v) + eps) * sum_{j=1..g} lr_{a+j} r**j
+    m *= b1**g;  v *= b2**g
+
+exact except that dense Adam's epsilon grows as ``eps * b2**(-j/2)`` relative to sqrt(v)
+(1e-8 against moments of ~1e-4 here: below float32 rounding). The sum is a difference of
+one table, ``S[s] = sum_{j>=1} lr_{s+j} r**j``: ``S[a] - r**g * S[a+g]``.
+
+Before each step the batch's own center rows are caught up (their ids are known in numpy, so
+nothing waits for the device), then lazy adam updates them as dense Adam would. Rows no batch
+read since are caught up by :meth:`CatchUp.flush`, before anything reads or saves the table,
+so checkpoints and the vectors a user sees are dense Adam's (to float rounding).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .backend import current_mxnet, from_numpy
+
+TAIL = 400  # terms beyond the last step in S: r**400 < 1e-18 for adam's default betas
+
+
+class CatchUp:
+    """Keeps one embedding table of a lazy-adam ``trainer`` where dense Adam would have it.
+
+    ``param``: the Gluon Parameter (a (V, E) table with a row_sparse gradient, on one device).
+    Call :meth:`rows` with the ids a step will read and update, before that step's forward;
+    :meth:`flush` before reading or saving the table. Issues MXNet operations only: nothing
+    here waits for the device.
+    """
+
+    def __init__(self, trainer, param):
+        self.trainer = trainer
+        self.param = param
+        self.index = trainer._param2idx[param.name]
+        # Adam step after which each row was last updated (or caught up); 0: never.
+        self.last = np.zeros(param.shape[0], dtype=np.int64)
+        self._sums = np.zeros(0)
+        self._sums_key = None
+
+    def _count(self) -> int:
+        """Adam steps taken on the table so far (restored with the optimizer on resume)."""
+        return self.trainer._optimizer._index_update_count.get(self.index, 0)
+
+    def resumed(self) -> None:
+        """Every row is as dense Adam left it (a checkpoint is saved flushed)."""
+        self.last[:] = self._count()
+
+    def rows(self, ids: np.ndarray) -> None:
+        """Catch up the rows of ``ids`` (any shape, repeats allowed) before the next step,
+        which updates them."""
+        rows = np.unique(ids)
+        done = self._count()
+        self._catch_up(rows, done)
+        self.last[rows] = done + 1
+
+    def flush(self) -> None:
+        """Catch up every row to the last step taken."""
+        self._catch_up(np.arange(self.last.size), self._count())
+
+    def _catch_up(self, rows: np.ndarray, upto: int) -> None:
+        """Apply the steps ``last[rows] + 1 .. upto`` (those ``rows`` missed)."""
+        last = self.last[rows]
+        self.last[rows] = upto
+        missed = upto - last
+        behind = missed > 0
+        if not behind.any():
+            return
+        rows, last, missed = rows[behind], last[behind], missed[behind]
+        opt = self.trainer._optimizer
+        b1, b2 = opt.beta1, opt.beta2
+        sums = self._drift_sums(upto, opt.learning_rate, b1, b2, opt.epsilon)
+        r = b1 / math.sqrt(b2)
+        drift = sums[last] - r ** missed * sums[upto]
+        # One (n, 3) array: the drift factor and the moments' decays, sliced on the device.
+        factors = np.stack([drift, b1 ** missed, b2 ** missed], axis=1).astype(np.float32)
+        self._apply(rows, factors, opt.epsilon)
+
+    def _drift_sums(self, upto: int, lr: float, b1: float, b2: float, eps: float) -> np.ndarray:
+        """S[s] for s = 0 .. at least ``upto`` (float64), cached per run settings."""
+        key = (lr, b1, b2, eps)
+        if key != self._sums_key or self._sums.size <= upto:
+            n = max(2 * upto, 1024)
+            s = np.arange(1, n + TAIL + 1, dtype=np.float64)
+            lrs = lr * np.sqrt(1 - b2 ** s) / (1 - b1 ** s)  # lrs[k] = lr_{k+1}
+            r = b1 / math.sqrt(b2)
+            sums = np.zeros(n + TAIL + 1)
+            for k in range(n + TAIL - 1, -1, -1):  # S[k] = r * (lr_{k+1} + S[k+1])
+                sums[k] = r * (lrs[k] + sums[k + 1])
+            self._sums, self._sums_key = sums[:n + 1], key
+        return self._sums
+
+    def _apply(self, rows: np.ndarray, factors: np.ndarray, eps: float) -> None:
+        """w[rows] -= m / (sqrt(v) + eps) * drift; m[rows] *= b1**g; v[rows] *= b2**g.
+
+        rows: (n,) int64; factors: (n, 3) float32 columns drift, b1**g, b2**g.
+        """
+        mx = current_mxnet()
+        nd = mx.nd
+        weight = self.param.data()
+        ctx = weight.context
+        mean, var = self._moments()
+        # Zero-copy, as nd.array would wait for every queued operation.
+        idx, f = (from_numpy(x).as_in_context(ctx) for x in (rows, factors))
+        drift, decay1, decay2 = (nd.slice_axis(f, axis=1, begin=k, end=k + 1) for k in range(3))
+        w, m, v = (nd.take(x, idx) for x in (weight, mean, var))
+        w = w - nd.broadcast_mul(m / (nd.sqrt(v) + eps), drift)
+        at = idx.reshape((1, -1))
+        for target, value in ((weight, w), (mean, nd.broadcast_mul(m, decay1)),
+                              (var, nd.broadcast_mul(v, decay2))):
+            nd._internal._scatter_set_nd(lhs=target, rhs=value, indices=at,
+                                         shape=target.shape, out=target)
+
+    def _moments(self):
+        """Adam's (mean, var) arrays for the table, as the updater holds them."""
+        updater = self.trainer._updaters[0]
+        return updater.states[self.index]
