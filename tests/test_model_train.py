@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -8,7 +9,7 @@ from w2v_cli.backend import mxnet
 from w2v_cli.config import Config
 from w2v_cli.errors import ModelError, UsageError
 from w2v_cli.model import build_net, masked_loss, skip_gram
-from w2v_cli.train import train
+from w2v_cli.train import train, with_gradients
 from w2v_cli.vectors import Vectors
 
 from conftest import planted_sentences
@@ -75,7 +76,9 @@ def test_params_and_run_record_round_trip(tmp_path):
     record = train(cfg, ds)
     saved = json.loads((tmp_path / "run.json").read_text())
     assert saved["format"] == "w2v-run" and saved["complete"] is True
-    assert saved["config"] == cfg.to_dict() and Config.from_dict(saved["config"]) == cfg
+    # the run saves the gradients it chose for the default: sparse on one CPU device
+    ran = dataclasses.replace(cfg, sparse_grad=True)
+    assert saved["config"] == ran.to_dict() and Config.from_dict(saved["config"]) == ran
     assert [e["epoch"] for e in saved["epochs"]] == [1, 2]
     assert saved["final"] == record["final"] and saved["device"] == "cpu(0)"
     net = build_net(len(ds.vocab), 16, mx.cpu())
@@ -83,6 +86,15 @@ def test_params_and_run_record_round_trip(tmp_path):
     tables = checkpoint.load_tables(tmp_path, len(ds.vocab))
     assert np.allclose(net[0].weight.data().asnumpy(), tables["center"])
     assert np.allclose(net[1].weight.data().asnumpy(), tables["context"])
+
+
+def test_default_gradients_are_sparse_on_one_cpu_device_only():
+    one, two = [mx.cpu()], [mx.cpu(0), mx.cpu(1)]
+    assert with_gradients(Config(), one).sparse_grad is True
+    assert with_gradients(Config(), two).sparse_grad is False
+    assert with_gradients(Config(kvstore="dist_sync"), one).sparse_grad is False
+    assert with_gradients(Config(sparse_grad=False), one).sparse_grad is False
+    assert with_gradients(Config(sparse_grad=True), one).sparse_grad is True
 
 
 def test_params_from_another_vocabulary_are_refused(tmp_path):

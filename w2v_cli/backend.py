@@ -190,3 +190,28 @@ def from_numpy(x: np.ndarray):
     mx = current_mxnet()
     shared = mx.nd.from_numpy(np.ascontiguousarray(x), zero_copy=True)
     return shared.as_np_ndarray() if mx.util.is_np_array() else shared
+
+
+def quiet_lazy_update_notice() -> None:
+    """Spend MXNet's once-per-thread notice that lazy adam differs from standard adam
+    (printed to stderr at the first lazy update) on a 2-row update with stderr closed.
+
+    w2v documents what its sparse path computes (the center rows are caught up to dense
+    adam, see catchup.py); the notice would otherwise land in the middle of the progress
+    output of every default run. Call it from the thread that will run the updates.
+    """
+    mx = current_mxnet()
+    nd = mx.nd
+    w = nd.ones((2, 1))
+    grad = nd.sparse.row_sparse_array((nd.ones((1, 1)), nd.array([1])), shape=(2, 1))
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        nd.adam_update(w, grad, nd.zeros((2, 1)), nd.zeros((2, 1)), lr=0.1, out=w,
+                       lazy_update=True)
+        w.wait_to_read()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)

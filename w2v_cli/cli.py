@@ -64,7 +64,8 @@ def _opt(*decls, field: str | None = None, **kwargs):
     """An option whose default is the Config field of the same name, shown in --help."""
     name = field or decls[0].lstrip("-").split("/")[0].replace("-", "_")
     kwargs.setdefault("default", default(name))
-    return click.option(*decls, show_default=True, **kwargs)
+    kwargs.setdefault("show_default", True)
+    return click.option(*decls, **kwargs)
 
 
 workdir_option = _opt(
@@ -173,8 +174,10 @@ def _download_progress():
 @_opt("--sample-once/--resample", "sample_once", field="sample_once",
       help="Draw windows and noise words once (the chapter) instead of afresh every epoch.")
 @_opt("--sparse-grad/--dense-grad", "sparse_grad", field="sparse_grad",
-      help="Row-sparse gradients with lazy adam (per-step cost follows the rows a batch "
-           "touches, not the vocabulary size) or dense gradients and adam over every row.")
+      show_default="sparse on one CPU device, else dense",
+      help="Row-sparse gradients with lazy adam, the center rows caught up to dense adam "
+           "(per-step cost follows the rows a batch touches, not the vocabulary size), or "
+           "dense gradients and adam over every row.")
 @_opt("--bucket/--no-bucket", "bucket", field="bucket",
       help="Put centers with equally many contexts in the same batch, so no batch is padded "
            "(faster; changes which centers share a batch).")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 DEFAULT_WORKDIR = "w2v-work"
 DEFAULT_DATA_DIR = "~/.cache/w2v"
@@ -37,9 +38,10 @@ class Config:
     epochs: int = 5
     lr: float = 0.002
     device: str = "auto"  # auto | cpu | gpu | gpu:N | gpu:0,1,... | cpu:0,1,...
-    # Row-sparse gradients + lazy adam: per-step cost follows the rows touched, not the
-    # vocabulary; off by default because lazy adam scored lower on WordSim-353 on PTB.
-    sparse_grad: bool = False
+    # Row-sparse gradients + lazy adam (center rows caught up to dense Adam): per-step cost
+    # follows the rows touched, not the vocabulary. None: on where it is faster and works,
+    # one CPU device without a parameter server; the run saves what it resolved to.
+    sparse_grad: Optional[bool] = None
 
     # speed and scale: chunked epochs, streaming and distributed training
     chunk_tokens: int = 1 << 20  # corpus tokens held at once by prepare and by each epoch's sampling

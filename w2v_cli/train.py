@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import functools
 import shlex
 import time
@@ -18,7 +19,7 @@ from .catchup import CatchUp
 from . import distributed
 from . import interrupt
 from . import lock as lock_mod
-from .backend import current_mxnet, from_numpy, mxnet
+from .backend import current_mxnet, from_numpy, mxnet, quiet_lazy_update_notice
 from .backend import devices as resolve_devices
 from .config import Config
 from .dataset import VOCAB_FILE, Dataset
@@ -63,6 +64,18 @@ def check(config: Config) -> None:
     if config.sparse_grad and "," in config.device:
         raise UsageError(f"--sparse-grad works on one device, not --device {config.device}: "
                          "name one device, or train with --dense-grad")
+
+
+def with_gradients(config: Config, ctxs: list) -> Config:
+    """``config`` with ``sparse_grad`` decided when it was left to the default (None):
+    sparse on one CPU device without a parameter server (faster there, the same center
+    table as dense adam; see catchup.py), dense otherwise (sparse gradients work on one
+    device only, and on a GPU dense adam is cheap and the sparse path unmeasured)."""
+    if config.sparse_grad is not None:
+        return config
+    sparse = (len(ctxs) == 1 and ctxs[0].device_type == "cpu"
+              and not config.kvstore.startswith("dist"))
+    return dataclasses.replace(config, sparse_grad=sparse)
 
 
 def settings_for(config: Config, given: dict, *, resume: bool = False,
@@ -115,6 +128,7 @@ def _train(config: Config, ds: Dataset, on_progress, resume: bool,
                           "run without --resume")
     mx = mxnet()
     ctxs = resolve_devices(config.device)
+    config = with_gradients(config, ctxs)
     worker = distributed.make_worker(config)
     with contextlib.ExitStack() as held:
         if worker.distributed and worker.rank == 0:
@@ -141,7 +155,11 @@ def _train_worker(config: Config, ds: Dataset, on_progress, resume: bool,
     # The center table's idle rows are then caught up, before they are next read, to where
     # dense Adam would have moved them (catchup.py): lazy center rows cost WordSim-353 on
     # PTB. The context table stays lazy (it cost little there).
-    catch = CatchUp(trainer, net[0].weight) if config.sparse_grad else None
+    catch = None
+    if config.sparse_grad:
+        catch = CatchUp(trainer, net[0].weight)
+        with frontend(True):
+            quiet_lazy_update_notice()
     steps = distributed.steps_per_epoch(ds, config, worker.num_workers) \
         if worker.distributed else None
     workdir = config.workdir_path
