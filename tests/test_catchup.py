@@ -94,3 +94,21 @@ def test_nothing_to_catch_up_before_the_first_step_and_after_a_flush():
         catch.rows(np.array([1, 2]))
         np.testing.assert_array_equal(catch.last[:3], [0, 1, 1])
         np.testing.assert_array_equal(net[0].weight.data().asnumpy(), 1)
+
+
+def test_a_resumed_catch_up_knows_the_rows_adam_has_touched():
+    with mx.util.np_array(False):
+        net, trainer = _table(True, np.ones((V, E), np.float32), 0.01)
+        catch = CatchUp(trainer, net[0].weight)
+        for ids in ([1, 2], [2, 5]):
+            catch.rows(np.array(ids))
+            with mx.autograd.record():
+                loss = net[0](mx.nd.array([ids])).sum()
+            loss.backward()
+            trainer.step(1)
+        catch.flush()
+        fresh = CatchUp(trainer, net[0].weight)  # as after loading a checkpoint
+        fresh.resumed()
+    np.testing.assert_array_equal(np.flatnonzero(fresh.last), [1, 2, 5])
+    assert set(fresh.last[[1, 2, 5]]) == {2}
+    np.testing.assert_array_equal(fresh.last, catch.last)

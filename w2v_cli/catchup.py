@@ -33,6 +33,7 @@ import numpy as np
 
 from .backend import current_mxnet, from_numpy
 
+FLUSH_ROWS = 1 << 16  # rows caught up at once by flush()
 TAIL = 400  # terms beyond the last step in S: r**400 < 1e-18 for adam's default betas
 
 
@@ -59,8 +60,13 @@ class CatchUp:
         return self.trainer._optimizer._index_update_count.get(self.index, 0)
 
     def resumed(self) -> None:
-        """Every row is as dense Adam left it (a checkpoint is saved flushed)."""
-        self.last[:] = self._count()
+        """After loading a checkpoint (saved flushed): every row is where dense Adam left
+        it. Rows with zero moments were never updated and are left out of later flushes."""
+        done = self._count()
+        if not done:
+            return
+        mean, var = (x.asnumpy() for x in self._moments())  # once per resume
+        self.last[:] = np.where(np.any((mean != 0) | (var != 0), axis=1), done, 0)
 
     def rows(self, ids: np.ndarray) -> None:
         """Catch up the rows of ``ids`` (any shape, repeats allowed) before the next step,
@@ -71,15 +77,20 @@ class CatchUp:
         self.last[rows] = done + 1
 
     def flush(self) -> None:
-        """Catch up every row to the last step taken."""
-        self._catch_up(np.arange(self.last.size), self._count())
+        """Catch up every row to the last step taken, FLUSH_ROWS rows at a time (the
+        temporaries are a few (rows, E) arrays: bounded for a large vocabulary)."""
+        done = self._count()
+        # A row never updated (last 0) has zero moments: dense Adam never moved it either.
+        behind = np.flatnonzero((self.last > 0) & (self.last < done))
+        for start in range(0, behind.size, FLUSH_ROWS):
+            self._catch_up(behind[start:start + FLUSH_ROWS], done)
 
     def _catch_up(self, rows: np.ndarray, upto: int) -> None:
         """Apply the steps ``last[rows] + 1 .. upto`` (those ``rows`` missed)."""
         last = self.last[rows]
         self.last[rows] = upto
         missed = upto - last
-        behind = missed > 0
+        behind = (last > 0) & (missed > 0)  # a row never updated has nothing to catch up
         if not behind.any():
             return
         rows, last, missed = rows[behind], last[behind], missed[behind]
