@@ -250,9 +250,10 @@ def test_an_error_mid_training_stops_the_prefetch_thread(tmp_path):
     assert not [t for t in threading.enumerate() if t.name == "w2v-prefetch"]
 
 
-@pytest.mark.parametrize("prefetch", [True, False])
+@pytest.mark.parametrize("prefetch,noise_group", [(True, 0), (False, 0), (True, 4)])
 def test_sparse_run_resumed_inside_an_epoch_gives_the_uninterrupted_parameters(tmp_path,
-                                                                            prefetch):
+                                                                            prefetch,
+                                                                            noise_group):
     # Several chunks an epoch, so with prefetch the producer is a chunk (or an epoch) ahead
     # when the checkpoint is written: it must save the epoch's starting RNG state.
     import os
@@ -263,7 +264,8 @@ def test_sparse_run_resumed_inside_an_epoch_gives_the_uninterrupted_parameters(t
 
     settings = dict(epochs=3, batch_size=160, embed_size=8, window=2, negatives=2,
                     subsample=0.0, seed=7, log_interval=1, chunk_tokens=200, device="cpu",
-                    sparse_grad=True, prefetch=prefetch)
+                    sparse_grad=True, prefetch=prefetch, noise_group=noise_group,
+                    group_noise=3)
     runs = {}
     for name in ("whole", "cut"):
         dataset.save(dataset.encode(planted_sentences(n_sentences=120), min_count=1),

@@ -37,12 +37,53 @@ class Examples:
 
 @dataclass
 class Batch:
-    """center: (b, 1) int32. items, mask, label: (b, L); mask and label are float32 0/1."""
+    """center: (b, 1) int32. items, mask, label: (b, L); mask and label are float32 0/1.
+
+    With noise groups (:func:`share_noise`): items (b, C) holds the contexts only; noise
+    (G, S) int32 the noise words of each group of b / G consecutive rows; mask and label
+    (b, C + S) the loss weights and labels of the context scores, then the noise scores.
+    The last ``pad`` rows are padding (weight 0) that fills the last group.
+    """
 
     center: np.ndarray
     items: np.ndarray
     mask: np.ndarray
     label: np.ndarray
+    noise: np.ndarray | None = None
+    pad: int = 0
+
+    @property
+    def rows(self) -> int:
+        """Real rows (centers) in the batch."""
+        return int(self.center.shape[0]) - self.pad
+
+
+def share_noise(b: Batch, noise: np.ndarray, negatives: int) -> Batch:
+    """``b`` (contexts only, drawn with --noise-group) with group g = ceil(rows / G) of its
+    rows scoring the S noise words of ``noise[g]`` ((G, S) int32, never <unk>).
+
+    The weights make each row's loss the chapter's: the mean over its n contexts and its
+    n * ``negatives`` noise words, the S shared words standing in for those (minus any that
+    are the row's own contexts, which the chapter would redraw). SigmoidBCELoss averages
+    weight * loss over the C + S positions, hence the factor (C + S) / (n * (1 + k)).
+    Rows are padded with id 0 and weight 0 to fill the last group.
+    """
+    groups, size = noise.shape
+    rows, width = b.items.shape
+    pad = groups * -(-rows // groups) - rows
+
+    def padded(x):
+        return np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)]) if pad else x
+
+    center, items, mask = padded(b.center), padded(b.items), padded(b.mask)
+    n_ctx = mask.sum(axis=1, keepdims=True)  # (rows, 1): the contexts are the real positions
+    their_noise = np.repeat(noise, center.shape[0] // groups, axis=0)  # (rows, S)
+    ok = ~(items[:, :, None] == their_noise[:, None, :]).any(axis=1)
+    scale = np.where(n_ctx > 0, (width + size) / (np.maximum(n_ctx, 1) * (1 + negatives)), 0)
+    per_noise = negatives * n_ctx / np.maximum(ok.sum(axis=1, keepdims=True), 1)
+    weight = np.concatenate([mask * scale, ok * per_noise * scale], axis=1).astype(np.float32)
+    label = np.concatenate([mask, np.zeros((center.shape[0], size), np.float32)], axis=1)
+    return Batch(center, items, weight, label, noise, pad)
 
 
 def draw_examples(ids: np.ndarray, offsets: np.ndarray, counts: np.ndarray, config: Config,
@@ -55,8 +96,9 @@ def draw_examples(ids: np.ndarray, offsets: np.ndarray, counts: np.ndarray, conf
         probs = sampling.noise_distribution(counts)
     kept, kept_offsets = sampling.subsample(ids, offsets, counts, config.subsample, rng)
     w = sampling.windows(kept, kept_offsets, config.window, rng)
-    noise = sampling.negatives(w, probs, config.negatives, rng)
-    return assemble(w, noise, config.negatives)
+    k = 0 if config.noise_group else config.negatives  # noise groups: drawn per batch
+    noise = sampling.negatives(w, probs, k, rng)
+    return assemble(w, noise, k)
 
 
 def assemble(w: sampling.Windows, noise: np.ndarray, k: int) -> Examples:

@@ -52,7 +52,8 @@ KEEP = 2
 
 # Settings that change what a run computes: resuming with any of them changed is an error.
 # The others (epochs, device, log_interval, paths, speed knobs) may change between resumes.
-MODEL_SETTINGS = ("embed_size", "window", "negatives", "subsample", "sample_once", "seed",
+MODEL_SETTINGS = ("embed_size", "window", "negatives", "noise_group", "group_noise",
+                  "subsample", "sample_once", "seed",
                   "batch_size", "lr", "chunk_tokens",  # chunks decide each epoch's draws
                   "bucket",  # decides each epoch's batches
                   "sparse_grad")  # lazy or dense adam, and the front end of Adam's state

@@ -169,6 +169,12 @@ def _download_progress():
 @_opt("--window", type=click.IntRange(min=1), help="Largest context window; each center "
       "draws its size uniformly from 1..window.")
 @_opt("--negatives", type=click.IntRange(min=1), help="Noise words per context word.")
+@_opt("--noise-group", type=click.IntRange(min=0), help="Let every this many centers of a "
+      "batch share one draw of --group-noise noise words (a small matrix product per group), "
+      "weighted as --negatives per context word, instead of each context word drawing "
+      "--negatives of its own (the chapter). Faster; a different estimate of the same loss "
+      "(benchmarks/README.md has its quality). 0: off.")
+@_opt("--group-noise", type=click.IntRange(min=1), help="Noise words per --noise-group.")
 @_opt("--subsample", type=click.FloatRange(min=0), help="Subsampling threshold t: keep word w "
       "with probability sqrt(t / f(w)); 0 keeps every word.")
 @_opt("--sample-once/--resample", "sample_once", field="sample_once",
@@ -198,9 +204,9 @@ def _download_progress():
 @click.option("--restart", is_flag=True, help="Start a new run even though the workdir holds "
               "an unfinished one (whose checkpoints are then deleted).")
 @_errors_to_exit
-def train(epochs, lr, batch_size, embed_size, window, negatives, subsample, sample_once,
-          sparse_grad, bucket, prefetch, log_interval, kvstore, chunk_tokens, seed, device,
-          workdir, resume, restart):
+def train(epochs, lr, batch_size, embed_size, window, negatives, noise_group, group_noise,
+          subsample, sample_once, sparse_grad, bucket, prefetch, log_interval, kvstore,
+          chunk_tokens, seed, device, workdir, resume, restart):
     """Train skip-gram with negative sampling on the prepared dataset.
 
     Ctrl-C (or SIGTERM) stops after the current step with a checkpoint; continue with
@@ -212,6 +218,7 @@ def train(epochs, lr, batch_size, embed_size, window, negatives, subsample, samp
 
     settings = dict(workdir=workdir, epochs=epochs, lr=lr, batch_size=batch_size,
                     embed_size=embed_size, window=window, negatives=negatives,
+                    noise_group=noise_group, group_noise=group_noise,
                     subsample=subsample, sample_once=sample_once, sparse_grad=sparse_grad,
                     bucket=bucket, prefetch=prefetch, log_interval=log_interval,
                     kvstore=kvstore, chunk_tokens=chunk_tokens, seed=seed, device=device)

@@ -29,6 +29,10 @@ class Config:
     subsample: float = 1e-4  # t in keep probability sqrt(t / f(w)); 0 disables
     window: int = 5
     negatives: int = 5
+    # > 0: every `noise_group` centers of a batch share `group_noise` noise words, weighted
+    # as `negatives` per context word (faster; a different estimate of the chapter's loss)
+    noise_group: int = 0
+    group_noise: int = 20
     sample_once: bool = False
     seed: int = 0
 

@@ -74,6 +74,27 @@ def skip_gram(center, items, embed_v, embed_u):
     return batch_dot(u, v.reshape((-1, v.shape[2], 1))).reshape((-1, 1, u.shape[1]))
 
 
+def skip_gram_grouped(center, items, noise, embed_v, embed_u):
+    """Scores of each center against its contexts, then against its group's noise words.
+
+    center: (b, 1) ids; items: (b, C) context ids; noise: (G, S) ids, row g shared by the
+    g-th b / G consecutive centers. Returns (b, C + S). The noise scores are a batch_dot of
+    the (G, b / G, E) center vectors with the (G, S, E) noise vectors: G small matrix
+    products instead of b * S * negatives / S dot products over gathered rows.
+    """
+    mx = _mx()
+    legacy = not mx.util.is_np_array()
+    batch_dot = mx.nd.batch_dot if legacy else mx.npx.batch_dot
+    v = embed_v(center)  # (b, 1, E)
+    u = embed_u(items)   # (b, C, E)
+    n = embed_u(noise)   # (G, S, E)
+    size = v.shape[2]
+    pos = batch_dot(u, v.reshape((-1, size, 1))).reshape((-1, u.shape[1]))
+    neg = batch_dot(v.reshape((n.shape[0], -1, size)), n, transpose_b=True)
+    neg = neg.reshape((-1, n.shape[1]))
+    return mx.nd.concat(pos, neg, dim=1) if legacy else mx.np.concatenate([pos, neg], axis=1)
+
+
 def masked_loss(pred, label, mask):
     """Per-example binary cross-entropy averaged over the unmasked positions.
 
@@ -81,6 +102,12 @@ def masked_loss(pred, label, mask):
     (masked ones count as 0), so rescaling by L / mask.sum(1) gives the mean over real ones.
     """
     return _bce()(pred, label, mask) * mask.shape[1] / mask.sum(axis=1)
+
+
+def weighted_loss(pred, label, weight):
+    """Per-example binary cross-entropy: mean over the L positions of each one's loss times
+    its weight. pred, label, weight: (b, L). Returns (b,)."""
+    return _bce()(pred, label, weight)
 
 
 @functools.lru_cache(maxsize=None)

@@ -18,13 +18,15 @@ from . import checkpoint
 from .catchup import CatchUp
 from . import distributed
 from . import interrupt
+from . import sampling
 from . import lock as lock_mod
 from .backend import current_mxnet, from_numpy, mxnet, quiet_lazy_update_notice
 from .backend import devices as resolve_devices
 from .config import Config
 from .dataset import VOCAB_FILE, Dataset
 from .errors import DataError, Interrupted, ResumeError, UsageError
-from .model import arrays, build_net, frontend, masked_loss, skip_gram
+from .model import (arrays, build_net, frontend, masked_loss, skip_gram, skip_gram_grouped,
+                    weighted_loss)
 
 
 @dataclass
@@ -51,6 +53,16 @@ def check(config: Config) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
     if config.negatives < 0:
         raise UsageError("--negatives must be 0 or more")
+    if config.noise_group < 0:
+        raise UsageError("--noise-group must be 0 or more")
+    if config.group_noise < 1:
+        raise UsageError("--group-noise must be at least 1")
+    if config.noise_group and not config.negatives:
+        raise UsageError("--noise-group needs --negatives of 1 or more (it weights the shared "
+                         "noise words as that many per context word)")
+    if config.noise_group and "," in config.device:
+        raise UsageError(f"--noise-group works on one device, not --device {config.device}: "
+                         "name one device, or train without --noise-group")
     if not config.lr > 0:
         raise UsageError("--lr must be positive")
     if config.subsample < 0:
@@ -188,6 +200,7 @@ def _train_worker(config: Config, ds: Dataset, on_progress, resume: bool,
         checkpoint.clear(workdir)
     # --- end resume ---
     first = pos.epoch + 1
+    grouped = _noise_groups(config, ds.vocab.counts, worker.rank)
     # closing() stops the prefetch thread at once if training ends early (Ctrl-C, an error).
     with contextlib.closing(epoch_batches(part, ds.vocab.counts, config, rng, worker, steps,
                                           config.epochs - pos.epoch)) as epochs:
@@ -195,9 +208,10 @@ def _train_worker(config: Config, ds: Dataset, on_progress, resume: bool,
             mx.random.seed(checkpoint.mx_seed(config.seed, epoch))  # every device
             partial = pos if epoch == first and pos.batch else None
             n_batches, seen, mean_loss, seconds = _run_epoch(
-                net, trainer, catch, ctxs, stream, batch_iter, config, epoch, steps, partial,
-                record, on_progress, stop, functools.partial(_stop_inside, stop, worker, workdir, net,
-                                                     trainer, config, ds, epoch, stream, record))
+                net, trainer, catch, ctxs, stream, grouped(epoch, batch_iter), config, epoch,
+                steps, partial, record, on_progress, stop,
+                functools.partial(_stop_inside, stop, worker, workdir, net, trainer, config, ds,
+                                  epoch, stream, record))
             record["epochs"].append({
                 "epoch": epoch, "loss": mean_loss, "seconds": round(seconds, 3),
                 "centers": seen, "centers_per_sec": round(seen / seconds, 1),
@@ -248,7 +262,7 @@ def _run_epoch(net, trainer, catch: Optional[CatchUp], ctxs: list, stream, batch
     seen = i = 0
     in_flight: collections.deque = collections.deque()  # the newest steps' per-device losses
     for i, (b, last) in enumerate(_with_last(batch_iter), start=1):
-        rows = b.center.shape[0]
+        rows = b.rows
         seen += rows
         if i <= skip:
             continue  # done before the checkpoint this run resumed from
@@ -288,6 +302,25 @@ def _run_epoch(net, trainer, catch: Optional[CatchUp], ctxs: list, stream, batch
     mean_loss = _read(loss_sums) / seen
     mx.nd.waitall()
     return i, seen, mean_loss, time.perf_counter() - start
+
+
+def _noise_groups(config: Config, counts: np.ndarray, rank: int):
+    """``f(epoch, batches)``: with ``--noise-group``, the batches with each group's noise
+    words drawn and weighted (batches.share_noise); else the batches unchanged. Batch i of
+    an epoch draws from a generator seeded with (seed, rank, epoch, i), so a resumed run
+    (which draws the epoch again) gets the same words. Runs in the training thread: about
+    0.2 ms a batch, while the engine is busy with the steps queued before it."""
+    if not config.noise_group:
+        return lambda epoch, batches: batches
+    cdf = sampling.Inverse(np.cumsum(sampling.noise_distribution(counts)))
+
+    def add(epoch, batches):
+        for i, b in enumerate(batches):
+            rng = np.random.default_rng([config.seed, rank, epoch, i])
+            groups = -(-b.center.shape[0] // config.noise_group)
+            noise = sampling.draw(cdf, groups * config.group_noise, rng)
+            yield batches_mod.share_noise(b, noise.reshape(groups, -1), config.negatives)
+    return add
 
 
 def _with_last(items):
@@ -408,16 +441,24 @@ def forward_backward(net, b: batches_mod.Batch, ctxs: list) -> list:
     parts = [mx.gluon.utils.split_and_load(from_numpy(x), used, even_split=False)
              for x in (b.center, b.items, b.mask, b.label)]
     spare = [(c, 0.0) for c in ctxs[rows:]]
+    if b.noise is None:
+        def loss_of(center, items, mask, label, c):
+            pred = skip_gram(center, items, net[0], net[1])
+            return masked_loss(pred.reshape(label.shape), label, mask)
+    else:  # noise groups (batches.share_noise; one device): the mask holds loss weights
+        noise = {c: from_numpy(b.noise).as_in_context(c) for c in ctxs}
+
+        def loss_of(center, items, mask, label, c):
+            pred = skip_gram_grouped(center, items, noise[c], net[0], net[1])
+            return weighted_loss(pred, label, mask)
     with mx.autograd.record():
         losses = []
-        for center, items, mask, label in zip(*parts):
-            pred = skip_gram(center, items, net[0], net[1])
-            losses.append(masked_loss(pred.reshape(label.shape), label, mask).sum())
+        for (center, items, mask, label), c in zip(zip(*parts), used):
+            losses.append(loss_of(center, items, mask, label, c).sum())
         for c, weight in spare:
             center, items, mask, label = (xp.array(x[:1], ctx=c, dtype=x.dtype)
                                           for x in (b.center, b.items, b.mask, b.label))
-            pred = skip_gram(center, items, net[0], net[1])
-            losses.append(masked_loss(pred.reshape(label.shape), label, mask).sum() * weight)
+            losses.append(loss_of(center, items, mask, label, c).sum() * weight)
     mx.autograd.backward(losses)
     return losses
 
