@@ -276,7 +276,10 @@ def main(argv=None) -> int:
             "w2v --bucket": {"bucket": True},
             "w2v --dense-grad": {"sparse_grad": False},
             "w2v --dense-grad --bucket": {"sparse_grad": False, "bucket": True},
-            "w2v --bucket --lr 0.01": {"bucket": True, "lr": 0.01},
+            "w2v --noise-group 8": {"noise_group": 8},
+            "w2v --noise-group 8 --bucket": {"noise_group": 8, "bucket": True},
+            "w2v --noise-group 8 --bucket --lr 0.01": {"noise_group": 8, "bucket": True,
+                                                       "lr": 0.01},
         }
         results["w2v"] = {}
         for label, options in runs.items():
