@@ -8,8 +8,8 @@ from w2v_cli import dataset
 from w2v_cli.backend import mxnet
 from w2v_cli.config import Config
 from w2v_cli.errors import UsageError
-from w2v_cli.model import build_net, frontend, masked_loss, skip_gram, skip_gram_grouped
-from w2v_cli.model import weighted_loss
+from w2v_cli.model import (build_net, frontend, masked_loss, skip_gram, skip_gram_grouped,
+                           weighted_loss)
 from w2v_cli.train import check, train
 from w2v_cli.vectors import Vectors
 
@@ -30,24 +30,25 @@ def test_weights_give_each_row_the_chapters_share_of_noise():
     b = _contexts_batch([[7, 8], [9, 0], [5, 6]], [2, 1, 2])
     noise = np.array([[4, 8, 4], [5, 3, 2]], np.int32)  # group 0: rows 0, 1; group 1: row 2, pad
     g = B.share_noise(b, noise, negatives=2)
-    assert g.rows == 3 and g.pad == 1 and g.center.shape == (4, 1) and g.center[3, 0] == 0
-    C, S, k = 2, 3, 2
-    # row 0: 2 contexts, 4 noise words' worth spread over its 2 noise words that are not
-    # its contexts (8 is one): weight (C + S) / (n (1 + k)) per context, times k n / ok
-    f0 = (C + S) / (2 * (1 + k))
-    np.testing.assert_allclose(g.mask[0], [f0, f0, f0 * 4 / 2, 0, f0 * 4 / 2])
-    f1 = (C + S) / (1 * (1 + k))
-    np.testing.assert_allclose(g.mask[1], [f1, 0, f1 * 2 / 3, f1 * 2 / 3, f1 * 2 / 3])
-    f2 = (C + S) / (2 * (1 + k))  # 5 is its context
-    np.testing.assert_allclose(g.mask[2], [f2, f2, 0, f2 * 4 / 2, f2 * 4 / 2])
-    np.testing.assert_array_equal(g.mask[3], 0)
-    np.testing.assert_array_equal(g.label, [[1, 1, 0, 0, 0], [1, 0, 0, 0, 0], [1, 1, 0, 0, 0],
-                                            [0, 0, 0, 0, 0]])
+    assert g.rows == 3 and g.pad == 1 and g.center[:, 0].tolist() == [1, 2, 3, 0]
+    # each group's words: its rows' 2 context slots each, then its 3 noise words
+    np.testing.assert_array_equal(g.items, [[7, 8, 9, 0, 4, 8, 4], [5, 6, 0, 0, 5, 3, 2]])
+    P, k = (2 * 2 + 3) * 2, 2  # a group's positions: 7 words x 2 centers
+    f0, f1 = P / (2 * (1 + k)), P / (1 * (1 + k))  # rows with 2 and 1 contexts
+    # group 0, against center 0 (row 0: 8 is one of its contexts, so 2 noise words count
+    # for its 2 * k) and center 1 (row 1: 1 context, k noise words' worth over 3)
+    np.testing.assert_allclose(g.mask[0, :, 0], [f0, f0, 0, 0, f0 * 2, 0, f0 * 2])
+    np.testing.assert_allclose(g.mask[0, :, 1], [0, 0, f1, 0, f1 * 2 / 3, f1 * 2 / 3,
+                                                 f1 * 2 / 3])
+    np.testing.assert_allclose(g.mask[1, :, 0], [f0, f0, 0, 0, 0, f0 * 2, f0 * 2])  # 5 clashes
+    np.testing.assert_array_equal(g.mask[1, :, 1], 0)  # the padding row
+    np.testing.assert_array_equal(g.label[0].T, [[1, 1, 0, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0, 0]])
+    np.testing.assert_array_equal(g.label[1].T, [[1, 1, 0, 0, 0, 0, 0], [0] * 7])
 
 
 def test_one_row_per_group_with_its_own_noise_is_the_chapters_loss():
     # Every row has 2 contexts and, as its group, exactly its 2 * k noise words: the weighted
-    # loss must equal the chapter's masked loss over contexts + noise, row by row.
+    # loss of each group must equal the chapter's masked loss of its row.
     rng = np.random.default_rng(0)
     k, rows = 3, 4
     contexts = rng.integers(1, 10, (rows, 2)).astype(np.int32)
@@ -55,9 +56,9 @@ def test_one_row_per_group_with_its_own_noise_is_the_chapters_loss():
     b = B.share_noise(_contexts_batch(contexts, [2] * rows), noise, negatives=k)
     net = build_net(20, 4, mx.cpu())
     xp = mx.np
-    grouped = weighted_loss(
-        skip_gram_grouped(xp.array(b.center), xp.array(b.items), xp.array(noise), net[0], net[1]),
-        xp.array(b.label), xp.array(b.mask)).asnumpy()
+    grouped = weighted_loss(skip_gram_grouped(xp.array(b.center), xp.array(b.items), net[0],
+                                              net[1]),
+                            xp.array(b.label), xp.array(b.mask)).asnumpy()
     items = np.concatenate([contexts, noise], axis=1)
     label = np.zeros(items.shape, np.float32)
     label[:, :2] = 1
@@ -68,20 +69,17 @@ def test_one_row_per_group_with_its_own_noise_is_the_chapters_loss():
 
 
 @pytest.mark.parametrize("sparse", [False, True])
-def test_grouped_scores_are_center_dot_context_then_center_dot_group_noise(sparse):
+def test_grouped_scores_are_each_word_of_a_group_dot_each_center_of_it(sparse):
     center = np.array([[1], [2], [3], [4]], np.int32)
-    items = np.array([[5, 6], [7, 0], [8, 9], [1, 2]], np.int32)
-    noise = np.array([[3, 4, 5], [6, 7, 8]], np.int32)
+    words = np.array([[5, 6, 7], [8, 9, 1]], np.int32)  # 2 groups of 2 centers
     with frontend(sparse):
         net = build_net(10, 4, mx.cpu(), sparse)
         xp = mx.nd if sparse else mx.np
-        pred = skip_gram_grouped(*(xp.array(x, dtype="int32") for x in (center, items, noise)),
+        pred = skip_gram_grouped(xp.array(center, dtype="int32"), xp.array(words, dtype="int32"),
                                  net[0], net[1]).asnumpy()
-        v = net[0].weight.data().asnumpy()[center[:, 0]]
+        v = net[0].weight.data().asnumpy()[center[:, 0]].reshape(2, 2, 4)
         u = net[1].weight.data().asnumpy()
-    want_ctx = np.einsum("be,bce->bc", v, u[items])
-    want_noise = np.einsum("be,bse->bs", v, u[np.repeat(noise, 2, axis=0)])
-    np.testing.assert_allclose(pred, np.concatenate([want_ctx, want_noise], axis=1), rtol=1e-5)
+    np.testing.assert_allclose(pred, np.einsum("gwe,gce->gwc", u[words], v), rtol=1e-5)
 
 
 def _planted_config(tmp_path, **kw):

@@ -39,10 +39,11 @@ class Examples:
 class Batch:
     """center: (b, 1) int32. items, mask, label: (b, L); mask and label are float32 0/1.
 
-    With noise groups (:func:`share_noise`): items (b, C) holds the contexts only; noise
-    (G, S) int32 the noise words of each group of b / G consecutive rows; mask and label
-    (b, C + S) the loss weights and labels of the context scores, then the noise scores.
-    The last ``pad`` rows are padding (weight 0) that fills the last group.
+    With noise groups (:func:`share_noise`) rows come in G groups of g: items (G, g * C + S)
+    holds each group's contexts (row by row, C slots each) then its S noise words; mask and
+    label (G, g * C + S, g) the loss weight and label of each of those words against each
+    center of the group; noise (G, S) the noise words again. The last ``pad`` rows are
+    padding (id 0, weight 0) that fills the last group.
     """
 
     center: np.ndarray
@@ -59,31 +60,43 @@ class Batch:
 
 
 def share_noise(b: Batch, noise: np.ndarray, negatives: int) -> Batch:
-    """``b`` (contexts only, drawn with --noise-group) with group g = ceil(rows / G) of its
-    rows scoring the S noise words of ``noise[g]`` ((G, S) int32, never <unk>).
+    """``b`` (contexts only, drawn with --noise-group) cut into G groups of g consecutive
+    rows, group i scoring the S noise words ``noise[i]`` ((G, S) int32, never <unk>).
 
-    The weights make each row's loss the chapter's: the mean over its n contexts and its
-    n * ``negatives`` noise words, the S shared words standing in for those (minus any that
-    are the row's own contexts, which the chapter would redraw). SigmoidBCELoss averages
-    weight * loss over the C + S positions, hence the factor (C + S) / (n * (1 + k)).
-    Rows are padded with id 0 and weight 0 to fill the last group.
+    Each group is scored as one small product: every word of the group (its rows' contexts,
+    then its noise words) against every center of the group. The weights keep what the
+    chapter computes: a context scores against its own center only, and each row's loss is
+    the mean over its n contexts and n * ``negatives`` noise words, the S shared words
+    standing in for those (minus any that are the row's own contexts, which the chapter
+    would redraw). SigmoidBCELoss averages weight * loss over the P = (g * C + S) * g
+    positions of a group, so the weights carry P / (n * (1 + negatives)) and a group's loss
+    is the sum of its rows' losses.
     """
     groups, size = noise.shape
     rows, width = b.items.shape
-    pad = groups * -(-rows // groups) - rows
+    g = -(-rows // groups)
+    pad = groups * g - rows
 
     def padded(x):
         return np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)]) if pad else x
 
     center, items, mask = padded(b.center), padded(b.items), padded(b.mask)
-    n_ctx = mask.sum(axis=1, keepdims=True)  # (rows, 1): the contexts are the real positions
-    their_noise = np.repeat(noise, center.shape[0] // groups, axis=0)  # (rows, S)
+    n_ctx = mask.sum(axis=1)  # (G * g,): the contexts are the real positions
+    their_noise = np.repeat(noise, g, axis=0)  # (G * g, S)
     ok = ~(items[:, :, None] == their_noise[:, None, :]).any(axis=1)
-    scale = np.where(n_ctx > 0, (width + size) / (np.maximum(n_ctx, 1) * (1 + negatives)), 0)
-    per_noise = negatives * n_ctx / np.maximum(ok.sum(axis=1, keepdims=True), 1)
-    weight = np.concatenate([mask * scale, ok * per_noise * scale], axis=1).astype(np.float32)
-    label = np.concatenate([mask, np.zeros((center.shape[0], size), np.float32)], axis=1)
-    return Batch(center, items, weight, label, noise, pad)
+    positions = (g * width + size) * g
+    scale = np.where(n_ctx > 0, positions / (np.maximum(n_ctx, 1) * (1 + negatives)), 0)
+    per_noise = negatives * n_ctx / np.maximum(ok.sum(axis=1), 1) * scale  # (G * g,)
+    weight = np.zeros((groups, g * width + size, g), np.float32)
+    label = np.zeros_like(weight)
+    # contexts: slot c of row j of a group is word p = j * C + c, scored against center j
+    p = np.arange(g * width)
+    weight[:, p, p // width] = (mask * scale[:, None]).reshape(groups, g * width)
+    label[:, p, p // width] = mask.reshape(groups, g * width)
+    # noise words: every one against every center of the group
+    weight[:, g * width:] = (ok * per_noise[:, None]).reshape(groups, g, size).transpose(0, 2, 1)
+    words = np.concatenate([items.reshape(groups, g * width), noise], axis=1)
+    return Batch(center, words.astype(np.int32), weight, label, noise, pad)
 
 
 def draw_examples(ids: np.ndarray, offsets: np.ndarray, counts: np.ndarray, config: Config,

@@ -74,25 +74,18 @@ def skip_gram(center, items, embed_v, embed_u):
     return batch_dot(u, v.reshape((-1, v.shape[2], 1))).reshape((-1, 1, u.shape[1]))
 
 
-def skip_gram_grouped(center, items, noise, embed_v, embed_u):
-    """Scores of each center against its contexts, then against its group's noise words.
+def skip_gram_grouped(center, words, embed_v, embed_u):
+    """Scores of every word of a group against every center of the group (--noise-group).
 
-    center: (b, 1) ids; items: (b, C) context ids; noise: (G, S) ids, row g shared by the
-    g-th b / G consecutive centers. Returns (b, C + S). The noise scores are a batch_dot of
-    the (G, b / G, E) center vectors with the (G, S, E) noise vectors: G small matrix
-    products instead of b * S * negatives / S dot products over gathered rows.
+    center: (G * g, 1) ids, g consecutive centers a group; words: (G, W) ids, each group's
+    contexts and noise words (batches.share_noise). Returns (G, W, g): one batch_dot over G
+    groups instead of one per center.
     """
     mx = _mx()
-    legacy = not mx.util.is_np_array()
-    batch_dot = mx.nd.batch_dot if legacy else mx.npx.batch_dot
-    v = embed_v(center)  # (b, 1, E)
-    u = embed_u(items)   # (b, C, E)
-    n = embed_u(noise)   # (G, S, E)
-    size = v.shape[2]
-    pos = batch_dot(u, v.reshape((-1, size, 1))).reshape((-1, u.shape[1]))
-    neg = batch_dot(v.reshape((n.shape[0], -1, size)), n, transpose_b=True)
-    neg = neg.reshape((-1, n.shape[1]))
-    return mx.nd.concat(pos, neg, dim=1) if legacy else mx.np.concatenate([pos, neg], axis=1)
+    batch_dot = mx.npx.batch_dot if mx.util.is_np_array() else mx.nd.batch_dot
+    v = embed_v(center)  # (G * g, 1, E)
+    u = embed_u(words)   # (G, W, E)
+    return batch_dot(u, v.reshape((u.shape[0], -1, v.shape[2])), transpose_b=True)
 
 
 def masked_loss(pred, label, mask):

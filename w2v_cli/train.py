@@ -446,11 +446,8 @@ def forward_backward(net, b: batches_mod.Batch, ctxs: list) -> list:
             pred = skip_gram(center, items, net[0], net[1])
             return masked_loss(pred.reshape(label.shape), label, mask)
     else:  # noise groups (batches.share_noise; one device): the mask holds loss weights
-        noise = {c: from_numpy(b.noise).as_in_context(c) for c in ctxs}
-
-        def loss_of(center, items, mask, label, c):
-            pred = skip_gram_grouped(center, items, noise[c], net[0], net[1])
-            return weighted_loss(pred, label, mask)
+        def loss_of(center, words, weight, label, c):
+            return weighted_loss(skip_gram_grouped(center, words, net[0], net[1]), label, weight)
     with mx.autograd.record():
         losses = []
         for (center, items, mask, label), c in zip(zip(*parts), used):
