@@ -13,8 +13,9 @@ from .errors import DataError, ModelError
 from .vocab import Vocab
 
 LOSS_PLOT_FILE = "loss.png"
-SETTINGS = ("embed_size", "window", "negatives", "subsample", "sample_once", "batch_size", "lr",
-            "epochs", "seed", "min_count")
+SETTINGS = ("embed_size", "window", "negatives", "noise_group", "group_noise", "subsample",
+            "sample_once", "batch_size", "lr", "epochs", "seed", "min_count", "bucket",
+            "sparse_grad")
 
 
 def describe(workdir: Path) -> dict:
@@ -62,7 +63,8 @@ def format_lines(info: dict) -> list[str]:
         state = "complete" if run.get("complete") else "incomplete"
         rows.append(("epochs", f"{len(epochs)} of {planned} done ({state})"))
         rows.append(("settings", ", ".join(f"{k.replace('_', '-')} {cfg[k]}"
-                                           for k in SETTINGS if k in cfg)))
+                                           for k in SETTINGS if k in cfg
+                                           and (k != "group_noise" or cfg.get("noise_group")))))
         rows.append(("device", str(run.get("device", "?"))))
         if epochs:
             rows.append(("loss", "  ".join(f"{e['epoch']}: {e['loss']:.4f}" for e in epochs)))
