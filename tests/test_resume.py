@@ -94,6 +94,14 @@ def test_resume_refuses_other_settings_and_another_dataset(tmp_path):
         "cannot resume: --embed-size is 9 but the checkpoint has 8; --lr is 0.01 but the "
         "checkpoint has 0.002. Resume with the checkpoint's settings (leave those options out) "
         "or start a new run without --resume")
+    grouped = Config(workdir=str(tmp_path), **dict(SETTINGS, noise_group=4, group_noise=3))
+    with pytest.raises(ResumeError, match="--noise-group is 4 but the checkpoint has 0; "
+                                          "--group-noise is 3 but the checkpoint has 20"):
+        train.train(grouped, ds, resume=True)
+    # without noise groups their size decides nothing: no difference to refuse
+    checkpoint.check_resume({**SETTINGS, "group_noise": 3, "workdir": str(tmp_path)},
+                            Config(workdir=str(tmp_path), **SETTINGS),
+                            *[checkpoint.dataset_fingerprint(ds)] * 2)
     other = _prepare(tmp_path, n_sentences=100, seed=1)
     with pytest.raises(ResumeError, match=r"the dataset's vocabulary differs|number of tokens"):
         train.train(Config(workdir=str(tmp_path), **SETTINGS), other, resume=True)

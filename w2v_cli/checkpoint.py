@@ -478,8 +478,10 @@ def check_resume(saved: dict, config: Config, fingerprint: dict, saved_fingerpri
     current = config.to_dict()
     # A checkpoint from before a setting existed ran with its default.
     saved = {k: saved.get(k, config_default(k)) for k in MODEL_SETTINGS}
+    # Without noise groups their size decides nothing.
+    unused = {"group_noise"} if not (saved["noise_group"] or current["noise_group"]) else set()
     diffs = [f"--{k.replace('_', '-')} is {current[k]!r} but the checkpoint has {saved[k]!r}"
-             for k in MODEL_SETTINGS if saved[k] != current[k]]
+             for k in MODEL_SETTINGS if saved[k] != current[k] and k not in unused]
     for key, what in (("vocab_size", "vocabulary size"), ("vocab_sha1", "vocabulary"),
                       ("tokens", "number of tokens"), ("sentences", "number of sentences")):
         if saved_fingerprint.get(key) != fingerprint[key]:
