@@ -112,6 +112,9 @@ class CatchUp:
             lrs = lr * np.sqrt(1 - b2 ** s) / (1 - b1 ** s)  # lrs[k] = lr_{k+1}
             r = b1 / math.sqrt(b2)
             sums = np.zeros(n + TAIL + 1)
+            # A loop over steps (not tokens), run again only when the run's step count
+            # doubles: O(steps) in all. A closed-form cumsum would divide by r**k, which
+            # underflows after a few thousand steps.
             for k in range(n + TAIL - 1, -1, -1):  # S[k] = r * (lr_{k+1} + S[k+1])
                 sums[k] = r * (lrs[k] + sums[k + 1])
             self._sums, self._sums_key = sums[:n + 1], key

@@ -15,13 +15,13 @@ import numpy as np
 
 from . import batches as batches_mod
 from . import checkpoint
-from .catchup import CatchUp
 from . import distributed
 from . import interrupt
-from . import sampling
 from . import lock as lock_mod
+from . import sampling
 from .backend import current_mxnet, from_numpy, mxnet, quiet_lazy_update_notice
 from .backend import devices as resolve_devices
+from .catchup import CatchUp
 from .config import Config
 from .dataset import VOCAB_FILE, Dataset
 from .errors import DataError, Interrupted, ResumeError, UsageError
@@ -442,20 +442,18 @@ def forward_backward(net, b: batches_mod.Batch, ctxs: list) -> list:
              for x in (b.center, b.items, b.mask, b.label)]
     spare = [(c, 0.0) for c in ctxs[rows:]]
     if b.noise is None:
-        def loss_of(center, items, mask, label, c):
+        def loss_of(center, items, mask, label):
             pred = skip_gram(center, items, net[0], net[1])
             return masked_loss(pred.reshape(label.shape), label, mask)
     else:  # noise groups (batches.share_noise; one device): the mask holds loss weights
-        def loss_of(center, words, weight, label, c):
+        def loss_of(center, words, weight, label):
             return weighted_loss(skip_gram_grouped(center, words, net[0], net[1]), label, weight)
     with mx.autograd.record():
-        losses = []
-        for (center, items, mask, label), c in zip(zip(*parts), used):
-            losses.append(loss_of(center, items, mask, label, c).sum())
+        losses = [loss_of(*part).sum() for part in zip(*parts)]
         for c, weight in spare:
             center, items, mask, label = (xp.array(x[:1], ctx=c, dtype=x.dtype)
                                           for x in (b.center, b.items, b.mask, b.label))
-            losses.append(loss_of(center, items, mask, label, c).sum() * weight)
+            losses.append(loss_of(center, items, mask, label).sum() * weight)
     mx.autograd.backward(losses)
     return losses
 
