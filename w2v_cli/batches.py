@@ -1,7 +1,8 @@
 """Examples and padded batches: (center, contexts+negatives, mask, label), as the chapter builds.
 
 An example row holds its contexts, then its noise words, then padding. Each batch is cut to
-the longest row it holds, so padding costs little.
+the longest row it holds, so padding costs little. With --noise-group the rows hold their
+contexts only, and :func:`share_noise` adds each batch's noise words by groups of rows.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from .errors import DataError
 class Examples:
     """One epoch's worth of training examples.
 
-    centers: (n,) int32. items: (n, 2 * window * (1 + negatives)) int32 (contexts, noise, 0s).
-    n_ctx: (n,) int64 contexts per row. length: (n,) int64 = n_ctx * (1 + negatives).
+    centers: (n,) int32. items: (n, 2 * window * (1 + k)) int32 (contexts, noise, 0s).
+    n_ctx: (n,) int64 contexts per row. length: (n,) int64 = n_ctx * (1 + k). k is
+    --negatives, or 0 with --noise-group (noise words are drawn per batch then).
     """
 
     centers: np.ndarray

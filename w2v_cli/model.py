@@ -98,8 +98,10 @@ def masked_loss(pred, label, mask):
 
 
 def weighted_loss(pred, label, weight):
-    """Per-example binary cross-entropy: mean over the L positions of each one's loss times
-    its weight. pred, label, weight: (b, L). Returns (b,)."""
+    """Binary cross-entropy times ``weight``, averaged over every axis but the first.
+
+    pred, label, weight: (b, ...) of one shape (with --noise-group, (G, W, g): one example
+    per group). Returns (b,)."""
     return _bce()(pred, label, weight)
 
 
