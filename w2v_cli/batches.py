@@ -46,6 +46,11 @@ class Batch:
     label (G, g * C + S, g) the loss weight and label of each of those words against each
     center of the group; noise (G, S) the noise words again. The last ``pad`` rows are
     padding (id 0, weight 0) that fills the last group.
+
+    Trimmed (:func:`trim`), ``widths`` ((n_1, w_1), ...) lays out the flat items ((N,),
+    N = n_1 * w_1 + ...): n_1 rows of w_1 positions, then n_2 rows of w_2, ...; center
+    (b, 1) lists the rows in that order; mask (loss weights) and label, (M,), M >= N, hold
+    the items' positions then M - N of weight 0.
     """
 
     center: np.ndarray
@@ -54,6 +59,7 @@ class Batch:
     label: np.ndarray
     noise: np.ndarray | None = None
     pad: int = 0
+    widths: tuple[tuple[int, int], ...] = ()
 
     @property
     def rows(self) -> int:
@@ -99,6 +105,68 @@ def share_noise(b: Batch, noise: np.ndarray, negatives: int) -> Batch:
     weight[:, g * width:] = (ok * per_noise[:, None]).reshape(groups, g, size).transpose(0, 2, 1)
     words = np.concatenate([items.reshape(groups, g * width), noise], axis=1)
     return Batch(center, words.astype(np.int32), weight, label, noise, pad)
+
+
+def trim(b: Batch, parts: int) -> Batch:
+    """``b`` ((b, L), padded to its longest row) with most of its padding cut, for the same
+    loss: the rows sorted by length and cut into at most ``parts`` runs, each padded only to
+    its own longest row, at the cuts that leave the fewest padded positions.
+
+    Returns the flat layout of ``Batch.widths``. A position's weight is 1 / (its row's
+    length) at real positions and 0 at padding, so the summed weighted loss is the sum over
+    rows of each row's mean, as ``model.masked_loss`` gives on the padded batch.
+
+    The mask and label run on past the items, with weight 0, to the next multiple of
+    b * L / 16: the loss then sees at most 16 lengths per padded shape. MXNet's MKLDNN
+    kernels (its sigmoid loss's activations) cache a primitive per input shape, never freed:
+    a new length every batch grew a run's memory by ~0.35 MB a batch.
+    """
+    length = b.mask.sum(axis=1).astype(np.int64)  # (b,)
+    order = np.argsort(length, kind="stable")
+    length = length[order]
+    ends = np.flatnonzero(np.diff(length)).tolist() + [length.size - 1]  # last row of a length
+    items, mask, label, widths = [], [], [], []
+    start = 0
+    for end in _cheapest_cuts(length, ends, parts):
+        rows, w = order[start:end + 1], max(int(length[end]), 1)
+        items.append(b.items[rows, :w].ravel())
+        weight = b.mask[rows, :w] / np.maximum(length[start:end + 1], 1)[:, None]
+        mask.append(weight.astype(np.float32).ravel())
+        label.append(b.label[rows, :w].ravel())
+        widths.append((end + 1 - start, w))
+        start = end + 1
+    n = sum(x.size for x in items)
+    quantum = -(-b.items.size // LOSS_LENGTHS)
+    tail = np.zeros(-(-n // quantum) * quantum - n, np.float32)
+    return Batch(b.center[order], np.concatenate(items), np.concatenate(mask + [tail]),
+                 np.concatenate(label + [tail]), widths=tuple(widths))
+
+
+LOSS_LENGTHS = 16  # loss lengths a trimmed batch may take per padded shape (see trim)
+
+
+def parts_of(b: Batch) -> list[np.ndarray]:
+    """A trimmed batch's items as one (n_p, w_p) int32 array per part (views, no copies)."""
+    ends = np.cumsum([n * w for n, w in b.widths]).tolist()
+    return [b.items[end - n * w:end].reshape(n, w) for (n, w), end in zip(b.widths, ends)]
+
+
+def _cheapest_cuts(length: np.ndarray, ends: list[int], parts: int) -> list[int]:
+    """The runs' last rows: the subset of ``ends`` (ending with the last row) of at most
+    ``parts`` cuts that minimizes the padded size sum(rows * longest) of the runs.
+    ``length``: (b,) sorted. A dynamic program over the (at most 2 * window) distinct lengths.
+    """
+    m = len(ends)
+    # best[p][j]: (cost, cuts) covering rows up to ends[j] with p + 1 runs
+    best = [[((ends[j] + 1) * int(length[ends[j]]), [ends[j]]) for j in range(m)]]
+    for _ in range(1, min(parts, m)):
+        prev, row = best[-1], []
+        for j in range(m):
+            options = [(prev[i][0] + (ends[j] - ends[i]) * int(length[ends[j]]),
+                        prev[i][1] + [ends[j]]) for i in range(j)]
+            row.append(min(options, default=prev[j], key=lambda o: o[0]))
+        best.append(row)
+    return min((level[m - 1] for level in best), key=lambda o: (o[0], len(o[1])))[1]
 
 
 def draw_examples(ids: np.ndarray, offsets: np.ndarray, counts: np.ndarray, config: Config,

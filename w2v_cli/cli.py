@@ -10,7 +10,7 @@ import click
 from click.core import ParameterSource
 
 from . import __version__
-from .config import Config, default
+from .config import TRIM_PARTS, Config, default
 from .errors import Interrupted, W2VError
 
 
@@ -187,6 +187,10 @@ def _download_progress():
 @_opt("--bucket/--no-bucket", "bucket", field="bucket",
       help="Put centers with equally many contexts in the same batch, so no batch is padded "
            "(faster; changes which centers share a batch).")
+@_opt("--trim-parts", type=click.IntRange(min=1), show_default=f"{TRIM_PARTS} with sparse "
+      "gradients, else 1", help="Cut each batch into at most this many parts of rows by length, "
+      "each padded only to its own longest row: the same loss and gradients with less "
+      "padded work. 1: pad every row to the batch's longest (the chapter).")
 @_opt("--prefetch/--no-prefetch", "prefetch", field="prefetch",
       help="Draw the next chunk's examples in a background thread while training (the same "
            "batches either way).")
@@ -200,13 +204,13 @@ def _download_progress():
 @workdir_option
 @click.option("--resume", is_flag=True, help="Continue the run in the workdir from its latest "
               "checkpoint, with its settings (options given must match them, except --epochs, "
-              "--device, --prefetch and --log-interval).")
+              "--device, --trim-parts, --prefetch and --log-interval).")
 @click.option("--restart", is_flag=True, help="Start a new run even though the workdir holds "
               "an unfinished one (whose checkpoints are then deleted).")
 @_errors_to_exit
 def train(epochs, lr, batch_size, embed_size, window, negatives, noise_group, group_noise,
-          subsample, sample_once, sparse_grad, bucket, prefetch, log_interval, kvstore,
-          chunk_tokens, seed, device, workdir, resume, restart):
+          subsample, sample_once, sparse_grad, bucket, trim_parts, prefetch, log_interval,
+          kvstore, chunk_tokens, seed, device, workdir, resume, restart):
     """Train skip-gram with negative sampling on the prepared dataset.
 
     Ctrl-C (or SIGTERM) stops after the current step with a checkpoint; continue with
@@ -220,7 +224,8 @@ def train(epochs, lr, batch_size, embed_size, window, negatives, noise_group, gr
                     embed_size=embed_size, window=window, negatives=negatives,
                     noise_group=noise_group, group_noise=group_noise,
                     subsample=subsample, sample_once=sample_once, sparse_grad=sparse_grad,
-                    bucket=bucket, prefetch=prefetch, log_interval=log_interval,
+                    bucket=bucket, trim_parts=trim_parts, prefetch=prefetch,
+                    log_interval=log_interval,
                     kvstore=kvstore, chunk_tokens=chunk_tokens, seed=seed, device=device)
     config = Config(**settings)
     if resume and restart:  # before touching the workdir

@@ -9,6 +9,7 @@ from typing import Optional
 
 DEFAULT_WORKDIR = "w2v-work"
 DEFAULT_DATA_DIR = "~/.cache/w2v"
+TRIM_PARTS = 3  # --trim-parts on one CPU device (benchmarks/README.md: "Trimmed batches")
 
 
 @dataclass
@@ -51,6 +52,10 @@ class Config:
     chunk_tokens: int = 1 << 20  # corpus tokens held at once by prepare and by each epoch's sampling
     prefetch: bool = True  # draw the next chunk in a background thread while training
     bucket: bool = False  # batch rows of equal length together (no padding; changes batches)
+    # Cut each batch's rows into at most this many parts by length, each padded only to its
+    # own longest row (the same loss and gradients). 1: pad the whole batch, as the chapter.
+    # None: TRIM_PARTS with sparse gradients and without --noise-group, else 1; saved resolved.
+    trim_parts: Optional[int] = None
     kvstore: str = "device"  # local | device (one machine) | dist_sync | dist_async (parameter server)
 
     # reporting

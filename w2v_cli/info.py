@@ -15,7 +15,7 @@ from .vocab import Vocab
 LOSS_PLOT_FILE = "loss.png"
 SETTINGS = ("embed_size", "window", "negatives", "noise_group", "group_noise", "subsample",
             "sample_once", "batch_size", "lr", "epochs", "seed", "min_count", "bucket",
-            "sparse_grad")
+            "sparse_grad", "trim_parts")
 
 
 def describe(workdir: Path) -> dict:

@@ -22,11 +22,11 @@ from . import sampling
 from .backend import current_mxnet, from_numpy, mxnet, quiet_lazy_update_notice
 from .backend import devices as resolve_devices
 from .catchup import CatchUp
-from .config import Config
+from .config import TRIM_PARTS, Config
 from .dataset import VOCAB_FILE, Dataset
 from .errors import DataError, Interrupted, ResumeError, UsageError
 from .model import (arrays, build_net, frontend, masked_loss, skip_gram, skip_gram_grouped,
-                    weighted_loss)
+                    skip_gram_trimmed, weighted_loss)
 
 
 @dataclass
@@ -60,6 +60,14 @@ def check(config: Config) -> None:
     if config.noise_group and not config.negatives:
         raise UsageError("--noise-group needs --negatives of 1 or more (it weights the shared "
                          "noise words as that many per context word)")
+    if config.trim_parts is not None and config.trim_parts < 1:
+        raise UsageError("--trim-parts must be at least 1")
+    if (config.trim_parts or 1) > 1 and config.noise_group:
+        raise UsageError("--trim-parts applies to the chapter's batches, not to --noise-group's "
+                         "(pass --trim-parts 1, or leave it to its default)")
+    if (config.trim_parts or 1) > 1 and "," in config.device:
+        raise UsageError(f"--trim-parts works on one device, not --device {config.device}: "
+                         "name one device, or pass --trim-parts 1")
     if config.noise_group and "," in config.device:
         raise UsageError(f"--noise-group works on one device, not --device {config.device}: "
                          "name one device, or train without --noise-group")
@@ -78,16 +86,28 @@ def check(config: Config) -> None:
                          "name one device, or train with --dense-grad")
 
 
-def with_gradients(config: Config, ctxs: list) -> Config:
-    """``config`` with ``sparse_grad`` decided when it was left to the default (None):
-    sparse on one CPU device without a parameter server (faster there, the same center
-    table as dense adam; see catchup.py), dense otherwise (sparse gradients work on one
-    device only, and on a GPU dense adam is cheap and the sparse path unmeasured)."""
-    if config.sparse_grad is not None:
-        return config
-    sparse = (len(ctxs) == 1 and ctxs[0].device_type == "cpu"
-              and not config.kvstore.startswith("dist"))
-    return dataclasses.replace(config, sparse_grad=sparse)
+def for_devices(config: Config, ctxs: list) -> Config:
+    """``config`` with the settings left to the default (None) decided for ``ctxs``.
+
+    ``sparse_grad``: sparse on one CPU device without a parameter server (faster there, the
+    same center table as dense adam; see catchup.py), dense otherwise (sparse gradients work
+    on one device only, and on a GPU dense adam is cheap and the sparse path unmeasured).
+    ``trim_parts``: TRIM_PARTS with sparse gradients without --noise-group, else 1. Each
+    part looks its words up on its own, which costs a whole-table gradient per part when
+    gradients are dense; a multi-device batch is split by rows instead.
+    """
+    one_cpu = len(ctxs) == 1 and ctxs[0].device_type == "cpu"
+    if config.sparse_grad is None:
+        config = dataclasses.replace(
+            config, sparse_grad=one_cpu and not config.kvstore.startswith("dist"))
+    if config.trim_parts is None:
+        parts = TRIM_PARTS if config.sparse_grad and not config.noise_group else 1
+        config = dataclasses.replace(config, trim_parts=parts)
+    elif config.trim_parts > 1 and not config.sparse_grad:
+        raise UsageError("--trim-parts above 1 needs sparse gradients: with dense ones each "
+                         "part would add a gradient of the whole table (pass --sparse-grad, "
+                         "or --trim-parts 1)")
+    return config
 
 
 def settings_for(config: Config, given: dict, *, resume: bool = False,
@@ -106,6 +126,8 @@ def settings_for(config: Config, given: dict, *, resume: bool = False,
                               "`w2v train --resume`, or pass --restart to discard it")
     if resume:
         saved = checkpoint.saved_config(workdir)
+        if "device" in given:  # decided afresh for the new devices, unless given too
+            saved.pop("trim_parts", None)
         config = Config.from_dict({**saved, "workdir": config.workdir, **given})
     check(config)
     return config
@@ -140,7 +162,7 @@ def _train(config: Config, ds: Dataset, on_progress, resume: bool,
                           "run without --resume")
     mx = mxnet()
     ctxs = resolve_devices(config.device)
-    config = with_gradients(config, ctxs)
+    config = for_devices(config, ctxs)
     worker = distributed.make_worker(config)
     with contextlib.ExitStack() as held:
         if worker.distributed and worker.rank == 0:
@@ -200,7 +222,7 @@ def _train_worker(config: Config, ds: Dataset, on_progress, resume: bool,
         checkpoint.clear(workdir)
     # --- end resume ---
     first = pos.epoch + 1
-    grouped = _noise_groups(config, ds.vocab.counts, worker.rank)
+    last_touch = _last_touch(config, ds.vocab.counts, worker.rank)
     # closing() stops the prefetch thread at once if training ends early (Ctrl-C, an error).
     with contextlib.closing(epoch_batches(part, ds.vocab.counts, config, rng, worker, steps,
                                           config.epochs - pos.epoch)) as epochs:
@@ -208,7 +230,7 @@ def _train_worker(config: Config, ds: Dataset, on_progress, resume: bool,
             mx.random.seed(checkpoint.mx_seed(config.seed, epoch))  # every device
             partial = pos if epoch == first and pos.batch else None
             n_batches, seen, mean_loss, seconds = _run_epoch(
-                net, trainer, catch, ctxs, stream, grouped(epoch, batch_iter), config, epoch,
+                net, trainer, catch, ctxs, stream, last_touch(epoch, batch_iter), config, epoch,
                 steps, partial, record, on_progress, stop,
                 functools.partial(_stop_inside, stop, worker, workdir, net, trainer, config, ds,
                                   epoch, stream, record))
@@ -304,14 +326,18 @@ def _run_epoch(net, trainer, catch: Optional[CatchUp], ctxs: list, stream, batch
     return i, seen, mean_loss, time.perf_counter() - start
 
 
-def _noise_groups(config: Config, counts: np.ndarray, rank: int):
-    """``f(epoch, batches)``: with ``--noise-group``, the batches with each group's noise
-    words drawn and weighted (batches.share_noise); else the batches unchanged. Batch i of
+def _last_touch(config: Config, counts: np.ndarray, rank: int):
+    """``f(epoch, batches)``: the batches as the step takes them. With ``--noise-group``,
+    each group's noise words drawn and weighted (batches.share_noise); with ``--trim-parts``
+    above 1, trimmed (batches.trim); else the batches unchanged. Batch i of
     an epoch draws from a generator seeded with (seed, rank, epoch, i), so a resumed run
     (which draws the epoch again) gets the same words. Runs in the training thread: about
     0.2 ms a batch, while the engine is busy with the steps queued before it."""
     if not config.noise_group:
-        return lambda epoch, batches: batches
+        parts = config.trim_parts or 1
+        if parts == 1:
+            return lambda epoch, batches: batches
+        return lambda epoch, batches: (batches_mod.trim(b, parts) for b in batches)
     cdf = sampling.Inverse(np.cumsum(sampling.noise_distribution(counts)))
 
     def add(epoch, batches):
@@ -441,7 +467,13 @@ def forward_backward(net, b: batches_mod.Batch, ctxs: list) -> list:
     parts = [mx.gluon.utils.split_and_load(from_numpy(x), used, even_split=False)
              for x in (b.center, b.items, b.mask, b.label)]
     spare = [(c, 0.0) for c in ctxs[rows:]]
-    if b.noise is None:
+    if b.widths:  # trimmed (batches.trim; one device): the mask holds loss weights
+        parts[1] = [[from_numpy(x).as_in_context(ctxs[0]) for x in batches_mod.parts_of(b)]]
+
+        def loss_of(center, items, weight, label):
+            pred = skip_gram_trimmed(center, items, label.shape[0], net[0], net[1])
+            return weighted_loss(pred, label, weight)
+    elif b.noise is None:
         def loss_of(center, items, mask, label):
             pred = skip_gram(center, items, net[0], net[1])
             return masked_loss(pred.reshape(label.shape), label, mask)
