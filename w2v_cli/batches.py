@@ -107,6 +107,9 @@ def share_noise(b: Batch, noise: np.ndarray, negatives: int) -> Batch:
     return Batch(center, words.astype(np.int32), weight, label, noise, pad)
 
 
+LOSS_LENGTHS = 16  # loss lengths a trimmed batch may take per padded shape (see trim)
+
+
 def trim(b: Batch, parts: int) -> Batch:
     """``b`` ((b, L), padded to its longest row) with most of its padding cut, for the same
     loss: the rows sorted by length and cut into at most ``parts`` runs, each padded only to
@@ -140,9 +143,6 @@ def trim(b: Batch, parts: int) -> Batch:
     tail = np.zeros(-(-n // quantum) * quantum - n, np.float32)
     return Batch(b.center[order], np.concatenate(items), np.concatenate(mask + [tail]),
                  np.concatenate(label + [tail]), widths=tuple(widths))
-
-
-LOSS_LENGTHS = 16  # loss lengths a trimmed batch may take per padded shape (see trim)
 
 
 def parts_of(b: Batch) -> list[np.ndarray]:

@@ -9,7 +9,7 @@ from typing import Optional
 
 DEFAULT_WORKDIR = "w2v-work"
 DEFAULT_DATA_DIR = "~/.cache/w2v"
-TRIM_PARTS = 3  # --trim-parts on one CPU device (benchmarks/README.md: "Trimmed batches")
+TRIM_PARTS = 3  # --trim-parts with sparse gradients (README.md: "Trimmed batches")
 
 
 @dataclass

@@ -327,12 +327,12 @@ def _run_epoch(net, trainer, catch: Optional[CatchUp], ctxs: list, stream, batch
 
 
 def _last_touch(config: Config, counts: np.ndarray, rank: int):
-    """``f(epoch, batches)``: the batches as the step takes them. With ``--noise-group``,
-    each group's noise words drawn and weighted (batches.share_noise); with ``--trim-parts``
-    above 1, trimmed (batches.trim); else the batches unchanged. Batch i of
-    an epoch draws from a generator seeded with (seed, rank, epoch, i), so a resumed run
-    (which draws the epoch again) gets the same words. Runs in the training thread: about
-    0.2 ms a batch, while the engine is busy with the steps queued before it."""
+    """``f(epoch, batches)``: the batches as the step takes them: trimmed with
+    ``--trim-parts`` above 1 (batches.trim); with ``--noise-group``, with each group's noise
+    words drawn and weighted (batches.share_noise); else unchanged. Runs in the training
+    thread, about 0.2 ms a batch, while the engine is busy with the steps queued before it.
+    Noise groups: batch i of an epoch draws from a generator seeded with (seed, rank, epoch,
+    i), so a resumed run (which draws the epoch again) gets the same words."""
     if not config.noise_group:
         parts = config.trim_parts or 1
         if parts == 1:
