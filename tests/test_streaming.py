@@ -91,6 +91,23 @@ def test_streaming_refuses_what_read_files_refuses_on_the_right_line(tmp_path, m
     assert streamed.ids.tolist() == in_memory.ids.tolist()
 
 
+def test_long_token_prefilter_never_misses_what_the_regex_finds():
+    # Runs of 990-1010 characters: ASCII, 2-byte (é) and 3-byte (€) ones, split by ASCII and
+    # Unicode spaces (U+00A0, U+3000 are spaces to str.split but not ASCII bytes).
+    rng = np.random.default_rng(0)
+    chars = ["x", "\u00e9", "\u20ac", " ", "\n", "\t", "\u00a0", "\u3000"]
+    for _ in range(300):
+        pieces = [rng.choice(chars[:3]) * int(rng.integers(990, 1011))
+                  for _ in range(rng.integers(1, 4))]
+        text = "".join(p + rng.choice(chars[3:]) for p in pieces)
+        raw = text.encode()
+        if corpus._LONG_TOKEN.search(text):
+            assert corpus._may_hold_long_token(raw)
+    assert not corpus._may_hold_long_token(("ab " * 2000).encode())
+    assert corpus._may_hold_long_token(b"a " + b"x" * 1001)
+    assert not corpus._may_hold_long_token(b"a " + b"x" * 1000 + b"\n")
+
+
 def test_streaming_ptb_equals_in_memory(ptb_archive, tmp_path):
     s = dataset.prepare(Config(workdir=str(tmp_path), data_dir=str(ptb_archive.parent),
                                chunk_tokens=100_000))

