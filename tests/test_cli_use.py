@@ -196,6 +196,7 @@ def test_info_on_a_trained_planted_corpus(planted_corpus, workdir, monkeypatch):
     # the gradients the default resolved to are shown; group-noise only with noise groups
     assert lines["settings"].endswith("bucket False, sparse-grad True, trim-parts 3")
     assert "noise-group 0," in lines["settings"] and "group-noise" not in lines["settings"]
+    assert "min-count" not in lines["settings"]  # the train config's is not prepare's
     assert lines["loss"].startswith("1: ") and "  2: " in lines["loss"]
     summary = json.loads(run("info", "--json").stdout)
     assert summary["run"]["epochs"][1]["epoch"] == 2

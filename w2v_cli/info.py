@@ -13,9 +13,11 @@ from .errors import DataError, ModelError
 from .vocab import Vocab
 
 LOSS_PLOT_FILE = "loss.png"
+# The run's training settings. Not min_count: a train run carries the Config default, not
+# what prepare used; the vocabulary line shows that one, from vocab.json.
 SETTINGS = ("embed_size", "window", "negatives", "noise_group", "group_noise", "subsample",
-            "sample_once", "batch_size", "lr", "epochs", "seed", "min_count", "bucket",
-            "sparse_grad", "trim_parts")
+            "sample_once", "batch_size", "lr", "epochs", "seed", "bucket", "sparse_grad",
+            "trim_parts")
 
 
 def describe(workdir: Path) -> dict:
