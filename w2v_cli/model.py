@@ -65,8 +65,7 @@ def skip_gram(center, items, embed_v, embed_u):
 
     center: (b, 1) ids; items: (b, L) ids. Returns (b, 1, L), as the chapter's.
     """
-    mx = _mx()
-    batch_dot = mx.npx.batch_dot if mx.util.is_np_array() else mx.nd.batch_dot
+    batch_dot = _batch_dot()
     v = embed_v(center)  # (b, 1, E)
     u = embed_u(items)   # (b, L, E)
     # u @ v.T, with v's (1, E) rows read as (E, 1) columns by a free reshape: the fastest of
@@ -83,8 +82,7 @@ def skip_gram_grouped(center, words, embed_v, embed_u):
     contexts and noise words (batches.share_noise). Returns (G, W, g): one batch_dot over G
     groups instead of one per center.
     """
-    mx = _mx()
-    batch_dot = mx.npx.batch_dot if mx.util.is_np_array() else mx.nd.batch_dot
+    batch_dot = _batch_dot()
     v = embed_v(center)  # (G * g, 1, E)
     u = embed_u(words)   # (G, W, E)
     return batch_dot(u, v.reshape((u.shape[0], -1, v.shape[2])), transpose_b=True)
@@ -101,7 +99,7 @@ def skip_gram_trimmed(center, items, length, embed_v, embed_u):
     """
     mx = _mx()
     xp = arrays()
-    batch_dot = mx.npx.batch_dot if mx.util.is_np_array() else mx.nd.batch_dot
+    batch_dot = _batch_dot()
     v = embed_v(center)  # (b, 1, E)
     e = v.shape[2]
     # Each part's centers as a slice (split_v2 measured ~3x slower, forward and backward).
@@ -122,6 +120,12 @@ def skip_gram_trimmed(center, items, length, embed_v, embed_u):
     if len(scores) == 1:
         return scores[0]
     return xp.concatenate(scores) if xp is mx.np else mx.nd.concat(*scores, dim=0)
+
+
+def _batch_dot():
+    """The batch_dot of the active front end: ``npx.batch_dot`` or its legacy ``nd`` name."""
+    mx = _mx()
+    return mx.npx.batch_dot if mx.util.is_np_array() else mx.nd.batch_dot
 
 
 def masked_loss(pred, label, mask):

@@ -65,12 +65,6 @@ def check(config: Config) -> None:
     if (config.trim_parts or 1) > 1 and config.noise_group:
         raise UsageError("--trim-parts applies to the chapter's batches, not to --noise-group's "
                          "(pass --trim-parts 1, or leave it to its default)")
-    if (config.trim_parts or 1) > 1 and "," in config.device:
-        raise UsageError(f"--trim-parts works on one device, not --device {config.device}: "
-                         "name one device, or pass --trim-parts 1")
-    if config.noise_group and "," in config.device:
-        raise UsageError(f"--noise-group works on one device, not --device {config.device}: "
-                         "name one device, or train without --noise-group")
     if not config.lr > 0:
         raise UsageError("--lr must be positive")
     if config.subsample < 0:
@@ -81,9 +75,14 @@ def check(config: Config) -> None:
     if config.sparse_grad and config.kvstore.startswith("dist"):
         raise UsageError(f"--sparse-grad does not work with --kvstore {config.kvstore}: "
                          "train with --dense-grad, or on one machine")
-    if config.sparse_grad and "," in config.device:
-        raise UsageError(f"--sparse-grad works on one device, not --device {config.device}: "
-                         "name one device, or train with --dense-grad")
+    # Each of these shapes one device's batch or update; several devices split by rows.
+    one_device = (("--sparse-grad", config.sparse_grad, "train with --dense-grad"),
+                  ("--noise-group", config.noise_group, "train without --noise-group"),
+                  ("--trim-parts", (config.trim_parts or 1) > 1, "pass --trim-parts 1"))
+    for option, on, otherwise in one_device:
+        if on and "," in config.device:
+            raise UsageError(f"{option} works on one device, not --device {config.device}: "
+                             f"name one device, or {otherwise}")
 
 
 def for_devices(config: Config, ctxs: list) -> Config:
@@ -464,12 +463,14 @@ def forward_backward(net, b: batches_mod.Batch, ctxs: list) -> list:
     xp = arrays()
     rows = b.center.shape[0]
     used = ctxs[:rows]
-    parts = [mx.gluon.utils.split_and_load(from_numpy(x), used, even_split=False)
-             for x in (b.center, b.items, b.mask, b.label)]
+    # A trimmed batch's items go as one array per part (one device; see below).
+    items = [[from_numpy(x).as_in_context(ctxs[0]) for x in batches_mod.parts_of(b)]] \
+        if b.widths else b.items
+    parts = [x if isinstance(x, list) else
+             mx.gluon.utils.split_and_load(from_numpy(x), used, even_split=False)
+             for x in (b.center, items, b.mask, b.label)]
     spare = [(c, 0.0) for c in ctxs[rows:]]
     if b.widths:  # trimmed (batches.trim; one device): the mask holds loss weights
-        parts[1] = [[from_numpy(x).as_in_context(ctxs[0]) for x in batches_mod.parts_of(b)]]
-
         def loss_of(center, items, weight, label):
             pred = skip_gram_trimmed(center, items, label.shape[0], net[0], net[1])
             return weighted_loss(pred, label, weight)
