@@ -8,8 +8,8 @@ from w2v_cli import dataset
 from w2v_cli.backend import mxnet
 from w2v_cli.config import Config
 from w2v_cli.errors import UsageError
-from w2v_cli.model import (build_net, frontend, masked_loss, skip_gram, skip_gram_grouped,
-                           weighted_loss)
+from w2v_cli.model import (build_net, frontend, grouped_loss, grouped_scores, masked_loss,
+                           skip_gram, weighted_loss)
 from w2v_cli.train import check, train
 from w2v_cli.vectors import Vectors
 
@@ -56,9 +56,10 @@ def test_one_row_per_group_with_its_own_noise_is_the_chapters_loss():
     b = B.share_noise(_contexts_batch(contexts, [2] * rows), noise, negatives=k)
     net = build_net(20, 4, mx.cpu())
     xp = mx.np
-    grouped = weighted_loss(skip_gram_grouped(xp.array(b.center), xp.array(b.items), net[0],
-                                              net[1]),
-                            xp.array(b.label), xp.array(b.mask)).asnumpy()
+    center, words, weight, label = (xp.array(x) for x in (b.center, b.items, b.mask, b.label))
+    grouped = weighted_loss(grouped_scores(net[0], net[1], 1)(center, words), label,
+                            weight).asnumpy()
+    summed = grouped_loss(net, 1)(center, words, weight, label).item()
     items = np.concatenate([contexts, noise], axis=1)
     label = np.zeros(items.shape, np.float32)
     label[:, :2] = 1
@@ -66,6 +67,7 @@ def test_one_row_per_group_with_its_own_noise_is_the_chapters_loss():
     chapter = masked_loss(pred.reshape(label.shape), xp.array(label),
                           xp.ones(label.shape)).asnumpy()
     np.testing.assert_allclose(grouped, chapter, rtol=1e-5)
+    np.testing.assert_allclose(summed, chapter.sum(), rtol=1e-5)
 
 
 @pytest.mark.parametrize("sparse", [False, True])
@@ -75,11 +77,38 @@ def test_grouped_scores_are_each_word_of_a_group_dot_each_center_of_it(sparse):
     with frontend(sparse):
         net = build_net(10, 4, mx.cpu(), sparse)
         xp = mx.nd if sparse else mx.np
-        pred = skip_gram_grouped(xp.array(center, dtype="int32"), xp.array(words, dtype="int32"),
-                                 net[0], net[1]).asnumpy()
+        pred = grouped_scores(net[0], net[1], 2)(xp.array(center, dtype="int32"),
+                                                 xp.array(words, dtype="int32")).asnumpy()
         v = net[0].weight.data().asnumpy()[center[:, 0]].reshape(2, 2, 4)
         u = net[1].weight.data().asnumpy()
     np.testing.assert_allclose(pred, np.einsum("gwe,gce->gwc", u[words], v), rtol=1e-5)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_the_hybridized_grouped_loss_is_the_operator_by_operator_one(sparse):
+    # Training calls grouped_loss, one cached graph; it must give the loss and the gradients
+    # of both tables that the same blocks give run operator by operator.
+    rng = np.random.default_rng(3)
+    b = B.share_noise(_contexts_batch(rng.integers(1, 30, (6, 3)), [3, 2, 3, 1, 3, 2]),
+                      rng.integers(1, 30, (2, 4)).astype(np.int32), negatives=2)
+    results = []
+    with frontend(sparse):
+        xp = mx.nd if sparse else mx.np
+        net = build_net(30, 5, mx.cpu(), sparse)
+        arrays = [xp.array(x, dtype=x.dtype) for x in (b.center, b.items, b.mask, b.label)]
+        for step in (grouped_loss(net, 3),
+                     lambda c, w, m, y: weighted_loss(grouped_scores(net[0], net[1], 3)(c, w),
+                                                      y, m).sum()):
+            with mx.autograd.record():
+                loss = step(*arrays)
+            loss.backward()
+            grads = [p.grad().tostype("default") if sparse else p.grad() for p in
+                     (net[0].weight, net[1].weight)]
+            results.append([loss.asnumpy()] + [g.asnumpy() for g in grads])
+        assert grouped_loss(net, 3)._cached_op is not None  # it ran as a graph
+    for hybrid, imperative in zip(*results):
+        np.testing.assert_allclose(hybrid, imperative, rtol=1e-5, atol=1e-7)
+    assert np.abs(results[0][2]).sum() > 0  # the context table got a gradient
 
 
 def _planted_config(tmp_path, **kw):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import weakref
 
 import numpy as np
 
@@ -75,17 +76,63 @@ def skip_gram(center, items, embed_v, embed_u):
     return batch_dot(u, v.reshape((-1, v.shape[2], 1))).reshape((-1, 1, u.shape[1]))
 
 
-def skip_gram_grouped(center, words, embed_v, embed_u):
-    """Scores of every word of a group against every center of the group (--noise-group).
+def grouped_scores(embed_v, embed_u, group: int):
+    """A block scoring every word of a group against every center of the group
+    (--noise-group), on the tables ``embed_v``, ``embed_u`` (net[0], net[1], shared).
 
-    center: (G * g, 1) ids, g consecutive centers a group; words: (G, W) ids, each group's
-    contexts and noise words (batches.share_noise). Returns (G, W, g): one batch_dot over G
-    groups instead of one per center.
+    Called with center: (G * g, 1) ids, g = ``group`` consecutive centers a group, and
+    words: (G, W) ids, each group's contexts and noise words (batches.share_noise). Returns
+    (G, W, g): one batch_dot over G groups instead of one per center.
     """
-    batch_dot = _batch_dot()
-    v = embed_v(center)  # (G * g, 1, E)
-    u = embed_u(words)   # (G, W, E)
-    return batch_dot(u, v.reshape((u.shape[0], -1, v.shape[2])), transpose_b=True)
+    return _grouped_blocks()[0](embed_v, embed_u, group)
+
+
+def grouped_loss(net, group: int):
+    """A block giving a noise-group batch's loss summed over its groups, (): the scores of
+    :func:`grouped_scores` through SigmoidBCELoss weighted by the batch's mask. Called with
+    center, words (as grouped_scores), weight and label ((G, W, g) float32).
+
+    Hybridized: one cached graph call a step instead of ~15 operator calls from Python,
+    which is what noise-group steps are bound by (benchmarks/README.md). One per net, group
+    size and front end (a graph is traced for one kind of array).
+    """
+    blocks = _GROUPED.setdefault(net, {})
+    key = (group, _mx().util.is_np_array())
+    if key not in blocks:
+        blocks[key] = _grouped_blocks()[1](net[0], net[1], group)
+        blocks[key].hybridize()
+    return blocks[key]
+
+
+_GROUPED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # net -> {key: block}
+
+
+@functools.lru_cache(maxsize=None)
+def _grouped_blocks():
+    """The block classes of grouped_scores and grouped_loss (defined once MXNet is loaded)."""
+    gluon = _mx().gluon
+
+    class GroupedScores(gluon.HybridBlock):
+        def __init__(self, embed_v, embed_u, group):
+            super().__init__()
+            self.embed_v, self.embed_u, self.group = embed_v, embed_u, group
+            self.embed_size = embed_v.weight.shape[1]
+
+        def hybrid_forward(self, F, center, words):
+            batch_dot = F.npx.batch_dot if _mx().util.is_np_array() else F.batch_dot
+            v = self.embed_v(center).reshape((-1, self.group, self.embed_size))  # (G, g, E)
+            return batch_dot(self.embed_u(words), v, transpose_b=True)
+
+    class GroupedLoss(gluon.HybridBlock):
+        def __init__(self, embed_v, embed_u, group):
+            super().__init__()
+            self.scores = GroupedScores(embed_v, embed_u, group)
+            self.loss = gluon.loss.SigmoidBCELoss()
+
+        def hybrid_forward(self, F, center, words, weight, label):
+            return self.loss(self.scores(center, words), label, weight).sum()
+
+    return GroupedScores, GroupedLoss
 
 
 def skip_gram_trimmed(center, items, length, embed_v, embed_u):
@@ -140,8 +187,8 @@ def masked_loss(pred, label, mask):
 def weighted_loss(pred, label, weight):
     """Binary cross-entropy times ``weight``, averaged over every axis but the first.
 
-    pred, label, weight: (b, ...) of one shape (with --noise-group, (G, W, g): one example
-    per group; trimmed, (N,): one example per position). Returns (b,)."""
+    pred, label, weight: (b, ...) of one shape (trimmed, (N,): one example per position).
+    Returns (b,)."""
     return _bce(_mx().util.is_np_array())(pred, label, weight)
 
 

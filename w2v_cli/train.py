@@ -25,7 +25,7 @@ from .catchup import CatchUp
 from .config import TRIM_PARTS, Config
 from .dataset import VOCAB_FILE, Dataset
 from .errors import DataError, Interrupted, ResumeError, UsageError
-from .model import (arrays, build_net, frontend, masked_loss, skip_gram, skip_gram_grouped,
+from .model import (arrays, build_net, frontend, grouped_loss, masked_loss, skip_gram,
                     skip_gram_trimmed, weighted_loss)
 
 
@@ -473,20 +473,19 @@ def forward_backward(net, b: batches_mod.Batch, ctxs: list) -> list:
     if b.widths:  # trimmed (batches.trim; one device): the mask holds loss weights
         def loss_of(center, items, weight, label):
             pred = skip_gram_trimmed(center, items, label.shape[0], net[0], net[1])
-            return weighted_loss(pred, label, weight)
+            return weighted_loss(pred, label, weight).sum()
     elif b.noise is None:
         def loss_of(center, items, mask, label):
             pred = skip_gram(center, items, net[0], net[1])
-            return masked_loss(pred.reshape(label.shape), label, mask)
+            return masked_loss(pred.reshape(label.shape), label, mask).sum()
     else:  # noise groups (batches.share_noise; one device): the mask holds loss weights
-        def loss_of(center, words, weight, label):
-            return weighted_loss(skip_gram_grouped(center, words, net[0], net[1]), label, weight)
+        loss_of = grouped_loss(net, rows // b.noise.shape[0])
     with mx.autograd.record():
-        losses = [loss_of(*part).sum() for part in zip(*parts)]
+        losses = [loss_of(*part) for part in zip(*parts)]
         for c, weight in spare:
             center, items, mask, label = (xp.array(x[:1], ctx=c, dtype=x.dtype)
                                           for x in (b.center, b.items, b.mask, b.label))
-            losses.append(loss_of(center, items, mask, label).sum() * weight)
+            losses.append(loss_of(center, items, mask, label) * weight)
     mx.autograd.backward(losses)
     return losses
 
