@@ -10,7 +10,7 @@ from w2v_cli.config import Config
 from w2v_cli.errors import UsageError
 from w2v_cli.model import (build_net, frontend, grouped_loss, grouped_scores, masked_loss,
                            skip_gram, weighted_loss)
-from w2v_cli.train import check, train
+from w2v_cli.train import check, forward_backward, train
 from w2v_cli.vectors import Vectors
 
 from conftest import planted_sentences
@@ -144,3 +144,15 @@ def test_noise_groups_refuse_several_devices_and_no_noise(tmp_path):
         check(Config(noise_group=8, device="cpu:0,1"))
     with pytest.raises(UsageError, match="--noise-group needs --negatives"):
         check(Config(noise_group=8, negatives=0))
+
+
+def test_grouped_and_trimmed_batches_say_so_and_train_on_one_device_only():
+    b = _contexts_batch([[7, 8], [9, 0], [5, 6]], [2, 1, 2])
+    assert b.layout == B.PADDED
+    grouped = B.share_noise(b, np.array([[4, 3], [5, 2]], np.int32), negatives=2)
+    trimmed = B.trim(b, parts=2)
+    assert (grouped.layout, trimmed.layout) == (B.GROUPED, B.TRIMMED)
+    net = build_net(10, 4, [mx.cpu(0), mx.cpu(1)])
+    for batch in (grouped, trimmed):
+        with pytest.raises(ValueError, match=f"a {batch.layout} batch trains on one device"):
+            forward_backward(net, batch, [mx.cpu(0), mx.cpu(1)])

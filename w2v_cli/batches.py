@@ -37,20 +37,27 @@ class Examples:
         return self.centers.size
 
 
+PADDED, GROUPED, TRIMMED = "padded", "grouped", "trimmed"  # Batch.layout
+
+
 @dataclass
 class Batch:
-    """center: (b, 1) int32. items, mask, label: (b, L); mask and label are float32 0/1.
+    """One step's examples, in one of three layouts (``layout``):
 
-    With noise groups (:func:`share_noise`) rows come in G groups of g: items (G, g * C + S)
-    holds each group's contexts (row by row, C slots each) then its S noise words; mask and
-    label (G, g * C + S, g) the loss weight and label of each of those words against each
-    center of the group; noise (G, S) the noise words again. The last ``pad`` rows are
-    padding (id 0, weight 0) that fills the last group.
+    - PADDED (:func:`make_batch`), the chapter's: center (b, 1) int32; items, mask, label
+      (b, L), mask and label float32 0/1.
+    - GROUPED (:func:`share_noise`, --noise-group): rows come in G groups of g; items
+      (G, g * C + S) holds each group's contexts (row by row, C slots each) then its S
+      noise words; mask and label (G, g * C + S, g) the loss weight and label of each of
+      those words against each center of the group; noise (G, S) the noise words again.
+      The last ``pad`` rows are padding (id 0, weight 0) that fills the last group.
+    - TRIMMED (:func:`trim`): ``widths`` ((n_1, w_1), ...) lays out the flat items ((N,),
+      N = n_1 * w_1 + ...): n_1 rows of w_1 positions, then n_2 rows of w_2, ...; center
+      (b, 1) lists the rows in that order; mask (loss weights) and label, (M,), M >= N, hold
+      the items' positions then M - N of weight 0.
 
-    Trimmed (:func:`trim`), ``widths`` ((n_1, w_1), ...) lays out the flat items ((N,),
-    N = n_1 * w_1 + ...): n_1 rows of w_1 positions, then n_2 rows of w_2, ...; center
-    (b, 1) lists the rows in that order; mask (loss weights) and label, (M,), M >= N, hold
-    the items' positions then M - N of weight 0.
+    In the last two, ``mask`` holds loss weights, not 0/1. Only PADDED batches are split
+    across several devices (train.check refuses the options that make the others there).
     """
 
     center: np.ndarray
@@ -60,6 +67,7 @@ class Batch:
     noise: np.ndarray | None = None
     pad: int = 0
     widths: tuple[tuple[int, int], ...] = ()
+    layout: str = PADDED
 
     @property
     def rows(self) -> int:
@@ -104,7 +112,7 @@ def share_noise(b: Batch, noise: np.ndarray, negatives: int) -> Batch:
     # noise words: every one against every center of the group
     weight[:, g * width:] = (ok * per_noise[:, None]).reshape(groups, g, size).transpose(0, 2, 1)
     words = np.concatenate([items.reshape(groups, g * width), noise], axis=1)
-    return Batch(center, words.astype(np.int32), weight, label, noise, pad)
+    return Batch(center, words.astype(np.int32), weight, label, noise, pad, layout=GROUPED)
 
 
 LOSS_LENGTHS = 16  # loss lengths a trimmed batch may take per padded shape (see trim)
@@ -142,7 +150,7 @@ def trim(b: Batch, parts: int) -> Batch:
     quantum = -(-b.items.size // LOSS_LENGTHS)
     tail = np.zeros(-(-n // quantum) * quantum - n, np.float32)
     return Batch(b.center[order], np.concatenate(items), np.concatenate(mask + [tail]),
-                 np.concatenate(label + [tail]), widths=tuple(widths))
+                 np.concatenate(label + [tail]), widths=tuple(widths), layout=TRIMMED)
 
 
 def parts_of(b: Batch) -> list[np.ndarray]:

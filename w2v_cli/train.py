@@ -462,24 +462,26 @@ def forward_backward(net, b: batches_mod.Batch, ctxs: list) -> list:
     mx = current_mxnet()  # backend.mxnet() would end a sparse run's legacy front end
     xp = arrays()
     rows = b.center.shape[0]
+    if b.layout != batches_mod.PADDED and len(ctxs) > 1:
+        raise ValueError(f"a {b.layout} batch trains on one device, not {len(ctxs)}")
     used = ctxs[:rows]
-    # A trimmed batch's items go as one array per part (one device; see below).
+    # A trimmed batch's items go as one array per part.
     items = [[from_numpy(x).as_in_context(ctxs[0]) for x in batches_mod.parts_of(b)]] \
-        if b.widths else b.items
+        if b.layout == batches_mod.TRIMMED else b.items
     parts = [x if isinstance(x, list) else
              mx.gluon.utils.split_and_load(from_numpy(x), used, even_split=False)
              for x in (b.center, items, b.mask, b.label)]
     spare = [(c, 0.0) for c in ctxs[rows:]]
-    if b.widths:  # trimmed (batches.trim; one device): the mask holds loss weights
+    if b.layout == batches_mod.TRIMMED:  # the mask holds loss weights
         def loss_of(center, items, weight, label):
             pred = skip_gram_trimmed(center, items, label.shape[0], net[0], net[1])
             return weighted_loss(pred, label, weight).sum()
-    elif b.noise is None:
+    elif b.layout == batches_mod.GROUPED:  # the mask holds loss weights
+        loss_of = grouped_loss(net, rows // b.noise.shape[0])
+    else:
         def loss_of(center, items, mask, label):
             pred = skip_gram(center, items, net[0], net[1])
             return masked_loss(pred.reshape(label.shape), label, mask).sum()
-    else:  # noise groups (batches.share_noise; one device): the mask holds loss weights
-        loss_of = grouped_loss(net, rows // b.noise.shape[0])
     with mx.autograd.record():
         losses = [loss_of(*part) for part in zip(*parts)]
         for c, weight in spare:
