@@ -150,7 +150,8 @@ def _caught_up_rows(eps: float):
     """A hybridized block: (weight, mean, var, idx, factors) -> the rows ``idx`` of the three
     tables caught up: (w - m / (sqrt(v) + eps) * drift, m * b1**g, v * b2**g), each (n, E).
     factors: (n, 3) columns drift, b1**g, b2**g. One cached graph call from Python instead of
-    ten operator calls: the steps of the fast settings are bound by Python's issuing."""
+    ten operator calls: with the fast settings the main thread spends most of a step issuing
+    operators."""
     mx = current_mxnet()
 
     class CaughtUpRows(mx.gluon.HybridBlock):
