@@ -119,6 +119,7 @@ def _grouped_blocks():
             self.embed_size = embed_v.weight.shape[1]
 
         def hybrid_forward(self, F, center, words):
+            # F's batch_dot, not _batch_dot(): hybridized, this traces symbols.
             batch_dot = F.npx.batch_dot if _mx().util.is_np_array() else F.batch_dot
             v = self.embed_v(center).reshape((-1, self.group, self.embed_size))  # (G, g, E)
             return batch_dot(self.embed_u(words), v, transpose_b=True)
