@@ -31,14 +31,15 @@ def _steps(n: int, seed: int = 0):
     return out
 
 
-def _run(steps, *, sparse: bool, catch_up: bool, lr=0.02, flush_every=0):
+def _run(steps, *, sparse: bool, catch_up: bool, lr=0.02, flush_every=0, ahead=False):
     init = np.random.default_rng(1).uniform(-0.1, 0.1, (V, E)).astype(np.float32)
     with mx.util.np_array(False):
         net, trainer = _table(sparse, init, lr)
         catch = CatchUp(trainer, net[0].weight) if catch_up else None
         for k, (ids, target) in enumerate(steps, start=1):
             if catch:
-                catch.rows(ids)
+                upcoming = steps[k][0] if ahead and k < len(steps) else None
+                catch.rows(ids, upcoming)
             with mx.autograd.record():
                 loss = (net[0](mx.nd.array(ids[None, :])) * mx.nd.array(target)).sum()
             loss.backward()
@@ -84,6 +85,33 @@ def test_drift_sums_are_the_bias_corrected_learning_rates_discounted():
     # steps 4..9 missed by a row last updated at step 3: S[3] - r**6 S[9]
     assert sums[3] - r ** 6 * sums[9] == pytest.approx(
         sum(lr_at[s - 1] * r ** (s - 3) for s in range(4, 10)), rel=1e-12)
+
+
+@pytest.mark.parametrize("flush_every", [0, 7])
+def test_catching_the_next_steps_rows_up_ahead_changes_nothing(flush_every):
+    # rows(ids, upcoming) catches up, every other step, the next step's rows this step
+    # leaves alone: the tables are those of a catch-up before every step, and dense Adam's.
+    steps = _steps(60)
+    each = _run(steps, sparse=True, catch_up=True, flush_every=flush_every)
+    ahead = _run(steps, sparse=True, catch_up=True, flush_every=flush_every, ahead=True)
+    dense = _run(steps, sparse=False, catch_up=False)
+    for a, e, d in zip(ahead, each, dense):
+        np.testing.assert_allclose(a, e, rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(a, d, rtol=1e-5, atol=1e-7)
+
+
+def test_rows_caught_up_ahead_are_not_caught_up_again():
+    with mx.util.np_array(False):
+        net, trainer = _table(True, np.ones((V, E), np.float32), 0.01)
+        catch = CatchUp(trainer, net[0].weight)
+        first, second = np.array([1, 2]), np.array([2, 3])
+        catch.rows(first, second)
+        np.testing.assert_array_equal(catch.last[:4], [0, 1, 1, 0])  # 3: never updated yet
+        calls = []
+        catch._apply = lambda *args: calls.append(args)
+        catch.rows(second)  # already done by the call before
+        assert not calls and catch._ready is None
+        np.testing.assert_array_equal(catch.last[:4], [0, 1, 1, 1])  # step 1 updates 2, 3
 
 
 def test_nothing_to_catch_up_before_the_first_step_and_after_a_flush():

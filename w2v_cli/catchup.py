@@ -20,7 +20,10 @@ exact except that dense Adam's epsilon grows as ``eps * b2**(-j/2)`` relative to
 one table, ``S[s] = sum_{j>=1} lr_{s+j} r**j``: ``S[a] - r**g * S[a+g]``.
 
 Before each step the batch's own center rows are caught up (their ids are known in numpy, so
-nothing waits for the device), then lazy adam updates them as dense Adam would. Rows no batch
+nothing waits for the device), then lazy adam updates them as dense Adam would. The rows of
+the step after it that this step leaves alone can be caught up in the same call, to where
+they will stand after it: then every other step needs no catch-up (one call's fixed cost,
+~16 MXNet operators and ~0.5 ms of Python, saved every other step). Rows no batch
 read since are caught up by :meth:`CatchUp.flush`, before anything reads or saves the table,
 so checkpoints and the vectors a user sees are dense Adam's (to float rounding).
 """
@@ -41,7 +44,8 @@ class CatchUp:
     """Keeps one embedding table of a lazy-adam ``trainer`` where dense Adam would have it.
 
     ``param``: the Gluon Parameter (a (V, E) table with a row_sparse gradient, on one device).
-    Call :meth:`rows` with the ids a step will read and update, before that step's forward;
+    Call :meth:`rows` with the ids a step will read and update (and those of the step after
+    it, when known), before that step's forward;
     :meth:`flush` before reading or saving the table. Issues MXNet operations only: nothing
     here waits for the device.
     """
@@ -55,6 +59,7 @@ class CatchUp:
         self._sums = np.zeros(0)
         self._sums_key = None
         self._block = None  # _caught_up_rows(eps), built at the first catch-up
+        self._ready = None  # (upcoming, its rows) of the last call, caught up ahead (rows)
 
     def _count(self) -> int:
         """Adam steps taken on the table so far (restored with the optimizer on resume)."""
@@ -69,12 +74,31 @@ class CatchUp:
         mean, var = (x.asnumpy() for x in self._moments())  # once per resume
         self.last[:] = np.where(np.any((mean != 0) | (var != 0), axis=1), done, 0)
 
-    def rows(self, ids: np.ndarray) -> None:
+    def rows(self, ids: np.ndarray, upcoming: np.ndarray | None = None) -> None:
         """Catch up the rows of ``ids`` (any shape, repeats allowed) before the next step,
-        which updates them."""
+        which updates them.
+
+        ``upcoming``: the ids the step after it will read. Its rows that this step does not
+        update are caught up now as well, to where they will stand after this step (the step
+        leaves them alone, so the result is the same), and the next call, with ``upcoming``
+        itself as its ``ids``, has nothing left to do: one catch-up every other step.
+        """
+        if self._ready is not None and ids is self._ready[0]:
+            self.last[self._ready[1]] = self._count() + 1  # this step updates them
+            self._ready = None
+            return
         rows = np.unique(ids)
         done = self._count()
-        self._catch_up(rows, done)
+        self._ready = None
+        if upcoming is None:
+            self._catch_up(rows, done)
+        else:
+            coming = np.unique(upcoming)
+            ahead = np.setdiff1d(coming, rows, assume_unique=True)
+            self._catch_up(np.concatenate([rows, ahead]),
+                           np.concatenate([np.full(rows.size, done, dtype=np.int64),
+                                           np.full(ahead.size, done + 1, dtype=np.int64)]))
+            self._ready = (upcoming, coming)
         self.last[rows] = done + 1
 
     def flush(self) -> None:
@@ -86,18 +110,20 @@ class CatchUp:
         for start in range(0, behind.size, FLUSH_ROWS):
             self._catch_up(behind[start:start + FLUSH_ROWS], done)
 
-    def _catch_up(self, rows: np.ndarray, upto: int) -> None:
-        """Apply the steps ``last[rows] + 1 .. upto`` (those ``rows`` missed)."""
+    def _catch_up(self, rows: np.ndarray, upto) -> None:
+        """Apply the steps ``last[rows] + 1 .. upto`` (those ``rows`` missed); ``upto``: one
+        step count, or one per row."""
+        upto = np.broadcast_to(np.asarray(upto, dtype=np.int64), rows.shape)
         last = self.last[rows]
-        self.last[rows] = upto
+        self.last[rows] = np.where(last > 0, upto, 0)  # 0 stays 0: no moments to apply
         missed = upto - last
         behind = (last > 0) & (missed > 0)  # a row never updated has nothing to catch up
         if not behind.any():
             return
-        rows, last, missed = rows[behind], last[behind], missed[behind]
+        rows, last, upto, missed = rows[behind], last[behind], upto[behind], missed[behind]
         opt = self.trainer._optimizer
         b1, b2 = opt.beta1, opt.beta2
-        sums = self._drift_sums(upto, opt.learning_rate, b1, b2, opt.epsilon)
+        sums = self._drift_sums(int(upto.max()), opt.learning_rate, b1, b2, opt.epsilon)
         r = b1 / math.sqrt(b2)
         drift = sums[last] - r ** missed * sums[upto]
         # One (n, 3) array: the drift factor and the moments' decays, sliced on the device.

@@ -263,8 +263,9 @@ def _run_epoch(net, trainer, catch: Optional[CatchUp], ctxs: list, stream, batch
     """Train on one epoch's batches; returns (batches, centers, mean loss, seconds).
 
     ``catch``: with sparse gradients, the center table's catch-up: each step's center rows
-    are caught up before it, and every row when the epoch ends or stops (so that checkpoints
-    hold dense Adam's table) and before a progress callback reads the table.
+    are caught up before it (every other step, with the next step's; CatchUp.rows), and
+    every row when the epoch ends or stops (so that checkpoints hold dense Adam's table) and
+    before a progress callback reads the table.
 
     ``partial``: the checkpoint inside this epoch to resume from: its first ``partial.batch``
     batches are drawn again (the same, from the same RNG state) but not trained on.
@@ -282,14 +283,15 @@ def _run_epoch(net, trainer, catch: Optional[CatchUp], ctxs: list, stream, batch
         loss_sums[0] = partial.loss_sum
     seen = i = 0
     in_flight: collections.deque = collections.deque()  # the newest steps' per-device losses
-    for i, (b, last) in enumerate(_with_last(batch_iter), start=1):
+    for i, (b, upcoming) in enumerate(_with_next(batch_iter), start=1):
+        last = upcoming is None
         rows = b.rows
         seen += rows
         if i <= skip:
             continue  # done before the checkpoint this run resumed from
         with frontend(config.sparse_grad):
-            if catch:
-                catch.rows(b.center)
+            if catch:  # this step's center rows, and the next step's it leaves alone
+                catch.rows(b.center, None if last else upcoming.center)
             losses = forward_backward(net, b, ctxs)
             trainer.step(rows)
             loss_sums = [acc + loss for acc, loss in zip(loss_sums, losses)]
@@ -348,17 +350,18 @@ def _last_touch(config: Config, counts: np.ndarray, rank: int):
     return add
 
 
-def _with_last(items):
-    """Yield ``(item, is_last)``: one item ahead, so the loop knows an epoch's last batch."""
+def _with_next(items):
+    """Yield ``(item, next item)``, None after the last: one item ahead, so the loop knows
+    an epoch's last batch and the catch-up sees the next step's rows."""
     it = iter(items)
     try:
         prev = next(it)
     except StopIteration:
         return
     for item in it:
-        yield prev, False
+        yield prev, item
         prev = item
-    yield prev, True
+    yield prev, None
 
 
 def _save_epoch(worker: distributed.Worker, workdir, net, trainer, config: Config, ds: Dataset,
