@@ -34,7 +34,7 @@ import math
 
 import numpy as np
 
-from .backend import current_mxnet, from_numpy
+from .backend import HostArrays, current_mxnet, from_numpy
 
 FLUSH_ROWS = 1 << 16  # rows caught up at once by flush()
 TAIL = 400  # terms beyond the last step in S: r**400 < 1e-18 for adam's default betas
@@ -74,7 +74,8 @@ class CatchUp:
         mean, var = (x.asnumpy() for x in self._moments())  # once per resume
         self.last[:] = np.where(np.any((mean != 0) | (var != 0), axis=1), done, 0)
 
-    def rows(self, ids: np.ndarray, upcoming: np.ndarray | None = None) -> None:
+    def rows(self, ids: np.ndarray, upcoming: np.ndarray | None = None,
+             host: HostArrays | None = None) -> None:
         """Catch up the rows of ``ids`` (any shape, repeats allowed) before the next step,
         which updates them.
 
@@ -82,6 +83,8 @@ class CatchUp:
         update are caught up now as well, to where they will stand after this step (the step
         leaves them alone, so the result is the same), and the next call, with ``upcoming``
         itself as its ``ids``, has nothing left to do: one catch-up every other step.
+        ``host``: where to keep the arrays handed to MXNet (backend.HostArrays; default:
+        each keeps itself, as backend.from_numpy's do).
         """
         if self._ready is not None and ids is self._ready[0]:
             self.last[self._ready[1]] = self._count() + 1  # this step updates them
@@ -91,13 +94,14 @@ class CatchUp:
         done = self._count()
         self._ready = None
         if upcoming is None:
-            self._catch_up(rows, done)
+            self._catch_up(rows, done, host)
         else:
             coming = np.unique(upcoming)
             ahead = np.setdiff1d(coming, rows, assume_unique=True)
             self._catch_up(np.concatenate([rows, ahead]),
                            np.concatenate([np.full(rows.size, done, dtype=np.int64),
-                                           np.full(ahead.size, done + 1, dtype=np.int64)]))
+                                           np.full(ahead.size, done + 1, dtype=np.int64)]),
+                           host)
             self._ready = (upcoming, coming)
         self.last[rows] = done + 1
 
@@ -110,7 +114,7 @@ class CatchUp:
         for start in range(0, behind.size, FLUSH_ROWS):
             self._catch_up(behind[start:start + FLUSH_ROWS], done)
 
-    def _catch_up(self, rows: np.ndarray, upto) -> None:
+    def _catch_up(self, rows: np.ndarray, upto, host: HostArrays | None = None) -> None:
         """Apply the steps ``last[rows] + 1 .. upto`` (those ``rows`` missed); ``upto``: one
         step count, or one per row."""
         upto = np.broadcast_to(np.asarray(upto, dtype=np.int64), rows.shape)
@@ -128,7 +132,7 @@ class CatchUp:
         drift = sums[last] - r ** missed * sums[upto]
         # One (n, 3) array: the drift factor and the moments' decays, sliced on the device.
         factors = np.stack([drift, b1 ** missed, b2 ** missed], axis=1).astype(np.float32)
-        self._apply(rows, factors, opt.epsilon)
+        self._apply(rows, factors, opt.epsilon, host)
 
     def _drift_sums(self, upto: int, lr: float, b1: float, b2: float, eps: float) -> np.ndarray:
         """S[s] for s = 0 .. at least ``upto`` (float64), cached per run settings."""
@@ -147,7 +151,8 @@ class CatchUp:
             self._sums, self._sums_key = sums[:n + 1], key
         return self._sums
 
-    def _apply(self, rows: np.ndarray, factors: np.ndarray, eps: float) -> None:
+    def _apply(self, rows: np.ndarray, factors: np.ndarray, eps: float,
+               host: HostArrays | None) -> None:
         """w[rows] -= m / (sqrt(v) + eps) * drift; m[rows] *= b1**g; v[rows] *= b2**g.
 
         rows: (n,) int64; factors: (n, 3) float32 columns drift, b1**g, b2**g.
@@ -158,7 +163,8 @@ class CatchUp:
         ctx = weight.context
         mean, var = self._moments()
         # Zero-copy, as nd.array would wait for every queued operation.
-        idx, f = (from_numpy(x).as_in_context(ctx) for x in (rows, factors))
+        lend = host.array if host else from_numpy
+        idx, f = (lend(x).as_in_context(ctx) for x in (rows, factors))
         if self._block is None or self._block.eps != eps:
             self._block = _caught_up_rows(eps)
         at = idx.reshape((1, -1))

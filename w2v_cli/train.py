@@ -19,7 +19,7 @@ from . import distributed
 from . import interrupt
 from . import lock as lock_mod
 from . import sampling
-from .backend import current_mxnet, from_numpy, mxnet, quiet_lazy_update_notice
+from .backend import HostArrays, current_mxnet, from_numpy, mxnet, quiet_lazy_update_notice
 from .backend import devices as resolve_devices
 from .catchup import CatchUp
 from .config import TRIM_PARTS, Config
@@ -282,49 +282,83 @@ def _run_epoch(net, trainer, catch: Optional[CatchUp], ctxs: list, stream, batch
     if partial:
         loss_sums[0] = partial.loss_sum
     seen = i = 0
-    in_flight: collections.deque = collections.deque()  # the newest steps' per-device losses
-    for i, (b, upcoming) in enumerate(_with_next(batch_iter), start=1):
-        last = upcoming is None
-        rows = b.rows
-        seen += rows
-        if i <= skip:
-            continue  # done before the checkpoint this run resumed from
-        with frontend(config.sparse_grad):
-            if catch:  # this step's center rows, and the next step's it leaves alone
-                catch.rows(b.center, None if last else upcoming.center)
-            losses = forward_backward(net, b, ctxs)
-            trainer.step(rows)
-            loss_sums = [acc + loss for acc, loss in zip(loss_sums, losses)]
-        # Python queues steps ahead of the engine (the batches reach it without a sync), but
-        # no more than STEPS_AHEAD: each queued step holds its batch and its activations.
-        in_flight.append(losses)
-        if len(in_flight) > STEPS_AHEAD:
-            for loss in in_flight.popleft():  # one per device
-                loss.wait_to_read()
-        if i % config.log_interval == 0 or last:
-            n_batches = i if last else max(steps or stream.estimated_batches(), i + 1)
-            mean = _read(loss_sums) / seen  # reading waits for the devices
-            record["curve"].append([round(epoch - 1 + i / n_batches, 4), mean])
-            if on_progress:
-                now = time.perf_counter()
-                elapsed = now - start
-                on_progress(Progress(epoch, config.epochs, i, n_batches, mean, seen / elapsed,
-                                     batch_size=config.batch_size, seconds=elapsed,
-                                     center=functools.partial(_center_table, net, ctxs[0],
-                                                              catch)))
-                start += time.perf_counter() - now  # the callback's time is not training's
-        # --- stop after this step on SIGINT / SIGTERM: checkpoint inside the epoch ---
-        if stop.is_set() and not last:
-            _flush(catch)
-            on_stop(i, _read(loss_sums), time.perf_counter() - start,
-                    max(steps or stream.estimated_batches(), i + 1))
-    if seen == 0:
-        raise DataError("no training pairs: every sentence has fewer than 2 tokens "
-                        "after subsampling (use a larger corpus or --subsample 0)")
-    _flush(catch)
-    mean_loss = _read(loss_sums) / seen
-    mx.nd.waitall()
+    queued = _Queued()
+    try:
+        for i, (b, upcoming) in enumerate(_with_next(batch_iter), start=1):
+            last = upcoming is None
+            rows = b.rows
+            seen += rows
+            if i <= skip:
+                continue  # done before the checkpoint this run resumed from
+            host = HostArrays()  # the batch's arrays, lent to MXNet until queued lets go
+            with frontend(config.sparse_grad):
+                if catch:  # this step's center rows, and the next step's it leaves alone
+                    catch.rows(b.center, None if last else upcoming.center, host)
+                losses = forward_backward(net, b, ctxs, host)
+                trainer.step(rows)
+                loss_sums = [acc + loss for acc, loss in zip(loss_sums, losses)]
+            queued.add(losses, host)
+            if i % config.log_interval == 0 or last:
+                n_batches = i if last else max(steps or stream.estimated_batches(), i + 1)
+                mean = _read(loss_sums) / seen  # reading waits for the devices
+                record["curve"].append([round(epoch - 1 + i / n_batches, 4), mean])
+                if on_progress:
+                    now = time.perf_counter()
+                    elapsed = now - start
+                    on_progress(Progress(epoch, config.epochs, i, n_batches, mean,
+                                         seen / elapsed, batch_size=config.batch_size,
+                                         seconds=elapsed,
+                                         center=functools.partial(_center_table, net, ctxs[0],
+                                                                  catch)))
+                    start += time.perf_counter() - now  # the callback's time is not training's
+            # --- stop after this step on SIGINT / SIGTERM: checkpoint inside the epoch ---
+            if stop.is_set() and not last:
+                _flush(catch)
+                on_stop(i, _read(loss_sums), time.perf_counter() - start,
+                        max(steps or stream.estimated_batches(), i + 1))
+        if seen == 0:
+            raise DataError("no training pairs: every sentence has fewer than 2 tokens "
+                            "after subsampling (use a larger corpus or --subsample 0)")
+        _flush(catch)
+        mean_loss = _read(loss_sums) / seen
+        mx.nd.waitall()
+    except BaseException:
+        queued.drain()  # the engine may still be reading the batches' host arrays
+        raise
     return i, seen, mean_loss, time.perf_counter() - start
+
+
+class _Queued:
+    """The steps queued on the devices, with the host arrays their batches lent MXNet.
+
+    Python queues steps ahead of the engine (the batches reach it without a sync), but no
+    more than STEPS_AHEAD: each queued step holds its batch and its activations. A step's
+    host arrays are let go once the step after it has computed its loss: that step's forward
+    read the weights this step's update wrote, and every operation reading this step's
+    batch (catch-up, lookups, loss and their backward) comes before that update.
+    """
+
+    def __init__(self):
+        self._steps: collections.deque = collections.deque()  # (per-device losses, host)
+        self._finished: Optional[HostArrays] = None  # of the step before the oldest queued
+
+    def add(self, losses: list, host: HostArrays) -> None:
+        self._steps.append((losses, host))
+        if len(self._steps) > STEPS_AHEAD:
+            losses, host = self._steps.popleft()
+            for loss in losses:  # one per device
+                loss.wait_to_read()
+            if self._finished:
+                self._finished.release()
+            self._finished = host
+
+    def drain(self) -> None:
+        """Wait until the devices are idle (an error there is the caller's to raise),
+        then let every step's host arrays go."""
+        with contextlib.suppress(Exception):
+            current_mxnet().nd.waitall()
+        self._steps.clear()
+        self._finished = None
 
 
 def _last_touch(config: Config, counts: np.ndarray, rank: int):
@@ -454,13 +488,16 @@ def epoch_batches(part: Dataset, counts: np.ndarray, config: Config, rng: np.ran
     return batches_mod.Epochs(make_stream, n_epochs, ahead=config.prefetch)
 
 
-def forward_backward(net, b: batches_mod.Batch, ctxs: list) -> list:
+def forward_backward(net, b: batches_mod.Batch, ctxs: list,
+                     host: Optional[HostArrays] = None) -> list:
     """Forward and backward of one batch split across ``ctxs`` by rows.
 
     Returns one summed loss per device, each a () array on its device. The gradients sum
     over the whole batch whatever the split, so ``trainer.step(rows)`` updates as on one
     device. A batch with fewer rows than devices (the last of an epoch at worst) gives the
     spare devices a zero-weighted row, so every device holds a fresh (zero) gradient.
+    ``host``: where to keep the batch's arrays handed to MXNet (backend.HostArrays;
+    default: each keeps itself, as backend.from_numpy's do).
     """
     mx = current_mxnet()  # backend.mxnet() would end a sparse run's legacy front end
     xp = arrays()
@@ -468,11 +505,12 @@ def forward_backward(net, b: batches_mod.Batch, ctxs: list) -> list:
     if b.layout != batches_mod.PADDED and len(ctxs) > 1:
         raise ValueError(f"a {b.layout} batch trains on one device, not {len(ctxs)}")
     used = ctxs[:rows]
+    lend = host.array if host else from_numpy
     # A trimmed batch's items go as one array per part.
-    items = [[from_numpy(x).as_in_context(ctxs[0]) for x in batches_mod.parts_of(b)]] \
+    items = [[lend(x).as_in_context(ctxs[0]) for x in batches_mod.parts_of(b)]] \
         if b.layout == batches_mod.TRIMMED else b.items
     parts = [x if isinstance(x, list) else
-             mx.gluon.utils.split_and_load(from_numpy(x), used, even_split=False)
+             mx.gluon.utils.split_and_load(lend(x), used, even_split=False)
              for x in (b.center, items, b.mask, b.label)]
     spare = [(c, 0.0) for c in ctxs[rows:]]
     if b.layout == batches_mod.TRIMMED:  # the mask holds loss weights
