@@ -1,6 +1,7 @@
 """Streaming prepare and chunked epochs: same answers as in memory, memory bounded by a chunk."""
 
 import gzip
+import io
 import json
 import os
 import subprocess
@@ -45,6 +46,15 @@ def test_streaming_prepare_equals_in_memory(tmp_path, monkeypatch, min_count, ma
     assert s.offsets.tolist() == m.offsets.tolist() and s.offsets.dtype == np.int64
     assert isinstance(s.ids, np.memmap)  # training reads it through the memory map
     assert not list((tmp_path / "w").glob(".prepare*"))  # temporary files are gone
+
+
+def test_blocks_are_read_by_size_and_cut_after_a_line_end():
+    data = b"ab\ncdefgh\ni\n\njk"
+    pieces = list(corpus._whole_lines(io.BytesIO(data), 4))
+    # "cdefg" has no line end yet, so its piece runs on to the next one's last line end
+    assert pieces == [b"ab\n", b"cdefgh\ni\n", b"\n", b"jk"]
+    assert list(corpus._whole_lines(io.BytesIO(b""), 4)) == []
+    assert list(corpus._whole_lines(io.BytesIO(b"a\n"), 1)) == [b"a\n"]
 
 
 def test_max_vocab_keeps_the_most_frequent_and_folds_the_rest_into_unk(tmp_path, monkeypatch):

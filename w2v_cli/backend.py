@@ -209,7 +209,7 @@ class HostArrays:
     """
 
     def __init__(self):
-        self._held: list = []  # the numpy arrays, and the shapes MXNet was given
+        self._held: list = []  # (numpy array, the ctypes shape MXNet was given)
 
     def array(self, x: np.ndarray):
         """``x`` as an MXNet array of the active front end on cpu(0), sharing its memory."""
@@ -225,7 +225,8 @@ class HostArrays:
         dl.dtype = lib.DLDataType(*_dl_type(lib, x.dtype))
         dl.shape = shape = (ctypes.c_int64 * x.ndim)(*x.shape)
         handle = mx.base.NDArrayHandle()
-        # transient handle: MXNet copies the struct (and the shape) before this returns
+        # transient handle: MXNet keeps a shallow copy of the struct (still pointing at
+        # `shape`, held below with x) and reads the shape into the array before returning
         mx.base.check_call(mx.base._LIB.MXNDArrayFromDLPackEx(
             ctypes.byref(tensor), True, ctypes.byref(handle)))
         self._held.append((x, shape))

@@ -224,16 +224,32 @@ class LineStream:
             line_no = 0
             try:
                 with open_() as f:
-                    while True:
-                        raw_lines = f.readlines(block_bytes)
-                        if not raw_lines:
-                            break
-                        raw = b"".join(raw_lines)
+                    for raw in _whole_lines(f, block_bytes):
                         text = _decode(raw, name, self.errors, line_no + 1)
-                        line_no += len(raw_lines)
+                        line_no += raw.count(b"\n")
                         yield text.splitlines(), len(raw)
             except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile, ValueError) as e:
                 raise DataError(f"cannot read corpus file {name}: {e}") from None
+
+
+def _whole_lines(f, block_bytes: int):
+    """Yield the bytes of binary file ``f`` in pieces of about ``block_bytes`` (more when a
+    line is longer), each cut after a line end (the last piece: wherever the file ends).
+
+    Read by size and cut, not line by line: a zip member's readline is Python code, and
+    PTB's 42k lines took a third of `prepare` that way."""
+    tail = b""
+    while True:
+        piece = f.read(block_bytes)
+        if not piece:
+            if tail:
+                yield tail
+            return
+        tail += piece
+        cut = tail.rfind(b"\n") + 1
+        if cut:
+            yield tail[:cut]
+            tail = tail[cut:]
 
 
 def stream_files(paths: list[str | Path], errors: str = "strict") -> LineStream:
