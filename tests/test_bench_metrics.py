@@ -45,3 +45,9 @@ def test_time_to_quality_is_the_first_report_reaching_the_target():
     assert bench.time_to(points, 0.15) == 1.0
     assert bench.time_to(points, 0.2) == 2.0
     assert bench.time_to(points, 0.31) is None
+
+
+def test_a_job_timed_several_times_lists_its_runs():
+    assert bench._runs({"seconds": 0.31, "runs": [0.31, 0.29, 0.44]}) == \
+        " (median of 0.31, 0.29, 0.44)"
+    assert bench._runs({"seconds": 0.31}) == ""
