@@ -40,6 +40,26 @@ def test_the_numpy_memory_stays_until_release_and_goes_after():
     assert alive() is None
 
 
+def test_dropped_without_release_it_waits_for_the_engine_first():
+    # Each step's arrays dropped at once, the steps still queued: without the wait in
+    # __del__ the engine read freed memory (a crash, or wrong numbers).
+    rng = np.random.default_rng(1)
+    with frontend(True):
+        mx.random.seed(0)
+        net = build_net(50, 8, mx.cpu(), sparse_grad=True)
+        trainer = mx.gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 0.01})
+        losses = []
+        for _ in range(30):
+            b = B.Batch(rng.integers(1, 50, (64, 1)).astype(np.int32),
+                        rng.integers(1, 50, (64, 6)).astype(np.int32),
+                        np.ones((64, 6), np.float32),
+                        (rng.random((64, 6)) < 0.3).astype(np.float32))
+            losses.append(T.forward_backward(net, b, [mx.cpu()], HostArrays())[0])
+            trainer.step(64)
+        got = [x.asnumpy().item() for x in losses]
+    assert all(np.isfinite(got)) and got[-1] < got[0]  # it trained on the real batches
+
+
 def test_an_unsupported_dtype_is_refused():
     with pytest.raises(ValueError, match="complex64"):
         HostArrays().array(np.zeros(3, np.complex64))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib
 import importlib.metadata
@@ -205,7 +206,7 @@ class HostArrays:
 
     Call :meth:`release` only once the device has finished every operation that reads the
     arrays (the training loop knows when: see train._run_epoch); until then they must not
-    be written either.
+    be written either. Dropped without a release, it waits for the device first.
     """
 
     def __init__(self):
@@ -236,6 +237,14 @@ class HostArrays:
     def release(self) -> None:
         """Let the arrays go (their memory is freed once nothing else holds them)."""
         self._held.clear()
+
+    def __del__(self):
+        # Dropped without release(): the engine may still be reading the arrays, so wait
+        # for it before their memory goes (a crash otherwise). The training loop releases
+        # first and never waits here.
+        if self._held:
+            with contextlib.suppress(Exception):  # e.g. MXNet already gone at exit
+                current_mxnet().nd.waitall()
 
 
 def _dl_type(lib, dtype: np.dtype) -> tuple:
