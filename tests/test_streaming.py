@@ -55,6 +55,9 @@ def test_blocks_are_read_by_size_and_cut_after_a_line_end():
     assert pieces == [b"ab\n", b"cdefgh\ni\n", b"\n", b"jk"]
     assert list(corpus._whole_lines(io.BytesIO(b""), 4)) == []
     assert list(corpus._whole_lines(io.BytesIO(b"a\n"), 1)) == [b"a\n"]
+    # a line over three pieces comes whole, and what follows its end starts the next
+    assert list(corpus._whole_lines(io.BytesIO(b"abcdefghij\nk"), 3)) == [b"abcdefghij\n",
+                                                                          b"k"]
 
 
 def test_max_vocab_keeps_the_most_frequent_and_folds_the_rest_into_unk(tmp_path, monkeypatch):
