@@ -283,48 +283,43 @@ def _run_epoch(net, trainer, catch: Optional[CatchUp], ctxs: list, stream, batch
         loss_sums[0] = partial.loss_sum
     seen = i = 0
     queued = _Queued()
-    try:
-        for i, (b, upcoming) in enumerate(_with_next(batch_iter), start=1):
-            last = upcoming is None
-            rows = b.rows
-            seen += rows
-            if i <= skip:
-                continue  # done before the checkpoint this run resumed from
-            host = HostArrays()  # the batch's arrays, lent to MXNet until queued lets go
-            with frontend(config.sparse_grad):
-                if catch:  # this step's center rows, and the next step's it leaves alone
-                    catch.rows(b.center, None if last else upcoming.center, host)
-                losses = forward_backward(net, b, ctxs, host)
-                trainer.step(rows)
-                loss_sums = [acc + loss for acc, loss in zip(loss_sums, losses)]
-            queued.add(losses, host)
-            if i % config.log_interval == 0 or last:
-                n_batches = i if last else max(steps or stream.estimated_batches(), i + 1)
-                mean = _read(loss_sums) / seen  # reading waits for the devices
-                record["curve"].append([round(epoch - 1 + i / n_batches, 4), mean])
-                if on_progress:
-                    now = time.perf_counter()
-                    elapsed = now - start
-                    on_progress(Progress(epoch, config.epochs, i, n_batches, mean,
-                                         seen / elapsed, batch_size=config.batch_size,
-                                         seconds=elapsed,
-                                         center=functools.partial(_center_table, net, ctxs[0],
-                                                                  catch)))
-                    start += time.perf_counter() - now  # the callback's time is not training's
-            # --- stop after this step on SIGINT / SIGTERM: checkpoint inside the epoch ---
-            if stop.is_set() and not last:
-                _flush(catch)
-                on_stop(i, _read(loss_sums), time.perf_counter() - start,
-                        max(steps or stream.estimated_batches(), i + 1))
-        if seen == 0:
-            raise DataError("no training pairs: every sentence has fewer than 2 tokens "
-                            "after subsampling (use a larger corpus or --subsample 0)")
-        _flush(catch)
-        mean_loss = _read(loss_sums) / seen
-        mx.nd.waitall()
-    except BaseException:
-        queued.drain()  # the engine may still be reading the batches' host arrays
-        raise
+    for i, (b, upcoming) in enumerate(_with_next(batch_iter), start=1):
+        last = upcoming is None
+        rows = b.rows
+        seen += rows
+        if i <= skip:
+            continue  # done before the checkpoint this run resumed from
+        host = HostArrays()  # the batch's arrays, lent to MXNet until queued lets go
+        with frontend(config.sparse_grad):
+            if catch:  # this step's center rows, and the next step's it leaves alone
+                catch.rows(b.center, None if last else upcoming.center, host)
+            losses = forward_backward(net, b, ctxs, host)
+            trainer.step(rows)
+            loss_sums = [acc + loss for acc, loss in zip(loss_sums, losses)]
+        queued.add(losses, host)
+        if i % config.log_interval == 0 or last:
+            n_batches = i if last else max(steps or stream.estimated_batches(), i + 1)
+            mean = _read(loss_sums) / seen  # reading waits for the devices
+            record["curve"].append([round(epoch - 1 + i / n_batches, 4), mean])
+            if on_progress:
+                now = time.perf_counter()
+                elapsed = now - start
+                on_progress(Progress(epoch, config.epochs, i, n_batches, mean, seen / elapsed,
+                                     batch_size=config.batch_size, seconds=elapsed,
+                                     center=functools.partial(_center_table, net, ctxs[0],
+                                                              catch)))
+                start += time.perf_counter() - now  # the callback's time is not training's
+        # --- stop after this step on SIGINT / SIGTERM: checkpoint inside the epoch ---
+        if stop.is_set() and not last:
+            _flush(catch)
+            on_stop(i, _read(loss_sums), time.perf_counter() - start,
+                    max(steps or stream.estimated_batches(), i + 1))
+    if seen == 0:
+        raise DataError("no training pairs: every sentence has fewer than 2 tokens "
+                        "after subsampling (use a larger corpus or --subsample 0)")
+    _flush(catch)
+    mean_loss = _read(loss_sums) / seen
+    mx.nd.waitall()
     return i, seen, mean_loss, time.perf_counter() - start
 
 
@@ -335,7 +330,9 @@ class _Queued:
     more than STEPS_AHEAD: each queued step holds its batch and its activations. A step's
     host arrays are let go once the step after it has computed its loss: that step's forward
     read the weights this step's update wrote, and every operation reading this step's
-    batch (catch-up, lookups, loss and their backward) comes before that update.
+    batch (catch-up, lookups, loss and their backward) comes before that update. When an
+    error ends the epoch early, the queued host arrays go with it: a HostArrays dropped
+    unreleased waits for the devices first.
     """
 
     def __init__(self):
@@ -351,14 +348,6 @@ class _Queued:
             if self._finished:
                 self._finished.release()
             self._finished = host
-
-    def drain(self) -> None:
-        """Wait until the devices are idle (an error there is the caller's to raise),
-        then let every step's host arrays go."""
-        with contextlib.suppress(Exception):
-            current_mxnet().nd.waitall()
-        self._steps.clear()
-        self._finished = None
 
 
 def _last_touch(config: Config, counts: np.ndarray, rank: int):
