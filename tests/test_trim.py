@@ -43,6 +43,11 @@ def test_trim_sorts_rows_by_length_and_cuts_where_least_is_padded():
     np.testing.assert_array_equal(t.label, [1, 0, 1, 0, 1, 1, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0])
     parts = B.parts_of(t)
     assert [p.shape for p in parts] == [(2, 2), (2, 6)]
+    # the distinct words, sorted, and where each item is among them
+    assert t.words.tolist() == sorted(set(t.items.tolist()))
+    np.testing.assert_array_equal(t.words[t.slots], t.items)
+    assert [p.tolist() for p in B.parts_of(t, t.slots)] == \
+        [t.slots[:4].reshape(2, 2).tolist(), t.slots[4:].reshape(2, 6).tolist()]
     assert B.trim(b, parts=1).widths == ((4, 6),)
     assert B.trim(b, parts=9).widths == ((2, 2), (1, 4), (1, 6))  # one part per length
 
@@ -96,6 +101,26 @@ def test_trimmed_batch_gives_the_padded_loss_and_gradients(sparse):
         assert loss == pytest.approx(padded_loss, rel=1e-6)
         for g, p in zip(grads, padded_grads):
             np.testing.assert_allclose(g, p, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("parts", [1, 3, 8])
+def test_each_table_is_looked_up_once_a_step_whatever_the_parts(parts):
+    # A sparse lookup's backward walks the whole table (MXNet's CPU kernel): the parts
+    # gather their rows from one lookup of the batch's distinct words instead.
+    b = B.trim(_padded(np.arange(1, 13), width=12), parts)
+    assert len(b.widths) == min(parts, 12)
+    with frontend(True):
+        net = build_net(30, 8, [mx.cpu()], sparse_grad=True)
+        calls = {0: [], 1: []}
+        for k in calls:
+            net[k].register_forward_hook(lambda block, args, out, k=k: calls[k].append(args))
+        forward_backward(net, b, [mx.cpu()])
+        assert [len(calls[0]), len(calls[1])] == [1, 1]
+        assert calls[1][0][0].asnumpy().tolist() == b.words.tolist()
+        # the context gradient's rows: the batch's distinct words, no others
+        grad = net[1].weight.grad()
+        assert grad.stype == "row_sparse"
+        assert sorted(grad.indices.asnumpy().tolist()) == b.words.tolist()
 
 
 def test_runs_trimmed_and_padded_train_the_same_vectors(tmp_path):

@@ -54,7 +54,9 @@ class Batch:
     - TRIMMED (:func:`trim`): ``widths`` ((n_1, w_1), ...) lays out the flat items ((N,),
       N = n_1 * w_1 + ...): n_1 rows of w_1 positions, then n_2 rows of w_2, ...; center
       (b, 1) lists the rows in that order; mask (loss weights) and label, (M,), M >= N, hold
-      the items' positions then M - N of weight 0.
+      the items' positions then M - N of weight 0. ``words`` (U,) int32 lists the items'
+      distinct ids (sorted) and ``slots`` (N,) int32 where each item is in it:
+      ``words[slots] == items``.
 
     In the last two, ``mask`` holds loss weights, not 0/1. Only PADDED batches are split
     across several devices (train.check refuses the options that make the others there).
@@ -68,6 +70,8 @@ class Batch:
     pad: int = 0
     widths: tuple[tuple[int, int], ...] = ()
     layout: str = PADDED
+    words: np.ndarray | None = None
+    slots: np.ndarray | None = None
 
     @property
     def rows(self) -> int:
@@ -131,6 +135,9 @@ def trim(b: Batch, parts: int) -> Batch:
     b * L / 16: the loss then sees at most 16 lengths per padded shape. MXNet's MKLDNN
     kernels (its sigmoid loss's activations) cache a primitive per input shape, never freed:
     a new length every batch grew a run's memory by ~0.35 MB a batch.
+
+    The distinct words (``Batch.words``, ``slots``) let the step look the context table up
+    once for all parts (model.skip_gram_trimmed).
     """
     length = b.mask.sum(axis=1).astype(np.int64)  # (b,)
     order = np.argsort(length, kind="stable")
@@ -146,17 +153,22 @@ def trim(b: Batch, parts: int) -> Batch:
         label.append(b.label[rows, :w].ravel())
         widths.append((end + 1 - start, w))
         start = end + 1
-    n = sum(x.size for x in items)
+    items = np.concatenate(items)
+    n = items.size
     quantum = -(-b.items.size // LOSS_LENGTHS)
     tail = np.zeros(-(-n // quantum) * quantum - n, np.float32)
-    return Batch(b.center[order], np.concatenate(items), np.concatenate(mask + [tail]),
-                 np.concatenate(label + [tail]), widths=tuple(widths), layout=TRIMMED)
+    words, slots = np.unique(items, return_inverse=True)
+    return Batch(b.center[order], items, np.concatenate(mask + [tail]),
+                 np.concatenate(label + [tail]), widths=tuple(widths), layout=TRIMMED,
+                 words=words.astype(np.int32), slots=slots.astype(np.int32))
 
 
-def parts_of(b: Batch) -> list[np.ndarray]:
-    """A trimmed batch's items as one (n_p, w_p) int32 array per part (views, no copies)."""
+def parts_of(b: Batch, flat: np.ndarray | None = None) -> list[np.ndarray]:
+    """A trimmed batch's items (or ``flat``, (N,) in the items' layout, e.g. ``b.slots``) as
+    one (n_p, w_p) array per part (views, no copies)."""
+    flat = b.items if flat is None else flat
     ends = np.cumsum([n * w for n, w in b.widths]).tolist()
-    return [b.items[end - n * w:end].reshape(n, w) for (n, w), end in zip(b.widths, ends)]
+    return [flat[end - n * w:end].reshape(n, w) for (n, w), end in zip(b.widths, ends)]
 
 
 def _cheapest_cuts(length: np.ndarray, ends: list[int], parts: int) -> list[int]:

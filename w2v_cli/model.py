@@ -136,33 +136,42 @@ def _grouped_blocks():
     return GroupedScores, GroupedLoss
 
 
-def skip_gram_trimmed(center, items, length, embed_v, embed_u):
+def skip_gram_trimmed(center, words, slots, length, embed_v, embed_u):
     """:func:`skip_gram` over a trimmed batch (batches.trim): parts of rows of one width each.
 
-    center: (b, 1) ids; items: one (n_p, w_p) id array per part, n_1 + n_2 + ... = b, the
-    rows in ``center``'s order. Returns (length,): each part's scores from its own
+    center: (b, 1) ids; words: (U,) the batch's distinct context and noise ids; slots: one
+    (n_p, w_p) array per part, n_1 + n_2 + ... = b, the rows in ``center``'s order, each
+    position's index into ``words``. Returns (length,): each part's scores from its own
     batch_dot, flat, one part after another, then zeros up to ``length`` (>= sum n_p * w_p;
-    see batches.trim). Each part looks its words up on its own: reshaping one (N, E) lookup
-    into the parts would copy its whole gradient back.
+    see batches.trim).
+
+    The context table is looked up once, for ``words``, and each part gathers its rows from
+    that (U, E) array. With sparse gradients each lookup's backward walks the whole table
+    (MXNet's CPU kernel marks and prefix-sums a V-long array per call, ~3.5 ms at a million
+    rows), so one lookup a step, not one per part, keeps the cost of a step near that of a
+    small vocabulary (benchmarks/README.md). Reshaping one (N, E) lookup into the parts
+    instead would copy its whole gradient back.
     """
     mx = _mx()
     xp = arrays()
     batch_dot = _batch_dot()
     v = embed_v(center)  # (b, 1, E)
+    u = embed_u(words)   # (U, E)
     e = v.shape[2]
     # Each part's centers as a slice (split_v2 measured ~3x slower, forward and backward).
-    ends = np.cumsum([x.shape[0] for x in items]).tolist()
-    if len(items) == 1:
+    ends = np.cumsum([x.shape[0] for x in slots]).tolist()
+    if len(slots) == 1:
         vs = [v]
     elif xp is mx.np:
         vs = [mx.npx.slice(v, (end - x.shape[0], None, None), (end, None, None))
-              for x, end in zip(items, ends)]
+              for x, end in zip(slots, ends)]
     else:
         vs = [mx.nd.slice_axis(v, axis=0, begin=end - x.shape[0], end=end)
-              for x, end in zip(items, ends)]
-    scores = [batch_dot(embed_u(x), v_p.reshape((-1, e, 1))).reshape((-1,))
-              for x, v_p in zip(items, vs)]
-    pad = length - sum(x.size for x in items)
+              for x, end in zip(slots, ends)]
+    take = (lambda s: mx.np.take(u, s, axis=0)) if xp is mx.np else (lambda s: mx.nd.take(u, s))
+    scores = [batch_dot(take(x), v_p.reshape((-1, e, 1))).reshape((-1,))
+              for x, v_p in zip(slots, vs)]
+    pad = length - sum(x.size for x in slots)
     if pad:
         scores.append(xp.zeros((pad,), ctx=v.context))
     if len(scores) == 1:

@@ -495,8 +495,9 @@ def forward_backward(net, b: batches_mod.Batch, ctxs: list,
         raise ValueError(f"a {b.layout} batch trains on one device, not {len(ctxs)}")
     used = ctxs[:rows]
     lend = host.array if host else from_numpy
-    # A trimmed batch's items go as one array per part.
-    items = [[lend(x).as_in_context(ctxs[0]) for x in batches_mod.parts_of(b)]] \
+    # A trimmed batch's items go as its distinct words and each part's slots in them.
+    items = [(lend(b.words).as_in_context(ctxs[0]),
+              [lend(x).as_in_context(ctxs[0]) for x in batches_mod.parts_of(b, b.slots)])] \
         if b.layout == batches_mod.TRIMMED else b.items
     parts = [x if isinstance(x, list) else
              mx.gluon.utils.split_and_load(lend(x), used, even_split=False)
@@ -504,7 +505,8 @@ def forward_backward(net, b: batches_mod.Batch, ctxs: list,
     spare = [(c, 0.0) for c in ctxs[rows:]]
     if b.layout == batches_mod.TRIMMED:  # the mask holds loss weights
         def loss_of(center, items, weight, label):
-            pred = skip_gram_trimmed(center, items, label.shape[0], net[0], net[1])
+            words, slots = items
+            pred = skip_gram_trimmed(center, words, slots, label.shape[0], net[0], net[1])
             return weighted_loss(pred, label, weight).sum()
     elif b.layout == batches_mod.GROUPED:  # the mask holds loss weights
         loss_of = grouped_loss(net, rows // b.noise.shape[0])
