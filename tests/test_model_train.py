@@ -103,9 +103,8 @@ def test_defaults_decided_for_the_devices_sparse_and_trimmed_on_one_cpu_device()
     assert decided(one, noise_group=4) == (True, 1)
     assert decided(one, trim_parts=5) == (True, 5)
     assert decided(two, trim_parts=1) == (False, 1)
-    # each part would add a dense whole-table gradient
-    with pytest.raises(UsageError, match="needs sparse gradients"):
-        for_devices(Config(trim_parts=2, sparse_grad=False), one)
+    # asked for, trimming runs with dense gradients too (one lookup a step either way)
+    assert decided(one, trim_parts=2, sparse_grad=False) == (False, 2)
 
 
 def test_params_from_another_vocabulary_are_refused(tmp_path):
