@@ -51,3 +51,24 @@ def test_a_job_timed_several_times_lists_its_runs():
     assert bench._runs({"seconds": 0.31, "runs": [0.31, 0.29, 0.44]}) == \
         " (median of 0.31, 0.29, 0.44)"
     assert bench._runs({"seconds": 0.31}) == ""
+
+
+def test_each_large_vocabulary_line_is_divided_by_its_own_ptb_run():
+    def run(steps, vocab=6_719):
+        return {"last_epoch_steps_per_sec": steps, "vocab": vocab, "peak_rss_mb": 100.0}
+
+    r = {"machine": {"cpus": 2, "load_before": 0.5, "load_after": 1.0},
+         "prepare": {"seconds": 0.3, "tokens": 10, "vocab": 5, "peak_rss_mb": 70.0},
+         "w2v": {}, "scaling": [], "bench_seconds": 1.0,
+         "big_vocab_reference": run(60.0), "big_vocab_ptb_words": run(40.0, 1_000_000),
+         "big_vocab": run(20.0, 1_000_000),
+         "big_vocab_fast_reference": run(180.0),
+         "big_vocab_fast_ptb_words": run(120.0, 1_000_000)}
+    lines = [x for x in bench.table(r).splitlines() if "vocabulary 1,000,000" in x]
+    assert [x.split(": ", 1)[0].strip() for x in lines] == [
+        "vocabulary 1,000,000, PTB's words", "vocabulary 1,000,000, Zipf corpus",
+        "vocabulary 1,000,000, PTB's words, --noise-group 8 --bucket"]
+    assert [x.split("PTB/this ")[1].split("x")[0] for x in lines] == ["1.50", "3.00", "1.50"]
+    assert "(PTB 180.0)" in lines[2]
+    del r["big_vocab_fast_reference"]  # a results file from before the fast line
+    assert len([x for x in bench.table(r).splitlines() if "vocabulary 1,000,000" in x]) == 2
