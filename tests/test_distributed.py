@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from w2v_cli import batches, checkpoint, dataset, distributed, launch, sampling
+from w2v_cli import batches, checkpoint, dataset, distributed, launch, sampling, params
 from w2v_cli.config import Config
 from w2v_cli.errors import LaunchError, UsageError
 
@@ -175,7 +175,7 @@ def test_two_workers_one_server_dist_sync_on_loopback(tmp_path):
         assert s["ids_sha1"] == distributed.ids_sha1(own) and s["tokens"] == own.size
     assert shards[0]["tokens"] + shards[1]["tokens"] == ds.ids.size
     # identical parameters: worker 1's digest is that of the model.params rank 0 wrote
-    tables = checkpoint.load_tables(wd, len(ds.vocab))
+    tables = params.load_tables(wd, len(ds.vocab))
     saved = distributed.tables_sha1({"0.weight": tables["center"], "1.weight": tables["context"]})
     assert shards[0]["params_sha1"] == shards[1]["params_sha1"] == saved
     assert not (wd / "model.rank1.params").exists()
@@ -183,7 +183,7 @@ def test_two_workers_one_server_dist_sync_on_loopback(tmp_path):
     for r in records:
         losses = [e["loss"] for e in r["epochs"]]
         assert losses[0] > losses[1] > losses[2] and losses[2] < 0.9 * losses[0], losses
-        assert len({e["centers"] for e in r["epochs"]}) == 1
+        assert len({e["tokens"] for e in r["epochs"]}) == 1
 
 
 def test_cli_launch_and_train_errors(tmp_path, workdir):

@@ -1,4 +1,4 @@
-"""backend.HostArrays: batches lent to MXNet without a Python deleter, kept until released."""
+"""arrays.HostArrays: batches lent to MXNet without a Python deleter, kept until released."""
 
 import weakref
 
@@ -7,8 +7,10 @@ import pytest
 
 from w2v_cli import batches as B
 from w2v_cli import train as T
-from w2v_cli.backend import HostArrays, from_numpy, mxnet
-from w2v_cli.model import build_net, frontend
+from w2v_cli.arrays import HostArrays, from_numpy, scope
+from w2v_cli.backend import mxnet
+from w2v_cli.examples import Rows
+from w2v_cli.model import build_net
 
 mx = mxnet()
 
@@ -44,16 +46,16 @@ def test_dropped_without_release_it_waits_for_the_engine_first():
     # Each step's arrays dropped at once, the steps still queued: without the wait in
     # __del__ the engine read freed memory (a crash, or wrong numbers).
     rng = np.random.default_rng(1)
-    with frontend(True):
+    with scope(True):
         mx.random.seed(0)
         net = build_net(50, 8, mx.cpu(), sparse_grad=True)
         trainer = mx.gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 0.01})
         losses = []
         for _ in range(30):
-            b = B.Batch(rng.integers(1, 50, (64, 1)).astype(np.int32),
-                        rng.integers(1, 50, (64, 6)).astype(np.int32),
-                        np.ones((64, 6), np.float32),
-                        (rng.random((64, 6)) < 0.3).astype(np.float32))
+            b = B.Layout(B.Padded(), B.OwnNegatives()).batch(
+                Rows(rng.integers(1, 50, 64).astype(np.int32),
+                     rng.integers(1, 50, (64, 6)).astype(np.int32),
+                     rng.integers(1, 4, 64), np.full(64, 6)))
             losses.append(T.forward_backward(net, b, [mx.cpu()], HostArrays())[0])
             trainer.step(64)
         got = [x.asnumpy().item() for x in losses]
@@ -97,17 +99,19 @@ def test_forward_backward_gives_the_same_loss_and_gradients_with_host_arrays(lay
     rng = np.random.default_rng(0)
     rows, width = 6, 5
     length = rng.integers(1, width + 1, rows)
-    mask = (np.arange(width)[None, :] < length[:, None]).astype(np.float32)
-    b = B.Batch(rng.integers(1, 30, (rows, 1)).astype(np.int32),
-                (rng.integers(1, 30, (rows, width)) * mask).astype(np.int32), mask,
-                (mask * (rng.random((rows, width)) < 0.4)).astype(np.float32))
-    if layout == "trimmed":
-        b = B.trim(b, 2)
-    elif layout == "grouped":
-        b = B.share_noise(b, rng.integers(1, 30, (3, 4)).astype(np.int32), 2)
+    mask = np.arange(width)[None, :] < length[:, None]
+    r = Rows(rng.integers(1, 30, rows).astype(np.int32),
+             (rng.integers(1, 30, (rows, width)) * mask).astype(np.int32),
+             np.maximum(length // 2, 1), length)
+    grouping, objective = {
+        "padded": (B.Padded(), B.OwnNegatives()),
+        "trimmed": (B.Trimmed(2), B.OwnNegatives()),
+        "grouped": (B.Padded(), B.SharedNegatives(np.arange(30), 2, 4, 2)),
+    }[layout]
+    b = B.Layout(grouping, objective).batch(r, np.random.default_rng(1))
     results = []
     for lend in (False, True):
-        with frontend(True):
+        with scope(True):
             mx.random.seed(0)
             net = build_net(30, 4, mx.cpu(), sparse_grad=True)
             host = HostArrays() if lend else None

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from conftest import planted_sentences
-from w2v_cli import checkpoint, dataset
+from w2v_cli import checkpoint, dataset, params
 
 EPOCHS = 36  # 8 processes a lane, each killed within 3 epochs: at most 24 done
 LANES = 3
@@ -78,10 +78,10 @@ def _wait_then_kill(pid: int, workdir: Path, rng: random.Random, inside_write: b
 def _after_kill(workdir: Path, vocab_size: int, kills: list) -> None:
     kills.append(any(s.endswith(".tmp") for s in _steps(workdir)))
     d, state, _ = checkpoint.latest(workdir)  # verifies the SHA-1 of every file in it
-    tables = checkpoint.read_params(d / checkpoint.PARAMS_FILE)
+    tables = params.read_params(d / params.PARAMS_FILE)
     assert {t.shape for t in tables.values()} == {(vocab_size, 4)}
     assert state["batch"] == 0 and 1 <= state["epoch"] < EPOCHS
-    assert checkpoint.load_tables(workdir, vocab_size)["center"].shape == (vocab_size, 4)
+    assert params.load_tables(workdir, vocab_size)["center"].shape == (vocab_size, 4)
 
 
 def test_sigkill_during_checkpoint_writes_always_leaves_a_loadable_checkpoint(tmp_path):
@@ -133,7 +133,7 @@ def test_sigkill_during_checkpoint_writes_always_leaves_a_loadable_checkpoint(tm
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
         assert out.startswith("loss "), out
-        record = checkpoint.load_record(wd)
+        record = params.load_record(wd)
         assert record["complete"] is True
         assert [e["epoch"] for e in record["epochs"]] == list(range(1, EPOCHS + 1))
         assert len(record["resumed"]) == 1 + FORKED_KILLS

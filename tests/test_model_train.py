@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from w2v_cli import checkpoint, dataset
+from w2v_cli import checkpoint, dataset, params
 from w2v_cli.backend import mxnet
 from w2v_cli.config import TRIM_PARTS, Config
 from w2v_cli.errors import ModelError, UsageError
@@ -65,7 +65,7 @@ def test_same_seed_gives_the_same_vectors_and_another_seed_does_not(tmp_path):
     tables = []
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
         train(_config(tmp_path / name, epochs=1, seed=seed), ds)
-        tables.append(checkpoint.load_tables(tmp_path / name, len(ds.vocab))["center"])
+        tables.append(params.load_tables(tmp_path / name, len(ds.vocab))["center"])
     assert np.array_equal(tables[0], tables[1])
     assert not np.allclose(tables[0], tables[2])
 
@@ -83,7 +83,7 @@ def test_params_and_run_record_round_trip(tmp_path):
     assert saved["final"] == record["final"] and saved["device"] == "cpu(0)"
     net = build_net(len(ds.vocab), 16, mx.cpu())
     net.load_parameters(str(tmp_path / "model.params"), ctx=mx.cpu())
-    tables = checkpoint.load_tables(tmp_path, len(ds.vocab))
+    tables = params.load_tables(tmp_path, len(ds.vocab))
     assert np.allclose(net[0].weight.data().asnumpy(), tables["center"])
     assert np.allclose(net[1].weight.data().asnumpy(), tables["context"])
 
@@ -111,7 +111,7 @@ def test_params_from_another_vocabulary_are_refused(tmp_path):
     ds = _planted_dataset()
     train(_config(tmp_path, epochs=1), ds)
     with pytest.raises(ModelError, match="different run"):
-        checkpoint.load_tables(tmp_path, len(ds.vocab) + 1)
+        params.load_tables(tmp_path, len(ds.vocab) + 1)
 
 
 def test_vectors_nearest_excludes_query_and_unk_and_checks_k():

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from w2v_cli import checkpoint, dataset, train
+from w2v_cli import dataset, params, train
 from w2v_cli.backend import devices, mxnet
-from w2v_cli.batches import Batch
+from w2v_cli.batches import Layout, OwnNegatives, Padded
+from w2v_cli.examples import Rows
 from w2v_cli.config import Config
 from w2v_cli.errors import BackendError, UsageError
 from w2v_cli.model import build_net
@@ -29,11 +30,9 @@ def test_device_lists():
 def test_split_batch_gives_the_whole_batch_gradient():
     mx = mxnet()
     rng = np.random.default_rng(0)
-    b = Batch(center=rng.integers(1, 20, (5, 1)).astype(np.int32),
-              items=rng.integers(1, 20, (5, 6)).astype(np.int32),
-              mask=np.ones((5, 6), np.float32), label=np.zeros((5, 6), np.float32))
-    b.mask[:, 4:] = 0
-    b.label[:, :2] = 1
+    rows = Rows(rng.integers(1, 20, 5).astype(np.int32), rng.integers(1, 20, (5, 6)).astype(np.int32),
+                np.full(5, 2), np.full(5, 4))  # 2 contexts, 2 noise words, 2 padded positions
+    b = Layout(Padded(), OwnNegatives()).batch(rows)
     grads, totals = [], []
     for ctxs in ([mx.cpu(0)], [mx.cpu(0), mx.cpu(1)], [mx.cpu(i) for i in range(7)]):
         mx.random.seed(1)
@@ -57,11 +56,11 @@ def test_training_on_three_cpu_contexts_matches_one(tmp_path):
                         embed_size=8, window=2, negatives=2, subsample=0, lr=0.05,
                         sparse_grad=False)  # several devices train dense: compare like with like
         record = train.train(config, ds)
-        tables = checkpoint.load_tables(config.workdir_path, len(ds.vocab))
+        tables = params.load_tables(config.workdir_path, len(ds.vocab))
         results[spec] = ([e["loss"] for e in record["epochs"]], tables, record)
     (loss1, t1, _), (loss3, t3, r3) = results["cpu"], results["cpu:0,1,2"]
     assert r3["device"] == "cpu(0),cpu(1),cpu(2)"
-    assert [e["centers"] for e in r3["epochs"]] == [2400, 2400]
+    assert [e["tokens"] for e in r3["epochs"]] == [2400, 2400]
     np.testing.assert_allclose(loss3, loss1, rtol=1e-5)
     assert loss1[1] < loss1[0]
     for name in ("center", "context"):

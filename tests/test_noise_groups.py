@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
+from w2v_cli import arrays, dataset
 from w2v_cli import batches as B
-from w2v_cli import dataset
 from w2v_cli.backend import mxnet
-from w2v_cli.config import Config
+from w2v_cli.config import Config, check
 from w2v_cli.errors import UsageError
-from w2v_cli.model import (build_net, frontend, grouped_loss, grouped_scores, masked_loss,
-                           skip_gram, weighted_loss)
-from w2v_cli.train import check, forward_backward, train
+from w2v_cli.examples import Rows
+from w2v_cli.model import build_net, group_scores, masked_loss, part_loss, skip_gram
+from w2v_cli.train import forward_backward, train
 from w2v_cli.vectors import Vectors
 
 from conftest import planted_sentences
@@ -18,30 +18,29 @@ from conftest import planted_sentences
 mx = mxnet()
 
 
-def _contexts_batch(items, n_ctx):
+def _share(items, n_ctx, noise, negatives):
     items = np.array(items, np.int32)
-    mask = (np.arange(items.shape[1])[None, :] < np.array(n_ctx)[:, None]).astype(np.float32)
-    return B.Batch(np.arange(1, len(items) + 1, dtype=np.int32)[:, None], items, mask,
-                   mask.copy())
+    center = np.arange(1, len(items) + 1, dtype=np.int32)
+    return B.share(center, items, np.array(n_ctx, np.int64), np.asarray(noise, np.int32),
+                   negatives)
 
 
 def test_weights_give_each_row_the_chapters_share_of_noise():
     # 3 rows in groups of 2: the last group is padded with one row of weight 0.
-    b = _contexts_batch([[7, 8], [9, 0], [5, 6]], [2, 1, 2])
     noise = np.array([[4, 8, 4], [5, 3, 2]], np.int32)  # group 0: rows 0, 1; group 1: row 2, pad
-    g = B.share_noise(b, noise, negatives=2)
-    assert g.rows == 3 and g.pad == 1 and g.center[:, 0].tolist() == [1, 2, 3, 0]
+    g = _share([[7, 8], [9, 0], [5, 6]], [2, 1, 2], noise, negatives=2)
+    assert g.group == 2 and g.center.tolist() == [1, 2, 3, 0]
     # each group's words: its rows' 2 context slots each, then its 3 noise words
-    np.testing.assert_array_equal(g.items, [[7, 8, 9, 0, 4, 8, 4], [5, 6, 0, 0, 5, 3, 2]])
-    P, k = (2 * 2 + 3) * 2, 2  # a group's positions: 7 words x 2 centers
-    f0, f1 = P / (2 * (1 + k)), P / (1 * (1 + k))  # rows with 2 and 1 contexts
+    np.testing.assert_array_equal(g.words, [[7, 8, 9, 0, 4, 8, 4], [5, 6, 0, 0, 5, 3, 2]])
+    k = 2
+    f0, f1 = 1 / (2 * (1 + k)), 1 / (1 * (1 + k))  # a position of a row of 2 and of 1 contexts
     # group 0, against center 0 (row 0: 8 is one of its contexts, so 2 noise words count
     # for its 2 * k) and center 1 (row 1: 1 context, k noise words' worth over 3)
-    np.testing.assert_allclose(g.mask[0, :, 0], [f0, f0, 0, 0, f0 * 2, 0, f0 * 2])
-    np.testing.assert_allclose(g.mask[0, :, 1], [0, 0, f1, 0, f1 * 2 / 3, f1 * 2 / 3,
-                                                 f1 * 2 / 3])
-    np.testing.assert_allclose(g.mask[1, :, 0], [f0, f0, 0, 0, 0, f0 * 2, f0 * 2])  # 5 clashes
-    np.testing.assert_array_equal(g.mask[1, :, 1], 0)  # the padding row
+    np.testing.assert_allclose(g.weight[0, :, 0], [f0, f0, 0, 0, f0 * 2, 0, f0 * 2])
+    np.testing.assert_allclose(g.weight[0, :, 1], [0, 0, f1, 0, f1 * 2 / 3, f1 * 2 / 3,
+                                                   f1 * 2 / 3])
+    np.testing.assert_allclose(g.weight[1, :, 0], [f0, f0, 0, 0, 0, f0 * 2, f0 * 2])  # 5 clashes
+    np.testing.assert_array_equal(g.weight[1, :, 1], 0)  # the padding row
     np.testing.assert_array_equal(g.label[0].T, [[1, 1, 0, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0, 0]])
     np.testing.assert_array_equal(g.label[1].T, [[1, 1, 0, 0, 0, 0, 0], [0] * 7])
 
@@ -53,20 +52,19 @@ def test_one_row_per_group_with_its_own_noise_is_the_chapters_loss():
     k, rows = 3, 4
     contexts = rng.integers(1, 10, (rows, 2)).astype(np.int32)
     noise = rng.integers(10, 20, (rows, 2 * k)).astype(np.int32)  # never a context
-    b = B.share_noise(_contexts_batch(contexts, [2] * rows), noise, negatives=k)
+    part = _share(contexts, [2] * rows, noise, negatives=k)
+    b = B.join([part], rows)
     net = build_net(20, 4, mx.cpu())
     xp = mx.np
-    center, words, weight, label = (xp.array(x) for x in (b.center, b.items, b.mask, b.label))
-    grouped = weighted_loss(grouped_scores(net[0], net[1], 1)(center, words), label,
-                            weight).asnumpy()
-    summed = grouped_loss(net, 1)(center, words, weight, label).item()
+    center, words, weight, label = (xp.array(x) for x in (b.center, b.parts[0][0], b.weight,
+                                                          b.label))
+    summed = part_loss(net, 1)(center, words, weight, label).item()
     items = np.concatenate([contexts, noise], axis=1)
     label = np.zeros(items.shape, np.float32)
     label[:, :2] = 1
     pred = skip_gram(xp.array(b.center), xp.array(items), net[0], net[1])
     chapter = masked_loss(pred.reshape(label.shape), xp.array(label),
                           xp.ones(label.shape)).asnumpy()
-    np.testing.assert_allclose(grouped, chapter, rtol=1e-5)
     np.testing.assert_allclose(summed, chapter.sum(), rtol=1e-5)
 
 
@@ -74,40 +72,45 @@ def test_one_row_per_group_with_its_own_noise_is_the_chapters_loss():
 def test_grouped_scores_are_each_word_of_a_group_dot_each_center_of_it(sparse):
     center = np.array([[1], [2], [3], [4]], np.int32)
     words = np.array([[5, 6, 7], [8, 9, 1]], np.int32)  # 2 groups of 2 centers
-    with frontend(sparse):
+    with arrays.scope(sparse):
         net = build_net(10, 4, mx.cpu(), sparse)
-        xp = mx.nd if sparse else mx.np
-        pred = grouped_scores(net[0], net[1], 2)(xp.array(center, dtype="int32"),
-                                                 xp.array(words, dtype="int32")).asnumpy()
+        xp = arrays.module()
+        pred = group_scores(net[1](xp.array(words, dtype="int32")),
+                            net[0](xp.array(center, dtype="int32")), 2, 4).asnumpy()
         v = net[0].weight.data().asnumpy()[center[:, 0]].reshape(2, 2, 4)
         u = net[1].weight.data().asnumpy()
     np.testing.assert_allclose(pred, np.einsum("gwe,gce->gwc", u[words], v), rtol=1e-5)
 
 
 @pytest.mark.parametrize("sparse", [False, True])
-def test_the_hybridized_grouped_loss_is_the_operator_by_operator_one(sparse):
-    # Training calls grouped_loss, one cached graph; it must give the loss and the gradients
+def test_the_hybridized_part_loss_is_the_operator_by_operator_one(sparse):
+    # Training calls part_loss, one cached graph; it must give the loss and the gradients
     # of both tables that the same blocks give run operator by operator.
     rng = np.random.default_rng(3)
-    b = B.share_noise(_contexts_batch(rng.integers(1, 30, (6, 3)), [3, 2, 3, 1, 3, 2]),
-                      rng.integers(1, 30, (2, 4)).astype(np.int32), negatives=2)
+    part = _share(rng.integers(1, 30, (6, 3)), [3, 2, 3, 1, 3, 2],
+                  rng.integers(1, 30, (2, 4)), negatives=2)
+    b = B.join([part], 6)
     results = []
-    with frontend(sparse):
-        xp = mx.nd if sparse else mx.np
+    with arrays.scope(sparse):
+        xp = arrays.module()
         net = build_net(30, 5, mx.cpu(), sparse)
-        arrays = [xp.array(x, dtype=x.dtype) for x in (b.center, b.items, b.mask, b.label)]
-        for step in (grouped_loss(net, 3),
-                     lambda c, w, m, y: weighted_loss(grouped_scores(net[0], net[1], 3)(c, w),
-                                                      y, m).sum()):
+        lent = [xp.array(x, dtype=x.dtype) for x in (b.center, b.parts[0][0], b.weight, b.label)]
+        bce = mx.gluon.loss.SigmoidBCELoss()
+
+        def imperative(c, w, m, y):
+            pred = group_scores(net[1](w), net[0](c), 3, 5).reshape((-1,))
+            return bce(pred, y, m).sum()
+
+        for step in (part_loss(net, 3), imperative):
             with mx.autograd.record():
-                loss = step(*arrays)
+                loss = step(*lent)
             loss.backward()
             grads = [p.grad().tostype("default") if sparse else p.grad() for p in
                      (net[0].weight, net[1].weight)]
             results.append([loss.asnumpy()] + [g.asnumpy() for g in grads])
-        assert grouped_loss(net, 3)._cached_op is not None  # it ran as a graph
-    for hybrid, imperative in zip(*results):
-        np.testing.assert_allclose(hybrid, imperative, rtol=1e-5, atol=1e-7)
+        assert part_loss(net, 3)._cached_op is not None  # it ran as a graph
+    for hybrid, operators in zip(*results):
+        np.testing.assert_allclose(hybrid, operators, rtol=1e-5, atol=1e-7)
     assert np.abs(results[0][2]).sum() > 0  # the context table got a gradient
 
 
@@ -124,7 +127,7 @@ def test_noise_groups_recover_planted_clusters(tmp_path, bucket):
     record = train(_planted_config(tmp_path, bucket=bucket), ds)
     losses = [e["loss"] for e in record["epochs"]]
     assert losses[-1] < losses[0] < 0.7
-    assert record["epochs"][0]["centers"] == 2000 * 8  # padding rows are not counted
+    assert record["epochs"][0]["tokens"] == 2000 * 8  # padding rows are not counted
     vectors = Vectors.load(tmp_path)
     words = vectors.vocab.tokens[1:]
     hits = sum(vectors.most_similar(w, 1)[0][0][:2] == w[:2] for w in words)
@@ -146,13 +149,14 @@ def test_noise_groups_refuse_several_devices_and_no_noise(tmp_path):
         check(Config(noise_group=8, negatives=0))
 
 
-def test_grouped_and_trimmed_batches_say_so_and_train_on_one_device_only():
-    b = _contexts_batch([[7, 8], [9, 0], [5, 6]], [2, 1, 2])
-    assert b.layout == B.PADDED
-    grouped = B.share_noise(b, np.array([[4, 3], [5, 2]], np.int32), negatives=2)
-    trimmed = B.trim(b, parts=2)
-    assert (grouped.layout, trimmed.layout) == (B.GROUPED, B.TRIMMED)
+def test_grouped_and_trimmed_batches_train_on_one_device_only():
+    counts = np.array([0] + [10] * 9)
+    rows = Rows(np.array([1, 2, 3], np.int32), np.array([[7, 8], [9, 0], [5, 6]], np.int32),
+                np.array([2, 1, 2]), np.array([2, 1, 2]))
+    grouped = B.Layout(B.Padded(), B.SharedNegatives(counts, 2, 2, 2)).batch(
+        rows, np.random.default_rng(0))
+    trimmed = B.Layout(B.Trimmed(2), B.OwnNegatives()).batch(rows)
     net = build_net(10, 4, [mx.cpu(0), mx.cpu(1)])
     for batch in (grouped, trimmed):
-        with pytest.raises(ValueError, match=f"a {batch.layout} batch trains on one device"):
+        with pytest.raises(ValueError, match="trains on one device"):
             forward_backward(net, batch, [mx.cpu(0), mx.cpu(1)])

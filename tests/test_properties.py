@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from w2v_cli import checkpoint, corpus, dataset
+from w2v_cli import checkpoint, corpus, dataset, params
 from w2v_cli.errors import DataError, ModelError, ResumeError
 from w2v_cli.model import CENTER_KEY, CONTEXT_KEY
 from w2v_cli.vocab import UNK, Vocab
@@ -101,7 +101,7 @@ def good_params(tmp_path_factory) -> bytes:
 def test_params_reader_reads_what_mxnet_wrote(good_params, tmp_path):
     p = tmp_path / "model.params"
     p.write_bytes(good_params)
-    arrays = checkpoint.read_params(p)
+    arrays = params.read_params(p)
     from w2v_cli.backend import mxnet
     loaded = mxnet().nd.load(str(p))
     assert sorted(arrays) == sorted(loaded) == [CENTER_KEY, CONTEXT_KEY]
@@ -115,7 +115,7 @@ def test_params_reader_reads_what_mxnet_wrote(good_params, tmp_path):
 def test_params_loader_on_random_bytes(tmp_path, raw):
     (tmp_path / "model.params").write_bytes(raw)
     with pytest.raises(ModelError):
-        checkpoint.load_tables(tmp_path, 5)
+        params.load_tables(tmp_path, 5)
 
 
 @FAST
@@ -130,7 +130,7 @@ def test_params_loader_on_damaged_files(tmp_path, good_params, data):
     raw = raw[:cut] + data.draw(st.binary(max_size=8))
     (tmp_path / "model.params").write_bytes(bytes(raw))
     try:
-        tables = checkpoint.load_tables(tmp_path, 5)
+        tables = params.load_tables(tmp_path, 5)
     except ModelError:
         return
     assert tables["center"].shape == tables["context"].shape == (5, 3)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import planted_sentences
-from w2v_cli import checkpoint, dataset, train
+from w2v_cli import checkpoint, dataset, train, params
 from w2v_cli.config import Config
 from w2v_cli.errors import Interrupted, ResumeError
 
@@ -26,7 +26,7 @@ def _prepare(wd, n_sentences=120, seed=0):
 
 
 def _tables(wd, ds):
-    return checkpoint.load_tables(wd, len(ds.vocab))
+    return params.load_tables(wd, len(ds.vocab))
 
 
 def _interrupt_at(epoch, batch, signum=signal.SIGINT):
@@ -44,7 +44,7 @@ def test_interrupted_and_resumed_run_ends_with_the_same_parameters(tmp_path, whe
     ds = _prepare(a)
     _prepare(b)
     whole = train.train(Config(workdir=str(a), **config), ds)
-    assert dataset.load(a).ids.size == 960 and whole["epochs"][1]["centers"] == 960  # 6 batches
+    assert dataset.load(a).ids.size == 960 and whole["epochs"][1]["tokens"] == 960  # 6 batches
 
     handler = signal.getsignal(signal.SIGINT)
     with pytest.raises(Interrupted) as e:
@@ -80,7 +80,7 @@ def test_sigterm_stops_with_exit_code_143_and_resume_extends_the_run(tmp_path):
     config.epochs = 4  # more epochs than first asked for is allowed
     record = train.train(config, ds, resume=True)
     assert [e["epoch"] for e in record["epochs"]] == [1, 2, 3, 4]
-    assert checkpoint.load_record(tmp_path)["complete"] is True
+    assert params.load_record(tmp_path)["complete"] is True
 
 
 def test_resume_refuses_other_settings_and_another_dataset(tmp_path):

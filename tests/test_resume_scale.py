@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import planted_sentences
-from w2v_cli import checkpoint, dataset, distributed, lock, train
+from w2v_cli import checkpoint, dataset, distributed, lock, train, params
 from w2v_cli.cli import cli
 from w2v_cli.config import Config
 from w2v_cli.errors import Interrupted, LockError, ResumeError
@@ -52,10 +52,10 @@ def test_resume_inside_a_chunked_epoch_gives_the_uninterrupted_parameters(tmp_pa
     assert (b / "checkpoints" / "step-00001-00000003" / "state.json").is_file()
     resumed = train.train(Config(workdir=str(b), **config), ds_b, resume=True)
 
-    ta, tb = (checkpoint.load_tables(wd, len(ds_a.vocab)) for wd in (a, b))
+    ta, tb = (params.load_tables(wd, len(ds_a.vocab)) for wd in (a, b))
     assert np.array_equal(ta["center"], tb["center"])
     assert np.array_equal(ta["context"], tb["context"])
-    assert [e["centers"] for e in resumed["epochs"]] == [e["centers"] for e in whole["epochs"]]
+    assert [e["tokens"] for e in resumed["epochs"]] == [e["tokens"] for e in whole["epochs"]]
     assert [e["loss"] for e in resumed["epochs"]] == pytest.approx(
         [e["loss"] for e in whole["epochs"]], rel=1e-6)
     assert resumed["resumed"][0] == {"epoch": 1, "batch": 3, "notes": []}

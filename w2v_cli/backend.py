@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import importlib
 import importlib.metadata
@@ -12,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-import numpy as np
 
 from .errors import BackendError, UsageError
 
@@ -175,106 +173,3 @@ def devices(spec: str = "auto") -> list:
     if missing:
         raise BackendError(f"--device {spec}: MXNet sees {n_gpus} GPU(s), not gpu {missing[0]}")
     return [mx.gpu(i) for i in indices]
-
-
-def from_numpy(x: np.ndarray):
-    """``x`` as an MXNet array of the active front end on cpu(0) that shares its memory
-    (zero-copy, through DLPack).
-
-    ``nd.array(x)`` copies synchronously: it waits until the engine has run every operation
-    queued before it, so each step's Python work could not overlap the previous step's
-    computation (measured, one PTB epoch: --sparse-grad --bucket --lr 0.01 62.4k -> 70.9k
-    centers/s; the dense default, bound by the engine's compute, stays at ~34k). The array
-    keeps ``x`` alive; callers must not write ``x`` afterwards (nothing writes a batch's
-    arrays after make_batch built them).
-    """
-    mx = current_mxnet()
-    shared = mx.nd.from_numpy(np.ascontiguousarray(x), zero_copy=True)
-    return shared.as_np_ndarray() if mx.util.is_np_array() else shared
-
-
-class HostArrays:
-    """numpy arrays handed to MXNet as :func:`from_numpy` does (zero-copy, no wait), but
-    without a Python deleter: each is kept alive here until :meth:`release`.
-
-    ``nd.from_numpy`` gives MXNet a Python callback that frees the numpy array when MXNet
-    drops its last reference, which happens on the engine thread once the last operation
-    reading the array has run. The callback needs the GIL, so the engine thread stopped
-    whenever the training thread was running Python. Measured on PTB with noise groups:
-    2 ms of Python holding the GIL each step made a step 1.5 ms slower with from_numpy's
-    arrays, and no slower with these (benchmarks/README.md).
-
-    Call :meth:`release` only once the device has finished every operation that reads the
-    arrays (the training loop knows when: see train._run_epoch); until then they must not
-    be written either. Dropped without a release, it waits for the device first.
-    """
-
-    def __init__(self):
-        self._held: list = []  # (numpy array, the ctypes shape MXNet was given)
-
-    def array(self, x: np.ndarray):
-        """``x`` as an MXNet array of the active front end on cpu(0), sharing its memory."""
-        mx = current_mxnet()
-        lib = mx.ndarray.ndarray
-        x = np.ascontiguousarray(x)
-        x.flags.writeable = False  # as nd.from_numpy: MXNet reads it later
-        tensor = lib.DLManagedTensor()  # deleter left NULL: MXNet calls nothing on free
-        dl = tensor.dl_tensor
-        dl.data = x.ctypes.data
-        dl.ctx = lib.DLContext(1, 0)  # kDLCPU, device 0
-        dl.ndim = x.ndim
-        dl.dtype = lib.DLDataType(*_dl_type(lib, x.dtype))
-        dl.shape = shape = (ctypes.c_int64 * x.ndim)(*x.shape)
-        handle = mx.base.NDArrayHandle()
-        # transient handle: MXNet keeps a shallow copy of the struct (still pointing at
-        # `shape`, held below with x) and reads the shape into the array before returning
-        mx.base.check_call(mx.base._LIB.MXNDArrayFromDLPackEx(
-            ctypes.byref(tensor), True, ctypes.byref(handle)))
-        self._held.append((x, shape))
-        shared = mx.nd.NDArray(handle=handle)
-        return shared.as_np_ndarray() if mx.util.is_np_array() else shared
-
-    def release(self) -> None:
-        """Let the arrays go (their memory is freed once nothing else holds them)."""
-        self._held.clear()
-
-    def __del__(self):
-        # Dropped without release(): the engine may still be reading the arrays, so wait
-        # for it before their memory goes (a crash otherwise). The training loop releases
-        # first and never waits here.
-        if self._held:
-            with contextlib.suppress(Exception):  # e.g. MXNet already gone at exit
-                current_mxnet().nd.waitall()
-
-
-def _dl_type(lib, dtype: np.dtype) -> tuple:
-    """DLPack's (code, bits, lanes) for ``dtype``, from MXNet's own table."""
-    code = lib.DLDataType.TYPE_MAP.get(dtype.name)
-    if code is None:
-        raise ValueError(f"{dtype} arrays cannot be handed to MXNet")
-    return code
-
-
-def quiet_lazy_update_notice() -> None:
-    """Spend MXNet's once-per-thread notice that lazy adam differs from standard adam
-    (printed to stderr at the first lazy update) on a 2-row update with stderr closed.
-
-    w2v documents what its sparse path computes (the center rows are caught up to dense
-    adam, see catchup.py); the notice would otherwise land in the middle of the progress
-    output of every default run. Call it from the thread that will run the updates.
-    """
-    mx = current_mxnet()
-    nd = mx.nd
-    w = nd.ones((2, 1))
-    grad = nd.sparse.row_sparse_array((nd.ones((1, 1)), nd.array([1])), shape=(2, 1))
-    sys.stderr.flush()
-    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 2)
-    try:
-        nd.adam_update(w, grad, nd.zeros((2, 1)), nd.zeros((2, 1)), lr=0.1, out=w,
-                       lazy_update=True)
-        w.wait_to_read()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)

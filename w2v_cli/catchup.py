@@ -34,7 +34,9 @@ import math
 
 import numpy as np
 
-from .backend import HostArrays, current_mxnet, from_numpy
+from . import arrays
+from .arrays import HostArrays
+from .backend import current_mxnet
 
 FLUSH_ROWS = 1 << 16  # rows caught up at once by flush()
 TAIL = 400  # terms beyond the last step in S: r**400 < 1e-18 for adam's default betas
@@ -157,20 +159,17 @@ class CatchUp:
 
         rows: (n,) int64; factors: (n, 3) float32 columns drift, b1**g, b2**g.
         """
-        mx = current_mxnet()
-        nd = mx.nd
         weight = self.param.data()
         ctx = weight.context
         mean, var = self._moments()
         # Zero-copy, as nd.array would wait for every queued operation.
-        lend = host.array if host else from_numpy
+        lend = host.array if host else arrays.from_numpy
         idx, f = (lend(x).as_in_context(ctx) for x in (rows, factors))
         if self._block is None or self._block.eps != eps:
             self._block = _caught_up_rows(eps)
         at = idx.reshape((1, -1))
         for target, value in zip((weight, mean, var), self._block(weight, mean, var, idx, f)):
-            nd._internal._scatter_set_nd(lhs=target, rhs=value, indices=at,
-                                         shape=target.shape, out=target)
+            arrays.scatter_rows(target, at, value)
 
     def _moments(self):
         """Adam's (mean, var) arrays for the table, as the updater holds them."""

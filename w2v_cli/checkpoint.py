@@ -19,29 +19,22 @@ after the checkpoint, so a crash leaves the previous pair or the new one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 import shutil
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from . import fileio
-from .fileio import sha1_of
+from . import arrays, fileio
 from .backend import current_mxnet
 from .config import Config
 from .config import default as config_default
-from .errors import ModelError, ResumeError, first_line
-from .model import CENTER_KEY, CONTEXT_KEY
-
-PARAMS_FILE = "model.params"
-RUN_FILE = "run.json"
-RUN_FORMAT = "w2v-run"
-RUN_VERSION = 1
+from .errors import ResumeError, first_line
+from .fileio import sha1_of
+from .params import PARAMS_FILE, save_record, vocab_sha1
 
 CHECKPOINT_DIR = "checkpoints"
 TRAINER_FILE = "trainer.states"
@@ -59,165 +52,10 @@ MODEL_SETTINGS = ("embed_size", "window", "negatives", "noise_group", "group_noi
                   "sparse_grad")  # lazy or dense adam, and the front end of Adam's state
 
 
-# ----------------------------------------------------------------------------- run record
-
 def save(net, workdir: Path, record: dict) -> None:
-    """Write ``model.params`` then ``run.json`` (no checkpoint; kept for callers outside train)."""
+    """Write ``model.params`` then ``run.json`` (no checkpoint: a dist run's rank 0)."""
     _save_params(net, workdir / PARAMS_FILE)
     save_record(workdir, {**record, "params_sha1": sha1_of(workdir / PARAMS_FILE)})
-
-
-def save_record(workdir: Path, record: dict, name: str = RUN_FILE) -> None:
-    fileio.write_json(workdir / name, {"format": RUN_FORMAT, "version": RUN_VERSION, **record})
-
-
-def load_record(workdir: Path) -> dict:
-    path = workdir / RUN_FILE
-    d = fileio.read_json(path, "run record", ModelError,
-                   f"no trained model in {workdir}: run `w2v train` first")
-    return fileio.check_format(path, d, RUN_FORMAT, RUN_VERSION, "run record", ModelError)
-
-
-def load_record_if_any(workdir: Path) -> Optional[dict]:
-    """The run record, or None when there is no run.json (parameters saved by something
-    other than `w2v train`). Read it once and pass it to :func:`load_tables` and
-    :func:`check_vocab`."""
-    return load_record(workdir) if (workdir / RUN_FILE).is_file() else None
-
-
-_READ = object()  # "record" not given: the check reads run.json itself
-
-
-# ----------------------------------------------------------------------------- .params files
-
-_LIST_MAGIC = 0x112
-_ARRAY_MAGICS = (0xF993FAC9, 0xF993FACA)  # NDArray V2, V3 (numpy shape semantics)
-_DTYPES = {0: np.float32, 1: np.float64, 2: np.float16, 3: np.uint8, 4: np.int32, 5: np.int8,
-           6: np.int64}
-
-
-class _Reader:
-    def __init__(self, data: bytes, path: Path):
-        # A memoryview: take() slices it without copying, so the arrays share ``data``.
-        self.data, self.pos, self.path = memoryview(data), 0, path
-
-    def bad(self, why: str) -> ModelError:
-        return ModelError(f"{self.path} is not a readable MXNet parameter file ({why}); "
-                          "it is truncated or corrupted: re-run `w2v train` (or "
-                          "`w2v train --resume`)")
-
-    def take(self, n: int) -> memoryview:
-        if n < 0 or self.pos + n > len(self.data):
-            raise self.bad(f"ends early at byte {len(self.data)}")
-        b = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return b
-
-    def unpack(self, fmt: str):
-        return struct.unpack("<" + fmt, self.take(struct.calcsize("<" + fmt)))[0]
-
-
-def read_params(path: Path) -> dict[str, np.ndarray]:
-    """Read a dense MXNet ``.params`` file (``save_parameters`` / ``nd.save`` of named arrays)
-    into numpy arrays, checking every length against the file size before reading, so a
-    truncated or corrupted file raises ModelError and never makes MXNet allocate garbage.
-    The arrays are read-only views of the file's bytes (one copy in memory, not two)."""
-    return read_params_sha1(path)[0]
-
-
-def read_params_sha1(path: Path) -> tuple[dict[str, np.ndarray], str]:
-    """:func:`read_params` plus the SHA-1 of the bytes it read, so checking the file against
-    a recorded digest needs no second read."""
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ModelError(f"no trained model: {path} is missing; run `w2v train` first") from None
-    except OSError as e:
-        raise ModelError(f"cannot read {path}: {e.strerror or e}") from None
-    r = _Reader(data, Path(path))
-    if len(data) < 24 or r.unpack("Q") != _LIST_MAGIC:
-        raise r.bad("wrong magic number" if len(data) >= 8 else "too short")
-    r.unpack("Q")  # reserved
-    n = r.unpack("Q")
-    if n > len(data) // 24:
-        raise r.bad(f"claims {n} arrays")
-    arrays = []
-    for _ in range(n):
-        if r.unpack("I") not in _ARRAY_MAGICS:
-            raise r.bad("wrong array magic number")
-        if r.unpack("i") != 0:
-            raise r.bad("sparse arrays are not w2v parameters")
-        ndim = r.unpack("i")
-        if not 1 <= ndim <= 8:
-            raise r.bad(f"an array with {ndim} dimensions")
-        shape = tuple(r.unpack("q") for _ in range(ndim))
-        if any(d < 0 for d in shape):
-            raise r.bad(f"negative shape {shape}")
-        r.unpack("i"), r.unpack("i")  # device type and id it was saved from
-        dtype = _DTYPES.get(r.unpack("i"))
-        if dtype is None:
-            raise r.bad("unknown data type")
-        size = int(np.prod(shape, dtype=object)) * np.dtype(dtype).itemsize
-        arrays.append(np.frombuffer(r.take(size), dtype=dtype).reshape(shape))
-    if r.unpack("Q") != n:
-        raise r.bad("names do not match the arrays")
-    names = []
-    for _ in range(n):
-        try:
-            names.append(bytes(r.take(r.unpack("Q"))).decode("utf-8"))
-        except UnicodeDecodeError:
-            raise r.bad("a name is not UTF-8") from None
-    if r.pos != len(data):
-        raise r.bad(f"{len(data) - r.pos} bytes after the end")
-    if len(set(names)) != n:
-        raise r.bad("duplicate names")
-    return dict(zip(names, arrays)), hashlib.sha1(data).hexdigest()
-
-
-def load_tables(workdir: Path, vocab_size: int, record=_READ) -> dict[str, np.ndarray]:
-    """Both embedding tables as read-only numpy arrays, ``{"center": (V, E), "context":
-    (V, E)}`` float32, checked against the vocabulary size and, when run.json records one,
-    the SHA-1 of a complete checkpoint. Needs no MXNet, only the saved arrays.
-
-    record: the run record from :func:`load_record_if_any` (None: no run.json), if the
-    caller has read it already; by default run.json is read here."""
-    path = workdir / PARAMS_FILE
-    if not path.is_file():
-        raise ModelError(f"no trained model in {workdir} ({PARAMS_FILE} missing): "
-                         "run `w2v train` first")
-    arrays, digest = read_params_sha1(path)
-    if {CENTER_KEY, CONTEXT_KEY} - arrays.keys():
-        raise ModelError(f"{path} does not hold w2v embeddings ({CENTER_KEY}, {CONTEXT_KEY})")
-    tables = {"center": arrays[CENTER_KEY], "context": arrays[CONTEXT_KEY]}
-    for name, t in tables.items():
-        if t.ndim != 2 or t.shape[0] != vocab_size or t.dtype != np.float32:
-            raise ModelError(
-                f"{path}: the {name} table has shape {t.shape} but the vocabulary has "
-                f"{vocab_size} words; the parameters come from a different run (re-run `w2v train`)"
-            )
-    _check_params_sha1(workdir, path, digest,
-                       load_record_if_any(workdir) if record is _READ else record)
-    return tables
-
-
-def _check_params_sha1(workdir: Path, path: Path, digest: str, record: Optional[dict]) -> None:
-    """digest: the SHA-1 of the bytes of ``path`` that were read."""
-    if record is None:
-        return  # parameters saved by something other than `w2v train`: shape checks only
-    known = record.get("params_sha1")
-    if known is None or digest == known:
-        return
-    # A crash between replacing model.params and run.json leaves run.json one checkpoint
-    # behind; the parameters are fine if a complete checkpoint holds exactly these bytes.
-    for d in _checkpoint_dirs(workdir):
-        try:
-            if _read_state(d).get("files", {}).get(PARAMS_FILE) == digest:
-                return
-        except ResumeError:
-            continue
-    raise ModelError(f"{path} does not match the checksum in {workdir / RUN_FILE}: the file is "
-                     "corrupted or comes from another run; run `w2v train --resume` to restore "
-                     "it from the latest checkpoint, or `w2v train` to retrain")
 
 
 def _save_params(net, path: Path) -> None:
@@ -256,35 +94,10 @@ def mx_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % (2 ** 31)
 
 
-def vocab_sha1(vocab) -> str:
-    """A digest of the tokens and counts (not of vocab.json, which also holds timings)."""
-    h = hashlib.sha1()
-    h.update(json.dumps(vocab.tokens, ensure_ascii=False).encode("utf-8"))
-    h.update(vocab.counts.astype("<i8").tobytes())
-    return h.hexdigest()
-
-
 def dataset_fingerprint(ds) -> dict:
     """What a checkpoint remembers of its dataset, to refuse resuming on another one."""
     return {"vocab_size": len(ds.vocab), "vocab_sha1": vocab_sha1(ds.vocab),
             "tokens": int(ds.ids.size), "sentences": int(ds.n_sentences)}
-
-
-def check_vocab(workdir: Path, vocab, record=_READ) -> None:
-    """Raise ModelError if run.json says the model was trained on another vocabulary (the
-    same size is not enough: `w2v prepare` on another corpus can give the same size).
-
-    record: as for :func:`load_tables`."""
-    if record is _READ:
-        record = load_record_if_any(workdir)
-    if record is None:
-        return
-    trained_on = record.get("dataset", {})
-    if isinstance(trained_on, dict) and trained_on.get("vocab_sha1") not in (
-            None, vocab_sha1(vocab)):
-        raise ModelError(f"the model in {workdir} was trained on another vocabulary than its "
-                         "vocab.json (was `w2v prepare` run again after `w2v train`?): re-run "
-                         "`w2v train`")
 
 
 def unfinished(workdir: Path) -> Optional[str]:
@@ -366,39 +179,37 @@ def _updaters(trainer) -> list:
 
 
 class _StatesOut(pickle.Pickler):
-    def __init__(self, f, folder: Path, mx):
+    def __init__(self, f, folder: Path):
         super().__init__(f, protocol=pickle.HIGHEST_PROTOCOL)
-        self.folder, self.mx, self.names = folder, mx, []
+        self.folder, self.names = folder, []
 
     def persistent_id(self, obj):
-        if not isinstance(obj, self.mx.nd.NDArray) or obj.stype != "default":
+        if not arrays.is_dense_array(obj):
             return None  # anything else is pickled as usual
         name = f"state-{len(self.names)}.npy"
-        np.save(self.folder / name, obj.asnumpy(), allow_pickle=False)
+        np.save(self.folder / name, arrays.to_numpy(obj), allow_pickle=False)
         self.names.append(name)
-        return ("np" if isinstance(obj, self.mx.np.ndarray) else "nd", name)
+        return ("np" if arrays.is_numpy_array(obj) else "nd", name)
 
 
 class _StatesIn(pickle.Unpickler):
-    def __init__(self, f, folder: Path, mx):
+    def __init__(self, f, folder: Path):
         super().__init__(f)
-        self.folder, self.mx = folder, mx
+        self.folder = folder
 
     def persistent_load(self, pid):
         kind, name = pid
         if not (isinstance(name, str) and name.startswith("state-") and "/" not in name):
             raise pickle.UnpicklingError(f"bad array reference {name!r}")
-        x = self.mx.nd.array(np.load(self.folder / name, allow_pickle=False))
-        return x.as_np_ndarray() if kind == "np" else x
+        return arrays.state_array(np.load(self.folder / name, allow_pickle=False), kind == "np")
 
 
 def save_states(trainer, folder: Path) -> list[str]:
     """Write the optimizer and its state to ``folder``: TRAINER_FILE and one ``state-N.npy``
     per state array. Returns the array files' names."""
-    mx = current_mxnet()
     updater = _updaters(trainer)[0]
     with open(folder / TRAINER_FILE, "wb") as f:
-        out = _StatesOut(f, folder, mx)
+        out = _StatesOut(f, folder)
         out.dump((updater.states, updater.optimizer))
     return out.names
 
@@ -407,11 +218,10 @@ def load_states(trainer, folder: Path) -> None:
     """Load what save_states wrote (or ``trainer.save_states``, for a version-1 checkpoint)
     into ``trainer``, as ``trainer.load_states`` does: each updater gets its own copy, moved
     to its device at its next update."""
-    mx = current_mxnet()
     optimizer = None
     for updater in _updaters(trainer):
         with open(folder / TRAINER_FILE, "rb") as f:
-            states, loaded = _StatesIn(f, folder, mx).load()
+            states, loaded = _StatesIn(f, folder).load()
         optimizer = optimizer or loaded
         updater.states, updater.optimizer = states, optimizer
         updater.states_synced = dict.fromkeys(states, False)

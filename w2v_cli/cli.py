@@ -10,7 +10,7 @@ import click
 from click.core import ParameterSource
 
 from . import __version__
-from .config import TRIM_PARTS, Config, default
+from .config import Config, default
 from .errors import Interrupted, W2VError
 
 
@@ -187,13 +187,6 @@ def _download_progress():
 @_opt("--bucket/--no-bucket", "bucket", field="bucket",
       help="Put centers with equally many contexts in the same batch, so no batch is padded "
            "(faster; changes which centers share a batch).")
-@_opt("--trim-parts", type=click.IntRange(min=1), show_default=f"{TRIM_PARTS} with sparse "
-      "gradients, else 1", help="Cut each batch into at most this many parts of rows by length, "
-      "each padded only to its own longest row: the same loss and gradients with less "
-      "padded work. 1: pad every row to the batch's longest (the chapter).")
-@_opt("--prefetch/--no-prefetch", "prefetch", field="prefetch",
-      help="Draw the next chunk's examples in a background thread while training (the same "
-           "batches either way).")
 @_opt("--log-interval", type=click.IntRange(min=1), help="Batches between progress updates.")
 @_opt("--kvstore", type=click.Choice(["local", "device", "dist_sync", "dist_async"]),
       help="How gradients meet: local or device on one machine; dist_sync or dist_async run "
@@ -204,13 +197,13 @@ def _download_progress():
 @workdir_option
 @click.option("--resume", is_flag=True, help="Continue the run in the workdir from its latest "
               "checkpoint, with its settings (options given must match them, except --epochs, "
-              "--device, --trim-parts, --prefetch and --log-interval).")
+              "--device and --log-interval).")
 @click.option("--restart", is_flag=True, help="Start a new run even though the workdir holds "
               "an unfinished one (whose checkpoints are then deleted).")
 @_errors_to_exit
 def train(epochs, lr, batch_size, embed_size, window, negatives, noise_group, group_noise,
-          subsample, sample_once, sparse_grad, bucket, trim_parts, prefetch, log_interval,
-          kvstore, chunk_tokens, seed, device, workdir, resume, restart):
+          subsample, sample_once, sparse_grad, bucket, log_interval, kvstore, chunk_tokens, seed,
+          device, workdir, resume, restart):
     """Train skip-gram with negative sampling on the prepared dataset.
 
     Ctrl-C (or SIGTERM) stops after the current step with a checkpoint; continue with
@@ -224,9 +217,8 @@ def train(epochs, lr, batch_size, embed_size, window, negatives, noise_group, gr
                     embed_size=embed_size, window=window, negatives=negatives,
                     noise_group=noise_group, group_noise=group_noise,
                     subsample=subsample, sample_once=sample_once, sparse_grad=sparse_grad,
-                    bucket=bucket, trim_parts=trim_parts, prefetch=prefetch,
-                    log_interval=log_interval,
-                    kvstore=kvstore, chunk_tokens=chunk_tokens, seed=seed, device=device)
+                    bucket=bucket, log_interval=log_interval, kvstore=kvstore,
+                    chunk_tokens=chunk_tokens, seed=seed, device=device)
     config = Config(**settings)
     if resume and restart:  # before touching the workdir
         raise click.UsageError("--resume and --restart exclude each other")
@@ -252,16 +244,16 @@ def train(epochs, lr, batch_size, embed_size, window, negatives, noise_group, gr
     if "worker" in record:
         w = record["worker"]
         who = f"worker {w['rank']}/{w['num_workers']} ({w['tokens']} tokens): "
-    click.echo(f"{who}loss {final['loss']:.3f}, {final['centers_per_sec']:.1f} tokens/sec "
+    click.echo(f"{who}loss {final['loss']:.3f}, {final['tokens_per_sec']:.1f} tokens/sec "
                f"on {record['device']}")
 
 
 def _train_progress(tty: bool):
     def report(p):
-        eta = (p.batches - p.batch) * p.batch_size / max(p.centers_per_sec, 1e-9) \
+        eta = (p.batches - p.batch) * p.batch_size / max(p.tokens_per_sec, 1e-9) \
             if p.batch_size else 0.0
         line = (f"epoch {p.epoch}/{p.epochs}  batch {p.batch}/{p.batches}  "
-                f"loss {p.loss:.4f}  {p.centers_per_sec:,.0f} words/s"
+                f"loss {p.loss:.4f}  {p.tokens_per_sec:,.0f} tokens/sec"
                 + ("" if p.epoch_done else f"  ETA {eta:.0f} s"))
         if p.epoch_done:
             click.echo(("\r" if tty else "") + line + "  " * 4, err=True)
@@ -524,7 +516,3 @@ def launch(num_workers, num_servers, hostfile, root_uri, port, timeout, log_dir,
                             env=dict(e.split("=", 1) for e in env))
     launch_mod.run(nodes, timeout, Path(log_dir) if log_dir else None)
     click.echo(f"{num_workers} worker(s) and {num_servers} server(s) finished", err=True)
-
-
-def main():  # pragma: no cover - the console script
-    cli()

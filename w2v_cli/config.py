@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from .errors import UsageError
+
 DEFAULT_WORKDIR = "w2v-work"
 DEFAULT_DATA_DIR = "~/.cache/w2v"
-TRIM_PARTS = 3  # --trim-parts with sparse gradients (README.md: "Trimmed batches")
+KVSTORES = ("local", "device", "dist_sync", "dist_async")
 
 
 @dataclass
@@ -50,12 +52,7 @@ class Config:
 
     # speed and scale: chunked epochs, streaming and distributed training
     chunk_tokens: int = 1 << 20  # corpus tokens held at once by prepare and by each epoch's sampling
-    prefetch: bool = True  # draw the next chunk in a background thread while training
     bucket: bool = False  # batch rows of equal length together (no padding; changes batches)
-    # Cut each batch's rows into at most this many parts by length, each padded only to its
-    # own longest row (the same loss and gradients). 1: pad the whole batch, as the chapter.
-    # None: TRIM_PARTS with sparse gradients and without --noise-group, else 1; saved resolved.
-    trim_parts: Optional[int] = None
     kvstore: str = "device"  # local | device (one machine) | dist_sync | dist_async (parameter server)
 
     # reporting
@@ -86,3 +83,35 @@ class Config:
 def default(name: str):
     """The default of one Config field, for the CLI's option declarations."""
     return {f.name: f.default for f in dataclasses.fields(Config)}[name]
+
+
+def check(config: Config) -> None:
+    """Raise UsageError for settings that cannot train (the CLI checks ranges at parse time)."""
+    for name in ("epochs", "batch_size", "window", "embed_size", "log_interval", "chunk_tokens"):
+        if getattr(config, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+    if config.negatives < 0:
+        raise UsageError("--negatives must be 0 or more")
+    if config.noise_group < 0:
+        raise UsageError("--noise-group must be 0 or more")
+    if config.group_noise < 1:
+        raise UsageError("--group-noise must be at least 1")
+    if config.noise_group and not config.negatives:
+        raise UsageError("--noise-group needs --negatives of 1 or more (it weights the shared "
+                         "noise words as that many per context word)")
+    if not config.lr > 0:
+        raise UsageError("--lr must be positive")
+    if config.subsample < 0:
+        raise UsageError("--subsample must be 0 or more")
+    if config.kvstore not in KVSTORES:
+        raise UsageError(f"--kvstore {config.kvstore!r}: expected one of {', '.join(KVSTORES)}")
+    if config.sparse_grad and config.kvstore.startswith("dist"):
+        raise UsageError(f"--sparse-grad does not work with --kvstore {config.kvstore}: "
+                         "train with --dense-grad, or on one machine")
+    # Each of these shapes one device's batch or update; several devices split by rows.
+    one_device = (("--sparse-grad", config.sparse_grad, "train with --dense-grad"),
+                  ("--noise-group", config.noise_group, "train without --noise-group"))
+    for option, on, otherwise in one_device:
+        if on and "," in config.device:
+            raise UsageError(f"{option} works on one device, not --device {config.device}: "
+                             f"name one device, or {otherwise}")

@@ -7,40 +7,20 @@ reads the ``DMLC_*`` environment that ``w2v launch`` (or a cluster launcher) set
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-from dataclasses import dataclass
 
 import numpy as np
 
+from . import checkpoint, params
 from .config import Config
 from .dataset import SCAN, Dataset
-from .errors import BackendError, DataError, UsageError, first_line
-
-KVSTORES = ("local", "device", "dist_sync", "dist_async")
-
-
-@dataclass
-class Worker:
-    """Where this process stands: ``rank`` in ``0..num_workers - 1``; ``kv`` is the dist
-    kvstore, or None on one machine (then ``kvstore`` is the Trainer's local kvstore type)."""
-
-    rank: int = 0
-    num_workers: int = 1
-    kv: object = None
-    kvstore: str = "device"
-
-    @property
-    def distributed(self) -> bool:
-        return self.kv is not None
-
+from .errors import BackendError, DataError, Interrupted, ResumeError, UsageError, first_line
+from .train import Worker
 
 def make_worker(config: Config) -> Worker:
-    """Create the kvstore named by ``config.kvstore``; a dist one joins the parameter server."""
-    if config.kvstore not in KVSTORES:
-        raise UsageError(f"--kvstore {config.kvstore!r}: expected one of {', '.join(KVSTORES)}")
-    if not config.kvstore.startswith("dist"):
-        return Worker(kvstore=config.kvstore)
+    """Join the parameter server named by ``config.kvstore`` (a dist_* kvstore)."""
     from .backend import mxnet
 
     missing = [v for v in ("DMLC_ROLE", "DMLC_PS_ROOT_URI", "DMLC_PS_ROOT_PORT",
@@ -56,6 +36,67 @@ def make_worker(config: Config) -> Worker:
     except mx.base.MXNetError as e:
         raise BackendError(f"cannot join the parameter server: {first_line(e)}") from None
     return Worker(kv.rank, kv.num_workers, kv, config.kvstore)
+
+
+def train(config: Config, ds: Dataset, on_progress, resume: bool, stop) -> dict:
+    """train.train as one worker of a parameter server: it trains on its shard of the
+    sentences, exactly as many steps as every other worker. Rank 0 takes the workdir lock
+    itself (the CLI takes none for dist workers, so several can share one workdir) and
+    writes ``model.params`` and ``run.json`` at each epoch end; the other ranks only
+    ``run.rank{r}.json``. Adam's state lives on the servers, so a dist run cannot resume."""
+    from . import lock
+    from .backend import devices
+    from .train import Run, for_devices
+
+    if resume:
+        # Checked before joining the parameter server, so no worker waits for this one.
+        raise ResumeError(f"--resume does not work with --kvstore {config.kvstore}: Adam's state "
+                          "lives on the parameter servers, which MXNet cannot save; start a new "
+                          "run without --resume")
+    ctxs = devices(config.device)
+    config = for_devices(config, ctxs)
+    session = Session(make_worker(config), config, ds)
+    with contextlib.ExitStack() as held:
+        if session.worker.rank == 0:
+            held.enter_context(lock.acquire(config.workdir_path, "train (dist rank 0)",
+                                            create=False))
+        return Run(config, ds, ctxs, session, on_progress).train(False, stop)
+
+
+class Session:
+    """train.Local's counterpart for one worker of a parameter server."""
+
+    def __init__(self, worker: Worker, config: Config, ds: Dataset):
+        self.worker = worker
+        self.steps = steps_per_epoch(ds, config, worker.num_workers)
+
+    def shard(self, ds: Dataset) -> tuple[Dataset, dict]:
+        """This worker's sentences and a record of which they are."""
+        start, end = shard_bounds(ds.offsets, self.worker.rank, self.worker.num_workers)
+        part = shard(ds, start, end)
+        return part, {"kvstore": self.worker.kvstore, "rank": self.worker.rank,
+                      "num_workers": self.worker.num_workers, "sentences": [start, end],
+                      "tokens": int(part.ids.size), "ids_sha1": ids_sha1(part.ids)}
+
+    def save_epoch(self, run, pos) -> None:
+        """Rank 0 writes ``model.params`` and ``run.json`` only: the optimizer state is on
+        the servers, where ``save_states`` cannot reach."""
+        if self.worker.rank == 0:
+            checkpoint.save(run.net, run.config.workdir_path,
+                            {**pos.record, "dataset": checkpoint.dataset_fingerprint(run.ds)})
+
+    def interrupted(self, run, pos, where: str) -> None:
+        raise Interrupted(f"interrupted by {run.stop.name} at {where}; a distributed run cannot "
+                          "be resumed (rank 0's model.params holds the last finished epoch)",
+                          run.stop.signum)
+
+    def finish(self, run, record: dict) -> None:
+        record["worker"]["params_sha1"] = params_sha1(run.net, run.ctxs[0])
+        workdir = run.config.workdir_path
+        if self.worker.rank == 0:
+            params.save_record(workdir, {**params.load_record(workdir), **record})
+        else:
+            params.save_record(workdir, record, name=f"run.rank{self.worker.rank}.json")
 
 
 def shard_bounds(offsets: np.ndarray, rank: int, num_workers: int) -> tuple[int, int]:
@@ -97,8 +138,8 @@ def expected_centers(ids: np.ndarray, offsets: np.ndarray, counts: np.ndarray, t
 
     ids: (N,) int32; offsets: (S + 1,) int64; counts: (V,) int64.
     """
-    from .batches import chunk_bounds
     from .sampling import keep_probability
+    from .stream import chunk_bounds
 
     keep = keep_probability(counts, t)
     bounds = chunk_bounds(offsets, chunk_tokens)
@@ -147,7 +188,7 @@ def tables_sha1(tables: dict) -> str:
 
 def params_sha1(net, ctx) -> str:
     """``tables_sha1`` of the network's two tables under their ``model.params`` names."""
-    from .model import CENTER_KEY, CONTEXT_KEY
+    from .model import table
+    from .params import CENTER_KEY, CONTEXT_KEY
 
-    return tables_sha1({CENTER_KEY: net[0].weight.data(ctx).asnumpy(),
-                        CONTEXT_KEY: net[1].weight.data(ctx).asnumpy()})
+    return tables_sha1({CENTER_KEY: table(net, 0, ctx), CONTEXT_KEY: table(net, 1, ctx)})

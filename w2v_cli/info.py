@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import checkpoint
+from . import params
 from .dataset import IDS_FILE, OFFSETS_FILE, VOCAB_FILE
 from .errors import DataError, ModelError
 from .vocab import Vocab
@@ -16,8 +16,7 @@ LOSS_PLOT_FILE = "loss.png"
 # The run's training settings. Not min_count: a train run carries the Config default, not
 # what prepare used; the vocabulary line shows that one, from vocab.json.
 SETTINGS = ("embed_size", "window", "negatives", "noise_group", "group_noise", "subsample",
-            "sample_once", "batch_size", "lr", "epochs", "seed", "bucket", "sparse_grad",
-            "trim_parts")
+            "sample_once", "batch_size", "lr", "epochs", "seed", "bucket", "sparse_grad")
 
 
 def describe(workdir: Path) -> dict:
@@ -29,10 +28,10 @@ def describe(workdir: Path) -> dict:
     dataset = {"source": vocab.meta.get("source", {}), "vocab_size": len(vocab),
                "min_count": vocab.meta.get("min_count"), **vocab.meta.get("stats", {})}
     try:
-        run = checkpoint.load_record(workdir)
+        run = params.load_record(workdir)
     except ModelError:
         run = None
-    names = (VOCAB_FILE, IDS_FILE, OFFSETS_FILE, checkpoint.PARAMS_FILE, checkpoint.RUN_FILE,
+    names = (VOCAB_FILE, IDS_FILE, OFFSETS_FILE, params.PARAMS_FILE, params.RUN_FILE,
              LOSS_PLOT_FILE)
     files = {n: (workdir / n).stat().st_size for n in names if (workdir / n).is_file()}
     return {"workdir": str(workdir), "files": files, "dataset": dataset, "run": run}
@@ -71,9 +70,10 @@ def format_lines(info: dict) -> list[str]:
         if epochs:
             rows.append(("loss", "  ".join(f"{e['epoch']}: {e['loss']:.4f}" for e in epochs)))
             seconds = sum(e.get("seconds", 0) for e in epochs)
-            centers = sum(e.get("centers", 0) for e in epochs)
+            # "centers": the name in run records written before tokens/sec was the one name
+            tokens = sum(e.get("tokens", e.get("centers", 0)) for e in epochs)
             if seconds > 0:
-                rows.append(("throughput", (f"{centers / seconds:,.0f} tokens/s "
+                rows.append(("throughput", (f"{tokens / seconds:,.0f} tokens/sec "
                                            f"({seconds:.1f} s of training)")))
     rows.append(("files", ", ".join(f"{n} ({_size(s)})" for n, s in info["files"].items())))
     width = max(len(name) for name, _ in rows)

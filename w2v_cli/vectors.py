@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint
+from . import params
 from .dataset import VOCAB_FILE
 from .errors import UsageError
 from .vocab import Vocab
@@ -42,9 +42,9 @@ class Vectors:
         if which not in WHICH:
             raise UsageError(f"--which must be one of {', '.join(WHICH)}, got {which!r}")
         vocab = Vocab.load(workdir / VOCAB_FILE)
-        record = checkpoint.load_record_if_any(workdir)  # read once, for both checks
-        tables = checkpoint.load_tables(workdir, len(vocab), record)
-        checkpoint.check_vocab(workdir, vocab, record)
+        record = params.load_record_if_any(workdir)  # read once, for both checks
+        tables = params.load_tables(workdir, len(vocab), record)
+        params.check_vocab(workdir, vocab, record)
         matrix = tables["center"] + tables["context"] if which == "sum" else tables[which]
         return cls(vocab, matrix)
 
