@@ -8,8 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from w2v_cli import batches, checkpoint, dataset, distributed, launch, sampling, params
+from w2v_cli import checkpoint, dataset, distributed, launch, params, sampling
 from w2v_cli.config import Config
+from w2v_cli.stream import EpochStream
 from w2v_cli.errors import LaunchError, UsageError
 
 from conftest import planted_sentences
@@ -56,11 +57,10 @@ def test_expected_centers_matches_the_sampler():
 def test_fixed_step_stream_draws_again_when_short():
     ds = dataset.encode(["a b c d e"] * 4, min_count=1)  # 20 centers a pass
     config = Config(batch_size=8, subsample=0, window=1, negatives=1)
-    stream = batches.EpochStream(ds.ids, ds.offsets, ds.vocab.counts, config,
-                                 np.random.default_rng(0), steps=6)
+    stream = EpochStream(ds, ds.vocab.counts, config, np.random.default_rng(0), steps=6)
     got = list(stream)  # 48 rows: two full passes and part of a third
     assert [b.center.shape[0] for b in got] == [8] * 6
-    centers = np.concatenate([b.center[:, 0] for b in got])
+    centers = np.concatenate([b.center for b in got])
     assert np.bincount(centers, minlength=6)[1:].min() >= 8  # each word twice a pass
 
 

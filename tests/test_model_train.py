@@ -6,7 +6,7 @@ import pytest
 
 from w2v_cli import checkpoint, dataset, params
 from w2v_cli.backend import mxnet
-from w2v_cli.config import TRIM_PARTS, Config
+from w2v_cli.config import Config
 from w2v_cli.errors import ModelError, UsageError
 from w2v_cli.model import build_net, masked_loss, skip_gram
 from w2v_cli.train import for_devices, train
@@ -76,8 +76,8 @@ def test_params_and_run_record_round_trip(tmp_path):
     record = train(cfg, ds)
     saved = json.loads((tmp_path / "run.json").read_text())
     assert saved["format"] == "w2v-run" and saved["complete"] is True
-    # the run saves what it chose for the defaults: sparse and trimmed on one CPU device
-    ran = dataclasses.replace(cfg, sparse_grad=True, trim_parts=TRIM_PARTS)
+    # the run saves what it chose for the default: sparse gradients on one CPU device
+    ran = dataclasses.replace(cfg, sparse_grad=True)
     assert saved["config"] == ran.to_dict() and Config.from_dict(saved["config"]) == ran
     assert [e["epoch"] for e in saved["epochs"]] == [1, 2]
     assert saved["final"] == record["final"] and saved["device"] == "cpu(0)"
@@ -88,23 +88,18 @@ def test_params_and_run_record_round_trip(tmp_path):
     assert np.allclose(net[1].weight.data().asnumpy(), tables["context"])
 
 
-def test_defaults_decided_for_the_devices_sparse_and_trimmed_on_one_cpu_device():
+def test_defaults_decided_for_the_devices_sparse_on_one_cpu_device():
     one, two = [mx.cpu()], [mx.cpu(0), mx.cpu(1)]
 
     def decided(devices, **kw):
-        c = for_devices(Config(**kw), devices)
-        return c.sparse_grad, c.trim_parts
+        return for_devices(Config(**kw), devices).sparse_grad
 
-    assert decided(one) == (True, TRIM_PARTS) and TRIM_PARTS > 1
-    assert decided(two) == (False, 1)
-    assert decided(one, kvstore="dist_sync") == (False, 1)
-    assert decided(one, sparse_grad=False) == (False, 1)
-    assert decided(one, sparse_grad=True) == (True, TRIM_PARTS)
-    assert decided(one, noise_group=4) == (True, 1)
-    assert decided(one, trim_parts=5) == (True, 5)
-    assert decided(two, trim_parts=1) == (False, 1)
-    # asked for, trimming runs with dense gradients too (one lookup a step either way)
-    assert decided(one, trim_parts=2, sparse_grad=False) == (False, 2)
+    assert decided(one) is True
+    assert decided(two) is False
+    assert decided(one, kvstore="dist_sync") is False
+    assert decided(one, sparse_grad=False) is False
+    assert decided(one, sparse_grad=True) is True
+    assert decided(one, noise_group=4) is True
 
 
 def test_params_from_another_vocabulary_are_refused(tmp_path):

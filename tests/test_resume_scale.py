@@ -13,6 +13,7 @@ from conftest import planted_sentences
 from w2v_cli import checkpoint, dataset, distributed, lock, train, params
 from w2v_cli.cli import cli
 from w2v_cli.config import Config
+from w2v_cli.stream import EpochStream
 from w2v_cli.errors import Interrupted, LockError, ResumeError
 
 # 960 tokens; chunks of 200 tokens: 5 chunks an epoch, each sampled on its own
@@ -41,8 +42,7 @@ def test_resume_inside_a_chunked_epoch_gives_the_uninterrupted_parameters(tmp_pa
     config = dict(SETTINGS, device=device, sample_once=sample_once)
     a, b = tmp_path / "a", tmp_path / "b"
     ds_a, ds_b = _prepare(a), _prepare(b)
-    stream = train.batches_mod.EpochStream(ds_a.ids, ds_a.offsets, ds_a.vocab.counts,
-                                           Config(**config), np.random.default_rng(0))
+    stream = EpochStream(ds_a, ds_a.vocab.counts, Config(**config), np.random.default_rng(0))
     assert stream.n_chunks == 5
     whole = train.train(Config(workdir=str(a), **config), ds_a)
     assert whole["device"] == ("cpu(0)" if device == "cpu" else "cpu(0),cpu(1)")
@@ -66,9 +66,8 @@ def test_sample_once_draws_the_same_chunk_examples_every_epoch_and_after_a_resum
     config = Config(**dict(SETTINGS, sample_once=True, chunk_tokens=10 ** 6))  # one chunk
 
     def rows(rng, cache):
-        stream = train.batches_mod.EpochStream(ds.ids, ds.offsets, ds.vocab.counts, config,
-                                               rng, cache)
-        return sorted((int(b.center[r, 0]), tuple(b.items[r, :int(b.mask[r].sum())]))
+        stream = EpochStream(ds, ds.vocab.counts, config, rng, cache)
+        return sorted((int(b.center[r]), tuple(b.items[r, :int(b.mask[r].sum())]))
                       for b in stream for r in range(b.center.shape[0]))
 
     cache: dict = {}
@@ -96,17 +95,21 @@ def test_only_rank_0_of_a_dist_job_locks_the_workdir(tmp_path, monkeypatch, rank
     def fake_worker(config):
         return distributed.Worker(rank, 2, kv=object(), kvstore=config.kvstore)
 
-    def probe(config, *args):
-        # While this worker trains, can another process take the workdir lock?
-        try:
-            lock.acquire(tmp_path, "probe").release()
-            held["locked"] = False
-        except LockError:
-            held["locked"] = True
-        return {}
+    class Probe:
+        def __init__(self, *args):
+            pass
+
+        def train(self, resume, stop):
+            # While this worker trains, can another process take the workdir lock?
+            try:
+                lock.acquire(tmp_path, "probe").release()
+                held["locked"] = False
+            except LockError:
+                held["locked"] = True
+            return {}
 
     monkeypatch.setattr(distributed, "make_worker", fake_worker)
-    monkeypatch.setattr(train, "_train_worker", probe)
+    monkeypatch.setattr(train, "Run", Probe)
     train.train(Config(workdir=str(tmp_path), kvstore="dist_sync", **SETTINGS), ds)
     assert held == {"locked": rank == 0}
     lock.acquire(tmp_path, "after").release()  # rank 0 let it go

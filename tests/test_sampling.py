@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from w2v_cli import sampling
-from w2v_cli.batches import assemble, batches, draw_examples
+from w2v_cli.examples import assemble, draw_examples, in_order, shuffled
 from w2v_cli.config import Config
 
 
@@ -130,12 +130,12 @@ def test_examples_and_batches_line_up_items_mask_and_label():
     noise = np.array([[7, 8, 9, 7], [8, 9, 0, 0]], dtype=np.int32)
     ex = assemble(w, noise, k=2)
     assert ex.items.tolist() == [[1, 2, 7, 8, 9, 7], [3, 8, 9, 0, 0, 0]]
-    (b,) = list(batches(ex, 8, rng(), shuffle=False))
-    assert b.center.tolist() == [[5], [6]]
+    (b,) = list(in_order(ex, np.arange(2), 8))
+    assert b.center.tolist() == [5, 6]
     assert b.items.tolist() == ex.items.tolist()
     assert b.mask.tolist() == [[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]]
     assert b.label.tolist() == [[1, 1, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0]]
-    assert b.mask.dtype == np.float32 and b.center.shape == (2, 1)
+    assert b.mask.dtype == np.float32 and b.center.shape == (2,)
 
 
 def test_draw_examples_is_seeded_and_batches_cover_every_example_once():
@@ -147,7 +147,7 @@ def test_draw_examples_is_seeded_and_batches_cover_every_example_once():
     b = draw_examples(ids, offsets, counts, cfg, rng(7))
     assert np.array_equal(a.items, b.items) and np.array_equal(a.centers, b.centers)
     assert len(a) == 3000
-    seen = np.concatenate([bt.center[:, 0] for bt in batches(a, 64, rng())])
+    seen = np.concatenate([bt.center for bt in shuffled(a, 64, rng())])
     assert np.array_equal(np.sort(seen), np.sort(a.centers))
     # contexts of each row are never among its noise words
     for row, n in zip(a.items[:200], a.n_ctx[:200]):

@@ -87,7 +87,7 @@ def test_sample_once_reuses_examples_and_reshuffles():
     (_, _, one), (_, _, two) = _epochs(ds, config, 0, 2, ahead=True)
 
     def rows(got):
-        return sorted((int(b.center[r, 0]), tuple(b.items[r, :int(b.mask[r].sum())]))
+        return sorted((int(b.center[r]), tuple(b.items[r, :int(b.mask[r].sum())]))
                       for b in got for r in range(b.center.shape[0]))
 
     assert rows(one) == rows(two)

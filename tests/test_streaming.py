@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from w2v_cli import batches, corpus, dataset
+from w2v_cli import corpus, dataset, examples, stream
 from w2v_cli.cli import cli
 from w2v_cli.config import Config
 from w2v_cli.errors import DataError
@@ -143,34 +143,32 @@ def test_cli_prepare_max_vocab(tmp_path, planted_corpus):
 def test_one_chunk_epoch_is_the_whole_corpus_path():
     ds = dataset.encode(planted_sentences(n_sentences=100), min_count=1)
     config = Config(batch_size=64, window=2, negatives=2, subsample=1e-2)
-    a = list(batches.EpochStream(ds.ids, ds.offsets, ds.vocab.counts, config,
-                                 np.random.default_rng(5)))
+    a = list(stream.EpochStream(ds, ds.vocab.counts, config, np.random.default_rng(5)))
     rng = np.random.default_rng(5)
-    ex = batches.draw_examples(ds.ids, ds.offsets, ds.vocab.counts, config, rng)
-    b = list(batches.batches(ex, 64, rng))
+    ex = examples.draw_examples(ds.ids, ds.offsets, ds.vocab.counts, config, rng)
+    b = list(examples.shuffled(ex, 64, rng))
     assert len(a) == len(b) > 2
     for x, y in zip(a, b):
-        for name in ("center", "items", "mask", "label"):
+        for name in ("center", "items", "n_ctx", "length"):
             assert np.array_equal(getattr(x, name), getattr(y, name))
 
 
 def test_chunked_epoch_uses_every_center_once_in_full_batches():
     ds = dataset.encode(planted_sentences(n_sentences=100, length=5), min_count=1)
     config = Config(batch_size=64, window=2, negatives=1, subsample=0, chunk_tokens=37)
-    stream = batches.EpochStream(ds.ids, ds.offsets, ds.vocab.counts, config,
-                                 np.random.default_rng(1))
-    assert stream.n_chunks == 14  # 500 tokens in sentence-aligned chunks of about 37
-    got = list(stream)
+    epoch = stream.EpochStream(ds, ds.vocab.counts, config, np.random.default_rng(1))
+    assert epoch.n_chunks == 14  # 500 tokens in sentence-aligned chunks of about 37
+    got = list(epoch)
     sizes = [b.center.shape[0] for b in got]
     assert sizes == [64] * 7 + [500 - 7 * 64]
-    centers = np.sort(np.concatenate([b.center[:, 0] for b in got]))
+    centers = np.sort(np.concatenate([b.center for b in got]))
     assert np.array_equal(centers, np.sort(np.asarray(ds.ids)))
-    assert stream.estimated_batches() == 8
+    assert epoch.estimated_batches() == 8
     # contexts never cross a sentence, even a chunk boundary: each context is a planted
     # word of the center's own cluster
     for b in got:
-        cluster = np.array(ds.vocab.tokens)[b.center[:, 0]]
-        ctx = np.array(ds.vocab.tokens)[np.where(b.label > 0, b.items, b.center)]
+        cluster = np.array(ds.vocab.tokens)[b.center]
+        ctx = np.array(ds.vocab.tokens)[np.where(b.label > 0, b.items, b.center[:, None])]
         assert all(c[:2] == row[:2] for row, cs in zip(cluster, ctx) for c in cs)
 
 
@@ -205,7 +203,7 @@ MEMORY_SCRIPT = textwrap.dedent("""
         print(json.dumps({"memory_error": True}))
         sys.exit(0)
     print(json.dumps({"memory_error": False, "tokens": int(ds.ids.size),
-                      "centers": record["epochs"][0]["centers"], "loss": record["final"]["loss"],
+                      "centers": record["epochs"][0]["tokens"], "loss": record["final"]["loss"],
                       "limit_mb": limit / 2**20}))
 """)
 

@@ -83,8 +83,10 @@ def join(parts: list, rows: int) -> Batch:
     if len(parts) == 1:
         return Batch(center, ids, weight, label, rows)
     # MXNet's MKLDNN kernels keep a primitive per input shape, never freed: the flat loss runs
-    # on to the next multiple of 1/16 of the padded size, so it sees at most 16 lengths.
-    quantum = -(-sum(p.center.size * p.words.shape[1] for p in parts) // LOSS_LENGTHS)
+    # on to the next multiple of 1/16 of the size padded to the widest part (a bound that
+    # depends on the batch's shape only), so it sees at most 16 lengths per padded shape.
+    padded = center.size * max(p.words.shape[1] for p in parts)
+    quantum = -(-padded // LOSS_LENGTHS)
     tail = np.zeros(-(-weight.size // quantum) * quantum - weight.size, np.float32)
     flat = np.concatenate([w.ravel() for w, _ in ids])
     words, slots = np.unique(flat, return_inverse=True)

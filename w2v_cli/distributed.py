@@ -20,8 +20,11 @@ from .errors import BackendError, DataError, Interrupted, ResumeError, UsageErro
 from .train import Worker
 
 def make_worker(config: Config) -> Worker:
-    """Join the parameter server named by ``config.kvstore`` (a dist_* kvstore)."""
+    """Join the parameter server named by ``config.kvstore``; a one-machine kvstore needs none."""
     from .backend import mxnet
+
+    if not config.kvstore.startswith("dist"):
+        return Worker(kvstore=config.kvstore)
 
     missing = [v for v in ("DMLC_ROLE", "DMLC_PS_ROOT_URI", "DMLC_PS_ROOT_PORT",
                            "DMLC_NUM_SERVER", "DMLC_NUM_WORKER") if not os.environ.get(v)]
