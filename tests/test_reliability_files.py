@@ -132,3 +132,37 @@ def test_a_socket_is_refused_not_replaced(model, tmp_path):
         assert result.exit_code == 9
         assert "it is a socket" in result.output
         assert stat.S_ISSOCK(os.lstat(path).st_mode)
+
+
+# ---- evaluate -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-Infinity", "NaN"])
+def test_gold_scores_must_be_finite_numbers(model, tmp_path, bad):
+    path = tmp_path / "gold.tsv"
+    path.write_text(f"king queen 5\nman woman {bad}\napple pear 7\n")
+    result = run("evaluate", "--similarity", path)
+    assert result.exit_code == 3
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: {path}:2: the score must be a finite number, got {bad!r}")
+    assert "Traceback" not in result.output
+
+
+# ---- a full disk ----------------------------------------------------------------------------
+
+def test_a_full_disk_says_so(model, tmp_path, monkeypatch):
+    import errno
+
+    from w2v_cli import fileio
+
+    out = tmp_path / "v.txt"
+    out.write_text("old\n")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(fileio.os, "fsync", full)
+    result = run("export", "-o", out)
+    assert result.exit_code == 9
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: cannot write {out}: the disk is full (no space left on device) (the previous "
+        "v.txt, if any, is unchanged)")
+    assert out.read_text() == "old\n"

@@ -139,7 +139,7 @@ def encode_stream(lines: corpus_mod.LineStream, min_count: int, workdir: Path,
                                                  on_chunk, start)
         except OSError as e:
             # The scratch files are the first half of writing ids.npy; a full disk shows there.
-            raise fileio.storage_error(workdir / IDS_FILE, e.strerror or str(e)) from None
+            raise fileio.storage_error(workdir / IDS_FILE, fileio.os_reason(e)) from None
         if not chunks:
             raise DataError("the corpus holds no tokens")
         kept = select(tokens, counts, min_count, max_vocab)
@@ -247,7 +247,7 @@ def _npy_writer(path: Path, dtype, length: int):
                 out = _Appender(f, dtype, path)
                 yield out
         except OSError as e:  # a full disk: StorageError, as fileio's own writers give
-            raise fileio.storage_error(path, e.strerror or str(e)) from None
+            raise fileio.storage_error(path, fileio.os_reason(e)) from None
         if out.written != length:
             raise DataError(f"{path}: wrote {out.written} of {length} values")
 

@@ -9,6 +9,7 @@ folder is fsynced so the rename itself survives a power cut. A failure while wri
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -35,6 +36,8 @@ def _storage_error(path: Path, e: OSError) -> StorageError:
 
 def os_reason(e: OSError) -> str:
     """What went wrong, in words: a full disk said plainly, else the system's message."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full (no space left on device)"
     return e.strerror or str(e)
 
 
