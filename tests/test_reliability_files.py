@@ -166,3 +166,78 @@ def test_a_full_disk_says_so(model, tmp_path, monkeypatch):
         f"Error: cannot write {out}: the disk is full (no space left on device) (the previous "
         "v.txt, if any, is unchanged)")
     assert out.read_text() == "old\n"
+
+
+# ---- SIGINT ---------------------------------------------------------------------------------
+
+# Runs the CLI with the step that would take time replaced by a stall that says "ready", so
+# SIGINT arrives mid-command, at a known place, without a timed test.
+_STALLING_CLI = """
+import sys, time
+from w2v_cli import corpus, info
+
+def stall(*args, **kwargs):
+    print("ready", file=sys.stderr, flush=True)
+    time.sleep(120)
+    raise SystemExit(99)
+
+def stalled_blocks(self, *args, **kwargs):
+    stall()
+    yield from ()
+
+corpus.LineStream.blocks = stalled_blocks
+info.describe = stall
+from w2v_cli.cli import cli
+cli(prog_name="w2v")
+"""
+
+
+def _interrupt(*args) -> tuple[int, str]:
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-c", _STALLING_CLI, *map(str, args)],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            env=env)
+    try:
+        assert proc.stderr.readline().strip() == "ready"
+        proc.send_signal(signal.SIGINT)
+        err = proc.communicate(timeout=60)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, err
+
+
+@pytest.fixture
+def corpus_file(tmp_path) -> Path:
+    from conftest import planted_sentences
+
+    p = tmp_path / "small.txt"
+    p.write_text("\n".join(planted_sentences(n_sentences=200)) + "\n", encoding="utf-8")
+    return p
+
+
+@pytest.fixture
+def prepared(workdir, corpus_file) -> Path:
+    result = run("prepare", "--corpus", corpus_file, "--min-count", "1")
+    assert result.exit_code == 0, result.output
+    return workdir
+
+
+def test_sigint_during_prepare_exits_130_and_keeps_the_previous_dataset(prepared, corpus_file):
+    before = snapshot(prepared)
+    code, err = _interrupt("prepare", "--corpus", corpus_file, "--workdir", prepared)
+    assert code == 130, err
+    assert err.strip().splitlines() == ["interrupted by SIGINT; stopped"]
+    assert snapshot(prepared) == before
+
+
+def test_sigint_in_another_command_exits_130(prepared):
+    code, err = _interrupt("info", "--workdir", prepared)
+    assert code == 130, err
+    assert err.strip().splitlines() == ["interrupted by SIGINT; stopped"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import signal
 import sys
 
 import click
@@ -28,13 +29,16 @@ class _Stopped(_Failure):
 
 
 def _errors_to_exit(fn):
-    """Show the core's errors as ``Error: ...`` with the error's exit code, not a traceback."""
+    """Show the core's errors as ``Error: ...`` with the error's exit code, not a traceback;
+    Ctrl-C (which train catches itself) exits 130 as train does, not Click's "Aborted!" and 1."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except Interrupted as e:
             raise _Stopped(e) from None
+        except KeyboardInterrupt:
+            raise _Stopped(Interrupted("interrupted by SIGINT; stopped", signal.SIGINT)) from None
         except W2VError as e:
             raise _Failure(e) from None
     return wrapper
