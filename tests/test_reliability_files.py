@@ -241,3 +241,20 @@ def test_sigint_in_another_command_exits_130(prepared):
     code, err = _interrupt("info", "--workdir", prepared)
     assert code == 130, err
     assert err.strip().splitlines() == ["interrupted by SIGINT; stopped"]
+
+
+# ---- leftovers of a killed prepare ----------------------------------------------------------
+
+def test_prepare_removes_what_a_killed_run_left_and_only_that(prepared, corpus_file):
+    left = prepared / ".prepare.k3j_9x2a.tmp"  # a SIGKILLed prepare's scratch folder
+    left.mkdir()
+    (left / "pids.i32").write_bytes(b"\0" * 1000)
+    (prepared / ".ids.npy.a1b2c3d4.tmp").write_bytes(b"half")  # a SIGKILLed atomic write
+    mine = [prepared / ".notes.tmp", prepared / ".my.tmp.txt", prepared / "x.12345678.tmp"]
+    for p in mine:
+        p.write_text("the user's")
+    result = run("prepare", "--corpus", corpus_file, "--min-count", "1")
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in prepared.iterdir())
+    assert names == sorted([".my.tmp.txt", ".notes.tmp", "x.12345678.tmp", "ids.npy",
+                            "offsets.npy", "vocab.json"])

@@ -91,8 +91,10 @@ def prepare(config: Config, progress=None,
 
     Streams: memory holds the distinct tokens and one chunk of ``config.chunk_tokens``, not
     the corpus. Returns the dataset with its ids and offsets memory-mapped from the workdir.
+    Call while holding the workdir lock: it first removes what a killed writer left there.
     """
     start = time.perf_counter()
+    fileio.remove_stale_temps(config.workdir_path)
     if config.corpus:
         lines = corpus_mod.stream_files(list(config.corpus), config.encoding_errors)
     else:

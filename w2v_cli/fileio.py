@@ -13,6 +13,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import sys
@@ -222,6 +223,11 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     fsync_dir(path.parent)
 
 
+# What tempfile names our temporaries: ".NAME." + 8 characters from [a-z0-9_] + ".tmp"; a
+# user's own ".notes.tmp" does not match and is left alone.
+_OUR_TEMP = re.compile(r"\..+\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX))
+
+
 def remove_stale_temps(directory: str | os.PathLike) -> list[Path]:
     """Delete the temporary files and folders (``.NAME.XXXXXX.tmp``) that a killed writer left
     in ``directory``. Call only while holding the workdir lock. Returns what was removed."""
@@ -230,7 +236,7 @@ def remove_stale_temps(directory: str | os.PathLike) -> list[Path]:
     if not directory.is_dir():
         return removed
     for p in directory.iterdir():
-        if p.name.startswith(".") and p.name.endswith(TEMP_SUFFIX):
+        if _OUR_TEMP.fullmatch(p.name):
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p, ignore_errors=True)
             else:
