@@ -258,3 +258,35 @@ def test_prepare_removes_what_a_killed_run_left_and_only_that(prepared, corpus_f
     names = sorted(p.name for p in prepared.iterdir())
     assert names == sorted([".my.tmp.txt", ".notes.tmp", "x.12345678.tmp", "ids.npy",
                             "offsets.npy", "vocab.json"])
+
+
+# ---- what a corpus is -----------------------------------------------------------------------
+
+def _sentences(workdir: Path) -> list[list[str]]:
+    from w2v_cli import dataset
+
+    return dataset.load(workdir).sentences()
+
+
+def test_only_newline_and_crlf_end_a_sentence(tmp_path, workdir):
+    p = tmp_path / "odd.txt"
+    p.write_bytes("a b\x0bc\x0cd\x1ce\x1df\x1eg\x85h\u2028i\u2029j\rk l\r\nm n\nm a\n".encode())
+    result = run("prepare", "--corpus", p, "--min-count", "1")
+    assert result.exit_code == 0, result.output
+    assert _sentences(workdir) == [list("abcdefghijkl"), ["m", "n"], ["m", "a"]]
+
+
+def test_a_workdir_inside_the_corpus_folder_is_never_read(tmp_path, corpus_file):
+    folder = corpus_file.parent
+    work = folder / "work"
+    for _ in range(2):  # the second run finds the first one's files in the corpus folder
+        result = run("prepare", "--corpus", folder, "--min-count", "1", "--workdir", work)
+        assert result.exit_code == 0, result.output
+        assert result.output.startswith("200 sentences, 1600 tokens"), result.output
+    inner = work / "texts"
+    inner.mkdir()
+    named = run("prepare", "--corpus", inner, "--workdir", work)
+    assert named.exit_code == 3
+    assert named.output.strip().splitlines()[-1] == (
+        f"Error: corpus folder {inner} is in the working directory {work}, whose files "
+        "are w2v's own, not corpus; move it or use another --workdir")

@@ -1,6 +1,8 @@
 """Where sentences come from: the PTB archive (fetched and verified) or the user's files.
 
-A corpus is a list of text lines, one sentence a line, tokens separated by whitespace.
+A corpus is a list of text lines, one sentence a line, tokens separated by whitespace. Only
+\n and \r\n end a line; the other characters str.splitlines() breaks on (\v, \f, \x1c-\x1e,
+\x85, U+2028, U+2029, a bare \r) are whitespace between tokens, as str.split() sees them.
 """
 
 from __future__ import annotations
@@ -122,16 +124,41 @@ def read_ptb(archive: Path, split: str = "train") -> Corpus:
             raw = z.read(PTB_SPLITS[split])
     except (zipfile.BadZipFile, KeyError, OSError) as e:
         raise DataError(f"cannot read {PTB_SPLITS[split]} from {archive}: {e}") from None
-    lines = _decode(raw, f"{archive}:{PTB_SPLITS[split]}", "strict").splitlines()
+    lines = split_lines(_decode(raw, f"{archive}:{PTB_SPLITS[split]}", "strict"))
     return Corpus(lines, {"kind": "ptb", "split": split, "path": str(archive), "sha1": PTB_SHA1})
 
 
-def corpus_files(paths: list[str | Path]) -> list[Path]:
-    """Expand folders (recursively, sorted) into the files they hold."""
+def split_lines(text: str) -> list[str]:
+    """The lines of ``text``, cut at \n and \r\n only (see the module's docstring)."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def _inside(path: Path, folder: Optional[Path]) -> bool:
+    if folder is None:
+        return False
+    try:
+        path.resolve().relative_to(folder)
+    except ValueError:
+        return False
+    return True
+
+
+def corpus_files(paths: list[str | Path], exclude: Optional[Path] = None) -> list[Path]:
+    """Expand folders (recursively, sorted) into the files they hold. ``exclude``: a folder
+    (the workdir) whose files are w2v's own: skipped inside a corpus folder, and a corpus
+    folder inside it refused (a file named on its own is read wherever it is)."""
+    exclude = exclude.resolve() if exclude is not None else None
     files: list[Path] = []
     for p in map(Path, paths):
+        if p.is_dir() and _inside(p, exclude):
+            raise DataError(f"corpus folder {p} is in the working directory {exclude}, whose "
+                            "files are w2v's own, not corpus; move it or use another --workdir")
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+            found = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")
+                           and not _inside(f, exclude))
             if not found:
                 raise DataError(f"corpus folder {p} holds no files")
             files.extend(found)
@@ -159,7 +186,7 @@ def read_files(paths: list[str | Path], errors: str = "strict") -> Corpus:
                 raw = f.read()
         except (OSError, EOFError, lzma.LZMAError, ValueError) as e:
             raise DataError(f"cannot read corpus file {path}: {e}") from None
-        lines.extend(_decode(raw, str(path), errors).splitlines())
+        lines.extend(split_lines(_decode(raw, str(path), errors)))
         records.append({"path": str(path.resolve()), "sha1": sha1_of(path)})
     return Corpus(lines, {"kind": "files", "files": records})
 
@@ -227,7 +254,7 @@ class LineStream:
                     for raw in _whole_lines(f, block_bytes):
                         text = _decode(raw, name, self.errors, line_no + 1)
                         line_no += raw.count(b"\n")
-                        yield text.splitlines(), len(raw)
+                        yield split_lines(text), len(raw)
             except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile, ValueError) as e:
                 raise DataError(f"cannot read corpus file {name}: {e}") from None
 
@@ -253,11 +280,13 @@ def _whole_lines(f, block_bytes: int):
         pending = [piece[cut:]] if cut < len(piece) else []
 
 
-def stream_files(paths: list[str | Path], errors: str = "strict") -> LineStream:
-    """``read_files`` as a LineStream: plain, .gz, .bz2 or .xz files, or folders of them."""
+def stream_files(paths: list[str | Path], errors: str = "strict",
+                 exclude: Optional[Path] = None) -> LineStream:
+    """``read_files`` as a LineStream: plain, .gz, .bz2 or .xz files, or folders of them
+    (``exclude`` as in ``corpus_files``)."""
     if errors not in ENCODING_ERRORS:
         raise DataError(f"--encoding-errors must be one of {', '.join(ENCODING_ERRORS)}")
-    files = corpus_files(paths)
+    files = corpus_files(paths, exclude)
     opens = [(str(p), (lambda p=p: _OPENERS.get(p.suffix, open)(p, "rb"))) for p in files]
     records = []
     for p in files:

@@ -96,7 +96,8 @@ def prepare(config: Config, progress=None,
     start = time.perf_counter()
     fileio.remove_stale_temps(config.workdir_path)
     if config.corpus:
-        lines = corpus_mod.stream_files(list(config.corpus), config.encoding_errors)
+        lines = corpus_mod.stream_files(list(config.corpus), config.encoding_errors,
+                                        exclude=config.workdir_path)
     else:
         archive = corpus_mod.ensure_ptb(config.data_dir_path, progress)
         lines = corpus_mod.stream_ptb(archive)
