@@ -10,6 +10,7 @@ import stat
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from planted_vectors import write_model, planted_vocab, MATRIX
@@ -290,3 +291,100 @@ def test_a_workdir_inside_the_corpus_folder_is_never_read(tmp_path, corpus_file)
     assert named.output.strip().splitlines()[-1] == (
         f"Error: corpus folder {inner} is in the working directory {work}, whose files "
         "are w2v's own, not corpus; move it or use another --workdir")
+
+
+# ---- memory whatever the line lengths -------------------------------------------------------
+
+def prepare_peak(corpus_path: Path, workdir: Path, chunk_tokens: int) -> int:
+    """Peak bytes Python allocates in a streaming prepare of ``corpus_path`` (tracemalloc)."""
+    import tracemalloc
+
+    from w2v_cli import dataset
+    from w2v_cli.config import Config
+
+    config = Config(workdir=str(workdir), corpus=(str(corpus_path),), min_count=1,
+                    chunk_tokens=chunk_tokens)
+    tracemalloc.start()
+    try:
+        dataset.prepare(config)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def write_tokens(path: Path, n_tokens: int, per_line: int) -> None:
+    """``n_tokens`` words of a 1000-word vocabulary, ``per_line`` a line (0: all on one)."""
+    words = np.array([f"w{i}" for i in range(1000)])[np.random.default_rng(0).integers(
+        0, 1000, n_tokens)]
+    rows = [words] if not per_line else [words[i:i + per_line]
+                                         for i in range(0, n_tokens, per_line)]
+    path.write_text("".join(" ".join(r) + "\n" for r in rows))
+
+
+def test_prepare_memory_does_not_grow_with_line_length(tmp_path):
+    one, short = tmp_path / "one.txt", tmp_path / "short.txt"
+    write_tokens(one, 200_000, 0)
+    write_tokens(short, 200_000, 20)
+    peak_one = prepare_peak(one, tmp_path / "w1", 20_000)
+    peak_short = prepare_peak(short, tmp_path / "w2", 20_000)
+    assert peak_one <= 1.5 * peak_short, (peak_one, peak_short)
+    from w2v_cli import dataset
+
+    a, b = dataset.load(tmp_path / "w1"), dataset.load(tmp_path / "w2")
+    assert a.offsets.tolist() == [0, 200_000] and b.n_sentences == 10_000
+    assert a.ids.tolist() == b.ids.tolist()
+
+
+# ---- corpora that are pipes, or change while read -------------------------------------------
+
+def test_a_fifo_corpus_is_read(tmp_path, workdir, corpus_file):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    data = corpus_file.read_bytes()
+
+    def feed():
+        with open(fifo, "wb") as f:
+            f.write(data)
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    result = run("prepare", "--corpus", fifo, "--min-count", "1")
+    writer.join(10)
+    assert result.exit_code == 0, result.output
+    from w2v_cli import dataset
+
+    ds = dataset.load(workdir)
+    assert ds.vocab.meta["source"]["files"][0]["sha1"] == hashlib.sha1(data).hexdigest()
+    assert ds.sentences() == [line.split() for line in data.decode().splitlines()]
+
+
+@pytest.mark.parametrize("change", ["truncate", "append", "rewrite"])
+def test_a_corpus_that_changes_while_read_is_an_error_and_changes_nothing(
+        prepared, tmp_path, monkeypatch, change):
+    from conftest import planted_sentences
+
+    from w2v_cli import corpus, dataset
+    from w2v_cli.config import Config
+    from w2v_cli.errors import DataError
+
+    path = tmp_path / "big.txt"
+    path.write_text("\n".join(planted_sentences(n_sentences=2000, seed=5)) + "\n")
+    monkeypatch.setattr(corpus, "BLOCK_BYTES", 4096)
+    size = path.stat().st_size
+
+    def meddle(progress):
+        if progress.bytes < size and path.stat().st_size == size:
+            if change == "truncate":
+                os.truncate(path, size // 2)
+            elif change == "append":
+                with open(path, "a") as f:
+                    f.write("more words here\n")
+            else:  # the same size, other bytes, a later time
+                with open(path, "r+b") as f:
+                    f.seek(size - 10)
+                    f.write(b"zzzzzzzzz\n")
+                os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    before = snapshot(prepared)
+    config = Config(workdir=str(prepared), corpus=(str(path),), min_count=1, chunk_tokens=100)
+    with pytest.raises(DataError, match=f"corpus file {path} changed while it was read"):
+        dataset.prepare(config, on_chunk=meddle)
+    assert snapshot(prepared) == before
