@@ -338,8 +338,8 @@ def _enospc(*args, **kwargs):
 def test_full_disk_while_preparing_keeps_the_old_dataset(prepared, corpus_file, monkeypatch):
     monkeypatch.setattr(fileio.os, "fsync", _enospc)
     fails(prepared, "prepare", "--corpus", corpus_file, "--min-count", "2", code=9,
-          error=f"Error: cannot write {prepared / 'ids.npy'}: No space left on device (the "
-                "previous ids.npy, if any, is unchanged)")
+          error=f"Error: cannot write {prepared / 'ids.npy'}: the disk is full (no space left "
+                "on device) (the previous ids.npy, if any, is unchanged)")
 
 
 def test_full_disk_half_way_through_a_write_leaves_no_partial_file(prepared, corpus_file,
@@ -354,8 +354,8 @@ def test_full_disk_half_way_through_a_write_leaves_no_partial_file(prepared, cor
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(dataset._Appender, "write", half_then_full)
     fails(prepared, "prepare", "--corpus", corpus_file, "--min-count", "2", code=9,
-          error=f"Error: cannot write {prepared / 'ids.npy'}: No space left on device (the "
-                "previous ids.npy, if any, is unchanged)")
+          error=f"Error: cannot write {prepared / 'ids.npy'}: the disk is full (no space left "
+                "on device) (the previous ids.npy, if any, is unchanged)")
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name an fd")
@@ -368,8 +368,9 @@ def test_full_disk_while_checkpointing_keeps_the_last_checkpoint(trained, monkey
         real_fsync(fd)
     monkeypatch.setattr(fileio.os, "fsync", full_under_checkpoints)
     fails(trained, "train", *SMALL, "--resume", "--epochs", "2", code=9,
-          error=f"Error: cannot write {trained / 'checkpoints' / 'step-00002-00000000'}: No "
-                "space left on device (the previous step-00002-00000000, if any, is unchanged)")
+          error=f"Error: cannot write {trained / 'checkpoints' / 'step-00002-00000000'}: the "
+                "disk is full (no space left on device) (the previous step-00002-00000000, if "
+                "any, is unchanged)")
 
 
 @pytest.mark.skipif(not shutil.which("unshare") or os.geteuid() != 0,
@@ -395,8 +396,8 @@ find {mnt}/w -type f | sort | xargs sha1sum > {tmp_path}/after
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
     assert (tmp_path / "code").read_text().strip() == "9", (tmp_path / "err").read_text()
     assert (tmp_path / "err").read_text().strip() == (
-        f"Error: cannot write {mnt / 'w' / 'ids.npy'}: No space left on device (the previous "
-        "ids.npy, if any, is unchanged)")
+        f"Error: cannot write {mnt / 'w' / 'ids.npy'}: the disk is full (no space left on "
+        "device) (the previous ids.npy, if any, is unchanged)")
     assert (tmp_path / "before").read_text() == (tmp_path / "after").read_text()
 
 
@@ -447,8 +448,8 @@ def test_full_disk_while_exporting_keeps_the_previous_export(trained, tmp_path, 
     before = snapshot(tmp_path)
     monkeypatch.setattr(fileio.os, "fsync", _enospc)
     run("export", "--format", "npy", "--which", "sum", "-o", out, code=9,
-        error=f"Error: cannot write {out}: No space left on device (the previous vectors.npy, "
-              "if any, is unchanged)")
+        error=f"Error: cannot write {out}: the disk is full (no space left on device) (the "
+              "previous vectors.npy, if any, is unchanged)")
     assert snapshot(tmp_path) == before
 
 

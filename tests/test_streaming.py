@@ -48,16 +48,19 @@ def test_streaming_prepare_equals_in_memory(tmp_path, monkeypatch, min_count, ma
     assert not list((tmp_path / "w").glob(".prepare*"))  # temporary files are gone
 
 
-def test_blocks_are_read_by_size_and_cut_after_a_line_end():
+def test_blocks_are_read_by_size_and_cut_after_a_line_end_or_a_space():
     data = b"ab\ncdefgh\ni\n\njk"
     pieces = list(corpus._whole_lines(io.BytesIO(data), 4))
-    # "cdefg" has no line end yet, so its piece runs on to the next one's last line end
-    assert pieces == [b"ab\n", b"cdefgh\ni\n", b"\n", b"jk"]
+    # "cdefg" has no line end or space yet, so its piece runs on to the next one's line end
+    assert pieces == [(b"ab\n", False), (b"cdefgh\ni\n", False), (b"\n", False), (b"jk", False)]
     assert list(corpus._whole_lines(io.BytesIO(b""), 4)) == []
-    assert list(corpus._whole_lines(io.BytesIO(b"a\n"), 1)) == [b"a\n"]
-    # a line over three pieces comes whole, and what follows its end starts the next
-    assert list(corpus._whole_lines(io.BytesIO(b"abcdefghij\nk"), 3)) == [b"abcdefghij\n",
-                                                                          b"k"]
+    assert list(corpus._whole_lines(io.BytesIO(b"a\n"), 1)) == [(b"a\n", False)]
+    # a line over three pieces with no space in it comes whole
+    assert list(corpus._whole_lines(io.BytesIO(b"abcdefghij\nk"), 3)) == [
+        (b"abcdefghij\n", False), (b"k", False)]
+    # a long line with spaces is cut after one, and said to go on (memory bounded by blocks)
+    assert list(corpus._whole_lines(io.BytesIO(b"ab cd\tef\ng"), 4)) == [
+        (b"ab ", True), (b"cd\t", True), (b"ef\n", False), (b"g", False)]
 
 
 def test_max_vocab_keeps_the_most_frequent_and_folds_the_rest_into_unk(tmp_path, monkeypatch):

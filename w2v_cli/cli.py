@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import signal
 import sys
 
 import click
@@ -28,13 +29,16 @@ class _Stopped(_Failure):
 
 
 def _errors_to_exit(fn):
-    """Show the core's errors as ``Error: ...`` with the error's exit code, not a traceback."""
+    """Show the core's errors as ``Error: ...`` with the error's exit code, not a traceback;
+    Ctrl-C (which train catches itself) exits 130 as train does, not Click's "Aborted!" and 1."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except Interrupted as e:
             raise _Stopped(e) from None
+        except KeyboardInterrupt:
+            raise _Stopped(Interrupted("interrupted by SIGINT; stopped", signal.SIGINT)) from None
         except W2VError as e:
             raise _Failure(e) from None
     return wrapper
@@ -432,7 +436,8 @@ def export(fmt, output, which, workdir):
     vectors = Vectors.load(Config(workdir=workdir).workdir_path, which)
     paths = export_mod.export(vectors, fmt, output)
     n, dim = vectors.matrix.shape
-    click.echo(f"{n - 1} words x {dim} ({which} vectors) -> {', '.join(map(str, paths))}")
+    click.echo(f"{n - 1} words x {dim} ({which} vectors) -> {', '.join(map(str, paths))}",
+               err=output == "-")  # with -o -, stdout holds the vectors alone
 
 
 @cli.command()
@@ -469,7 +474,7 @@ def plot(words, k, output, which, workdir):
     plots.require_matplotlib()  # before loading the model, so a missing extra fails fast
     vectors = Vectors.load(Config(workdir=workdir).workdir_path, which)
     drawn = plots.word_map(vectors, list(words), k, output)
-    click.echo(f"{len(drawn['words'])} words -> {drawn['path']}")
+    click.echo(f"{len(drawn['words'])} words -> {drawn['path']}", err=output == "-")
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})

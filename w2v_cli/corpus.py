@@ -1,6 +1,8 @@
 """Where sentences come from: the PTB archive (fetched and verified) or the user's files.
 
-A corpus is a list of text lines, one sentence a line, tokens separated by whitespace.
+A corpus is a list of text lines, one sentence a line, tokens separated by whitespace. Only
+\n and \r\n end a line; the other characters str.splitlines() breaks on (\v, \f, \x1c-\x1e,
+\x85, U+2028, U+2029, a bare \r) are whitespace between tokens, as str.split() sees them.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import contextlib
 import gzip
 import hashlib
 import lzma
+import os
 import re
+import stat
 import urllib.error
 import urllib.request
 import zipfile
@@ -122,20 +126,45 @@ def read_ptb(archive: Path, split: str = "train") -> Corpus:
             raw = z.read(PTB_SPLITS[split])
     except (zipfile.BadZipFile, KeyError, OSError) as e:
         raise DataError(f"cannot read {PTB_SPLITS[split]} from {archive}: {e}") from None
-    lines = _decode(raw, f"{archive}:{PTB_SPLITS[split]}", "strict").splitlines()
+    lines = split_lines(_decode(raw, f"{archive}:{PTB_SPLITS[split]}", "strict"))
     return Corpus(lines, {"kind": "ptb", "split": split, "path": str(archive), "sha1": PTB_SHA1})
 
 
-def corpus_files(paths: list[str | Path]) -> list[Path]:
-    """Expand folders (recursively, sorted) into the files they hold."""
+def split_lines(text: str) -> list[str]:
+    """The lines of ``text``, cut at \n and \r\n only (see the module's docstring)."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def _inside(path: Path, folder: Optional[Path]) -> bool:
+    if folder is None:
+        return False
+    try:
+        path.resolve().relative_to(folder)
+    except ValueError:
+        return False
+    return True
+
+
+def corpus_files(paths: list[str | Path], exclude: Optional[Path] = None) -> list[Path]:
+    """Expand folders (recursively, sorted) into the files they hold. ``exclude``: a folder
+    (the workdir) whose files are w2v's own: skipped inside a corpus folder, and a corpus
+    folder inside it refused (a file named on its own is read wherever it is)."""
+    exclude = exclude.resolve() if exclude is not None else None
     files: list[Path] = []
     for p in map(Path, paths):
+        if p.is_dir() and _inside(p, exclude):
+            raise DataError(f"corpus folder {p} is in the working directory {exclude}, whose "
+                            "files are w2v's own, not corpus; move it or use another --workdir")
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+            found = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")
+                           and not _inside(f, exclude))
             if not found:
                 raise DataError(f"corpus folder {p} holds no files")
             files.extend(found)
-        elif p.is_file():
+        elif p.is_file() or p.is_fifo():
             files.append(p)
         else:
             raise DataError(f"corpus file {p} does not exist")
@@ -159,7 +188,7 @@ def read_files(paths: list[str | Path], errors: str = "strict") -> Corpus:
                 raw = f.read()
         except (OSError, EOFError, lzma.LZMAError, ValueError) as e:
             raise DataError(f"cannot read corpus file {path}: {e}") from None
-        lines.extend(_decode(raw, str(path), errors).splitlines())
+        lines.extend(split_lines(_decode(raw, str(path), errors)))
         records.append({"path": str(path.resolve()), "sha1": sha1_of(path)})
     return Corpus(lines, {"kind": "files", "files": records})
 
@@ -214,58 +243,107 @@ class LineStream:
     errors: str = "strict"  # as read_files' ``errors``
 
     def blocks(self, block_bytes: Optional[int] = None):
-        """Yield ``(lines, nbytes)``: lists of decoded lines cut at line ends, and the bytes
-        they came from. Raises DataError naming file and line for what ``read_files``
-        refuses: bytes that are not UTF-8 (unless ``errors`` is ``replace``), a NUL byte, a
-        run of over MAX_TOKEN_CHARS characters without a space. A block holds whole lines, so
-        no character or token is cut between two blocks."""
+        """Yield ``(lines, nbytes, open_end)``: lists of decoded lines and the bytes they came
+        from. A block ends after a line end, or, inside a line longer than ``block_bytes``,
+        after ASCII whitespace: then ``open_end`` is true and the block's last line goes on as
+        the next block's first. So no character or token is cut between two blocks, and memory
+        does not grow with the length of a line. Raises DataError naming file and line for
+        what ``read_files`` refuses: bytes that are not UTF-8 (unless ``errors`` is
+        ``replace``), a NUL byte, a run of over MAX_TOKEN_CHARS characters without a space."""
         block_bytes = block_bytes or BLOCK_BYTES
         for name, open_ in self.opens:
             line_no = 0
             try:
                 with open_() as f:
-                    for raw in _whole_lines(f, block_bytes):
+                    for raw, open_end in _whole_lines(f, block_bytes):
                         text = _decode(raw, name, self.errors, line_no + 1)
                         line_no += raw.count(b"\n")
-                        yield text.splitlines(), len(raw)
+                        yield text.split("\n"), len(raw), open_end
             except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile, ValueError) as e:
                 raise DataError(f"cannot read corpus file {name}: {e}") from None
 
 
+# Where a line too long for one block may be cut: ASCII whitespace, which str.split() splits
+# on and UTF-8 never puts inside a character.
+_SPACE_BYTES = [bytes([c]) for c in b" \t\r\x0b\x0c\x1c\x1d\x1e\x1f"]
+
+
 def _whole_lines(f, block_bytes: int):
-    """Yield the bytes of binary file ``f`` in pieces of about ``block_bytes`` (more when a
-    line is longer), each cut after a line end (the last piece: wherever the file ends).
+    """Yield ``(piece, open_end)``: the bytes of binary file ``f`` in pieces of about
+    ``block_bytes``, each cut after a line end (``open_end`` false) or, when a piece read holds
+    no line end, after its last ASCII whitespace (``open_end`` true: the line goes on). The
+    last piece ends wherever the file ends. Only a run without any whitespace (which the
+    long-token check refuses) is held whole.
 
     Read by size and cut, not line by line: a zip member's readline is Python code, and
     PTB's 42k lines took a third of `prepare` that way."""
-    pending: list[bytes] = []  # the pieces since the last line end (joined once: linear
-    while True:                # for a corpus that is one long line, as text8 is)
+    pending: list[bytes] = []  # the pieces since the last cut, which hold no line end and no
+    while True:                # whitespace (joined once: linear however long they run)
         piece = f.read(block_bytes)
         if not piece:
             if pending:
-                yield b"".join(pending)
+                yield b"".join(pending), False
             return
         cut = piece.rfind(b"\n") + 1
-        if not cut:
-            pending.append(piece)
-            continue
-        yield b"".join(pending + [piece[:cut]])
+        open_end = not cut
+        if open_end:
+            cut = max(piece.rfind(c) for c in _SPACE_BYTES) + 1
+            if not cut:
+                pending.append(piece)
+                continue
+        yield b"".join(pending + [piece[:cut]]), open_end
         pending = [piece[cut:]] if cut < len(piece) else []
 
 
-def stream_files(paths: list[str | Path], errors: str = "strict") -> LineStream:
-    """``read_files`` as a LineStream: plain, .gz, .bz2 or .xz files, or folders of them."""
+class _Hashing:
+    """A binary file read through, keeping the SHA-1 and the count of the bytes read."""
+
+    def __init__(self, f):
+        self.f, self.sha1, self.nbytes = f, hashlib.sha1(), 0
+        self.mode = "rb"
+
+    def read(self, n: int = -1) -> bytes:
+        block = self.f.read(n)
+        self.sha1.update(block)
+        self.nbytes += len(block)
+        return block
+
+
+@contextlib.contextmanager
+def _open_checked(path: Path, record: dict):
+    """Open corpus file ``path`` (decompressing it by suffix) to be read once, to its end.
+    On leaving, fill ``record["sha1"]`` with the SHA-1 of the bytes read, and raise DataError
+    if the file changed meanwhile (its size or time of change, or fewer bytes read than it
+    held), so what is recorded is what was read. A FIFO is read once, so it can be a corpus."""
+    with open(path, "rb") as raw:
+        before = os.fstat(raw.fileno())
+        hashing = _Hashing(raw)
+        opener = _OPENERS.get(path.suffix)
+        with (opener(hashing, "rb") if opener else contextlib.nullcontext(hashing)) as f:
+            yield f
+        while hashing.read(1 << 20):  # what follows a compressed stream's end counts too
+            pass
+        after = os.stat(path)
+    if stat.S_ISREG(before.st_mode) and (
+            hashing.nbytes != before.st_size or after.st_size != before.st_size
+            or after.st_mtime_ns != before.st_mtime_ns or after.st_ino != before.st_ino):
+        raise DataError(f"corpus file {path} changed while it was read ({before.st_size} bytes "
+                        f"when opened, {hashing.nbytes} read, {after.st_size} now); run "
+                        "`w2v prepare` again once it no longer changes")
+    record["sha1"] = hashing.sha1.hexdigest()
+
+
+def stream_files(paths: list[str | Path], errors: str = "strict",
+                 exclude: Optional[Path] = None) -> LineStream:
+    """``read_files`` as a LineStream: plain, .gz, .bz2 or .xz files, or folders of them
+    (``exclude`` as in ``corpus_files``). Each file is read once: its SHA-1 in ``source`` is
+    filled in as it is read, and a file that changes meanwhile is a DataError."""
     if errors not in ENCODING_ERRORS:
         raise DataError(f"--encoding-errors must be one of {', '.join(ENCODING_ERRORS)}")
-    files = corpus_files(paths)
-    opens = [(str(p), (lambda p=p: _OPENERS.get(p.suffix, open)(p, "rb"))) for p in files]
-    records = []
-    for p in files:
-        try:
-            records.append({"path": str(p.resolve()), "sha1": sha1_of(p)})
-        except OSError as e:  # the error read_files gives when it opens the file
-            raise DataError(f"cannot read corpus file {p}: {e}") from None
-    plain = all(p.suffix not in _OPENERS for p in files)
+    files = corpus_files(paths, exclude)
+    records = [{"path": str(p.resolve()), "sha1": None} for p in files]
+    opens = [(str(p), (lambda p=p, r=r: _open_checked(p, r))) for p, r in zip(files, records)]
+    plain = all(p.suffix not in _OPENERS and p.is_file() for p in files)
     total = sum(p.stat().st_size for p in files) if plain else None
     return LineStream(opens, {"kind": "files", "files": records}, total, errors)
 

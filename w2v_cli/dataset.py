@@ -91,10 +91,13 @@ def prepare(config: Config, progress=None,
 
     Streams: memory holds the distinct tokens and one chunk of ``config.chunk_tokens``, not
     the corpus. Returns the dataset with its ids and offsets memory-mapped from the workdir.
+    Call while holding the workdir lock: it first removes what a killed writer left there.
     """
     start = time.perf_counter()
+    fileio.remove_stale_temps(config.workdir_path)
     if config.corpus:
-        lines = corpus_mod.stream_files(list(config.corpus), config.encoding_errors)
+        lines = corpus_mod.stream_files(list(config.corpus), config.encoding_errors,
+                                        exclude=config.workdir_path)
     else:
         archive = corpus_mod.ensure_ptb(config.data_dir_path, progress)
         lines = corpus_mod.stream_ptb(archive)
@@ -124,23 +127,25 @@ def encode_stream(lines: corpus_mod.LineStream, min_count: int, workdir: Path,
 
     Pass 1 reads the text once: each distinct token gets a provisional id in order of first
     appearance (so ties keep the in-memory order), its count is summed by ``bincount``, and
-    the provisional ids and sentence lengths go to temporary files. Pass 2 re-maps them to
-    final ids chunk by chunk, drops ``<unk>``, and appends to the two ``.npy`` files, whose
-    shapes pass 1 made known.
+    the provisional ids and the token positions where sentences end go to temporary files
+    (positions, not per-chunk lengths, so a sentence may run over any number of chunks: a
+    corpus on one line is read in bounded memory). Pass 2 re-maps them to final ids chunk by
+    chunk, drops ``<unk>``, and appends to the two ``.npy`` files, whose shapes pass 1 made
+    known.
     """
     start = time.perf_counter() if start is None else start
     workdir.mkdir(parents=True, exist_ok=True)
     # Named like fileio's temporaries, so one left by a killed prepare is cleaned up later.
     with tempfile.TemporaryDirectory(prefix=".prepare.", suffix=fileio.TEMP_SUFFIX,
                                      dir=workdir) as tmp:
-        pid_path, len_path = Path(tmp) / "pids.i32", Path(tmp) / "lengths.i64"
+        pid_path, ends_path = Path(tmp) / "pids.i32", Path(tmp) / "ends.i64"
         try:
-            tokens, counts, chunks = _first_pass(lines, pid_path, len_path, chunk_tokens,
+            tokens, counts, chunks = _first_pass(lines, pid_path, ends_path, chunk_tokens,
                                                  on_chunk, start)
         except OSError as e:
             # The scratch files are the first half of writing ids.npy; a full disk shows there.
-            raise fileio.storage_error(workdir / IDS_FILE, e.strerror or str(e)) from None
-        if not chunks:
+            raise fileio.storage_error(workdir / IDS_FILE, fileio.os_reason(e)) from None
+        if not tokens:
             raise DataError("the corpus holds no tokens")
         kept = select(tokens, counts, min_count, max_vocab)
         vocab = Vocab.from_counts(tokens, counts, min_count, max_vocab, kept=kept)
@@ -154,19 +159,22 @@ def encode_stream(lines: corpus_mod.LineStream, min_count: int, workdir: Path,
         # ids.npy is the inner writer, so it is the first renamed into place (as save() does).
         with _npy_writer(workdir / OFFSETS_FILE, np.int64, n_sentences + 1) as off_out, \
                 _npy_writer(workdir / IDS_FILE, np.int32, int(vocab.counts[1:].sum())) as ids_out, \
-                open(pid_path, "rb") as pids_in, open(len_path, "rb") as lens_in:
+                open(pid_path, "rb") as pids_in, open(ends_path, "rb") as ends_in:
             off_out.write(np.zeros(1, dtype=np.int64))
-            done = longest = 0
-            for n_tok, n_sent in chunks:
+            done = longest = first = last_offset = 0  # kept ids, and tokens, before the chunk
+            for n_tok, n_ends in chunks:
                 final = remap[np.fromfile(pids_in, dtype=np.int32, count=n_tok)]
-                lengths = np.fromfile(lens_in, dtype=np.int64, count=n_sent)
+                ends = np.fromfile(ends_in, dtype=np.int64, count=n_ends)
                 keep = final != 0
-                sentence_of = np.repeat(np.arange(n_sent), lengths)
-                kept_lengths = np.bincount(sentence_of[keep], minlength=n_sent)
+                kept_before = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
+                offsets = done + kept_before[ends - first]
                 ids_out.write(final[keep])
-                off_out.write(done + np.cumsum(kept_lengths, dtype=np.int64))
-                done += int(kept_lengths.sum())
-                longest = max(longest, int(kept_lengths.max(initial=0)))
+                off_out.write(offsets)
+                if offsets.size:
+                    longest = max(longest, int(np.diff(offsets, prepend=last_offset).max()))
+                    last_offset = int(offsets[-1])
+                done += int(kept_before[-1])
+                first += n_tok
             if longest < 2:  # raised inside the writers: neither file is replaced
                 raise DataError(_NO_PAIRS.format(min_count=min_count))
     # Memory-mapped, as load() gives them: training reads one chunk at a time.
@@ -175,49 +183,57 @@ def encode_stream(lines: corpus_mod.LineStream, min_count: int, workdir: Path,
     return Dataset(vocab, ids, offsets)
 
 
-def _first_pass(lines: corpus_mod.LineStream, pid_path: Path, len_path: Path,
+def _first_pass(lines: corpus_mod.LineStream, pid_path: Path, ends_path: Path,
                 chunk_tokens: int, on_chunk, start: float):
-    """Provisional ids and sentence lengths to two raw files. Returns the distinct tokens
-    (first-appearance order), their counts (T,) int64, and per chunk (tokens, sentences)."""
+    """Provisional ids and sentence ends to two raw files. Returns the distinct tokens
+    (first-appearance order), their counts (T,) int64, and per chunk (tokens, sentence ends).
+    A sentence end is the position (in tokens from the corpus's start) after its last token;
+    a line with no token ends no sentence, as the in-memory ``encode`` drops it."""
     index: defaultdict = defaultdict()
     index.default_factory = index.__len__  # a new token gets the next id, in C, no loop
     counts = np.zeros(0, dtype=np.int64)
     chunks: list[tuple[int, int]] = []
     pending_ids: list[np.ndarray] = []
-    pending_lens: list[np.ndarray] = []
-    n_pending = n_tokens = n_bytes = 0
+    pending_ends: list[np.ndarray] = []
+    n_pending = n_tokens = n_bytes = last_end = 0
 
-    with open(pid_path, "wb") as pid_out, open(len_path, "wb") as len_out:
+    with open(pid_path, "wb") as pid_out, open(ends_path, "wb") as ends_out:
         def flush():
             nonlocal counts, n_pending
             ids = np.concatenate(pending_ids)
-            lens = np.concatenate(pending_lens)
+            ends = np.concatenate(pending_ends)
             add = np.bincount(ids, minlength=len(index))
             counts = np.concatenate([counts, np.zeros(len(add) - len(counts), np.int64)]) + add
             # Through .write(): a short ndarray.tofile on a full disk has no errno.
             pid_out.write(memoryview(ids))
-            len_out.write(memoryview(lens))
-            chunks.append((int(ids.size), int(lens.size)))
+            ends_out.write(memoryview(ends))
+            chunks.append((int(ids.size), int(ends.size)))
             pending_ids.clear()
-            pending_lens.clear()
+            pending_ends.clear()
             n_pending = 0
             if on_chunk:
                 on_chunk(PrepareProgress(n_tokens, n_bytes, lines.total_bytes,
                                          time.perf_counter() - start))
 
-        for block, nbytes in lines.blocks():
-            sentences = [s for s in map(str.split, block) if s]
+        for block, nbytes, open_end in lines.blocks():
+            sentences = list(map(str.split, block))
             lengths = np.fromiter(map(len, sentences), dtype=np.int64, count=len(sentences))
+            ends = n_tokens + np.cumsum(lengths)
+            if open_end:  # the last line goes on in the next block
+                ends = ends[:-1]
+            ends = ends[np.diff(ends, prepend=last_end) > 0]
+            if ends.size:
+                last_end = int(ends[-1])
             total = int(lengths.sum())
             pending_ids.append(np.fromiter(map(index.__getitem__, chain.from_iterable(sentences)),
                                            dtype=np.int32, count=total))
-            pending_lens.append(lengths)
+            pending_ends.append(ends)
             n_pending += total
             n_tokens += total
             n_bytes += nbytes
             if n_pending >= chunk_tokens:
                 flush()
-        if n_pending:
+        if pending_ids:
             flush()
     return list(index), counts, chunks
 
@@ -247,7 +263,7 @@ def _npy_writer(path: Path, dtype, length: int):
                 out = _Appender(f, dtype, path)
                 yield out
         except OSError as e:  # a full disk: StorageError, as fileio's own writers give
-            raise fileio.storage_error(path, e.strerror or str(e)) from None
+            raise fileio.storage_error(path, fileio.os_reason(e)) from None
         if out.written != length:
             raise DataError(f"{path}: wrote {out.written} of {length} values")
 

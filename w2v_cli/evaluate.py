@@ -75,13 +75,16 @@ def read_similarity(path: str | Path) -> SimilarityPairs:
         if not text or text.startswith("#"):
             continue
         fields = text.split()
-        score = next((v for v in map(_number, fields[2:]) if v is not None), None)
+        field, score = next(((f, v) for f in fields[2:] if (v := _number(f)) is not None),
+                            ("", None))
         if score is None or len(fields) < 3:
             if not seen_data:  # a header such as "word1 word2 SimLex999"
                 seen_data = True
                 continue
             raise DataError(f"{path}:{number}: expected `word1 word2 score`, got {text!r}")
         seen_data = True
+        if not np.isfinite(score):
+            raise DataError(f"{path}:{number}: the score must be a finite number, got {field!r}")
         w1.append(fields[0])
         w2.append(fields[1])
         scores.append(score)

@@ -63,6 +63,9 @@ def export(vectors: Vectors, fmt: str, output: str | Path) -> list[Path]:
         raise UsageError("a word holds whitespace, which the word2vec formats cannot store")
     if output.is_dir():
         raise UsageError(f"--output {output} is a directory; give a file name")
+    if fmt == "npy" and str(output) == fileio.STDOUT:
+        raise UsageError("--format npy writes two files (the matrix and its words), so it "
+                         f"cannot go to standard output ({fileio.STDOUT}); give a file name")
     if fmt == "word2vec":
         fileio.write_bytes(output, word2vec_text(words, matrix))
         return [output]

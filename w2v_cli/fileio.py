@@ -9,10 +9,14 @@ folder is fsynced so the rename itself survives a power cut. A failure while wri
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
+import sys
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
@@ -28,12 +32,44 @@ os.umask(_UMASK)
 
 
 def _storage_error(path: Path, e: OSError) -> StorageError:
-    return storage_error(path, e.strerror or str(e))
+    return storage_error(path, os_reason(e))
+
+
+def os_reason(e: OSError) -> str:
+    """What went wrong, in words: a full disk said plainly, else the system's message."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full (no space left on device)"
+    return e.strerror or str(e)
 
 
 def storage_error(path: Path, reason: str) -> StorageError:
     return StorageError(f"cannot write {path}: {reason} (the previous {path.name}, if any, "
                         "is unchanged)")
+
+
+STDOUT = "-"  # an output path that means standard output
+
+
+def _target(path: Path) -> tuple[Path, str]:
+    """Where writing ``path`` lands, and how: ``("replace", file)`` for a regular file or a
+    missing one (a symlink followed to its target, so the link itself stays), ``("direct",
+    path)`` for a FIFO or a character device (/dev/null), which a rename would replace."""
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return path, "replace"
+    except OSError as e:
+        raise _storage_error(path, e) from None
+    if stat.S_ISREG(mode):
+        return path, "replace"
+    if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
+        return path, "direct"
+    kind = "a folder" if stat.S_ISDIR(mode) else "a block device" if stat.S_ISBLK(mode) \
+        else "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
+    raise StorageError(f"cannot write {path}: it is {kind}; give a regular file, a FIFO, a "
+                       f"character device such as /dev/null, or {STDOUT} for standard output")
 
 
 @contextlib.contextmanager
@@ -44,8 +80,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     On any exception the temporary file is removed and ``path`` is untouched. OSErrors of
     the temporary file's creation, fsync and rename become StorageError; the body's own
     exceptions pass through (use :func:`atomic_write` to map those too).
+
+    Only a regular file (or nothing) is replaced: a symlink's target is replaced and the link
+    kept; a FIFO or a character device is yielded itself, to be written into; ``-`` is
+    standard output, written once the body has succeeded.
     """
-    path = Path(path)
+    if str(path) == STDOUT:
+        with _stdout_path() as tmp:
+            yield tmp
+        return
+    path, how = _target(Path(path))
+    if how == "direct":
+        yield path
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
@@ -67,6 +114,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
         raise
     fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def _stdout_path() -> Iterator[Path]:
+    """A temporary file whose bytes go to standard output once the body has succeeded, so a
+    failed write prints nothing rather than a part."""
+    with tempfile.TemporaryDirectory(prefix="w2v-out.") as d:
+        tmp = Path(d) / "out"
+        tmp.touch()
+        yield tmp
+        out = sys.stdout.buffer
+        try:
+            sys.stdout.flush()
+            with open(tmp, "rb") as f:
+                shutil.copyfileobj(f, out)
+            out.flush()
+        except OSError as e:
+            raise _storage_error(Path("standard output"), e) from None
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
@@ -108,6 +173,9 @@ def link_or_copy(src: str | os.PathLike, dest: str | os.PathLike) -> None:
     """Make ``dest`` hold the bytes of ``src``, atomically: a hard link when the file system
     allows one (no second copy on disk), else a copy."""
     src, dest = Path(src), Path(dest)
+    if str(dest) == STDOUT or _target(dest)[1] == "direct":  # never unlink a FIFO or device
+        atomic_write(dest, lambda tmp: shutil.copyfile(src, tmp))
+        return
 
     def write(tmp: Path) -> None:
         tmp.unlink()
@@ -155,6 +223,11 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     fsync_dir(path.parent)
 
 
+# What tempfile names our temporaries: ".NAME." + 8 characters from [a-z0-9_] + ".tmp"; a
+# user's own ".notes.tmp" does not match and is left alone.
+_OUR_TEMP = re.compile(r"\..+\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX))
+
+
 def remove_stale_temps(directory: str | os.PathLike) -> list[Path]:
     """Delete the temporary files and folders (``.NAME.XXXXXX.tmp``) that a killed writer left
     in ``directory``. Call only while holding the workdir lock. Returns what was removed."""
@@ -163,7 +236,7 @@ def remove_stale_temps(directory: str | os.PathLike) -> list[Path]:
     if not directory.is_dir():
         return removed
     for p in directory.iterdir():
-        if p.name.startswith(".") and p.name.endswith(TEMP_SUFFIX):
+        if _OUR_TEMP.fullmatch(p.name):
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p, ignore_errors=True)
             else:

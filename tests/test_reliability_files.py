@@ -1,0 +1,390 @@
+"""Files at the edges: output paths that are not regular files, corpora that are odd or change
+while read, a killed or interrupted prepare, a full disk. Each test failed on the code before
+its fix (issue 19)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from planted_vectors import write_model, planted_vocab, MATRIX
+
+from w2v_cli.cli import cli
+
+
+def run(*args, input=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """relative path -> SHA-1 of every file under ``root``, hidden ones included."""
+    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def model(workdir):
+    write_model(workdir, planted_vocab(), MATRIX)
+    return workdir
+
+
+def _drain(path: Path, into: list) -> threading.Thread:
+    """A reader of FIFO ``path`` in a thread, collecting what it reads into ``into``."""
+    def read():
+        with open(path, "rb") as f:
+            into.append(f.read())
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    return t
+
+
+# ---- output paths ---------------------------------------------------------------------------
+
+def test_export_into_a_fifo_writes_into_it_and_keeps_the_fifo(model, tmp_path):
+    regular = tmp_path / "v.txt"
+    assert run("export", "-o", regular).exit_code == 0
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list = []
+    reader = _drain(fifo, got)
+    result = run("export", "-o", fifo)
+    reader.join(10)
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert got == [regular.read_bytes()]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_plot_into_a_fifo_keeps_the_fifo(model, tmp_path):
+    pytest.importorskip("matplotlib")
+    fifo = tmp_path / "map.png"
+    os.mkfifo(fifo)
+    got: list = []
+    reader = _drain(fifo, got)
+    result = run("plot", "king", "-k", "2", "-o", fifo)
+    reader.join(30)
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert got[0].startswith(b"\x89PNG")
+
+
+def test_export_through_a_symlink_replaces_the_target_and_keeps_the_link(model, tmp_path):
+    target = tmp_path / "real" / "v.txt"
+    target.parent.mkdir()
+    target.write_text("old\n")
+    link = tmp_path / "link.txt"
+    link.symlink_to(target)
+    result = run("export", "-o", link)
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.read_text().startswith(f"{len(MATRIX) - 1} {MATRIX.shape[1]}\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.txt", "real", "work"]
+    assert [p.name for p in target.parent.iterdir()] == ["v.txt"]
+
+
+def test_export_to_stdout_prints_the_vectors_alone(model, tmp_path):
+    regular = tmp_path / "v.txt"
+    assert run("export", "-o", regular).exit_code == 0
+    result = run("export", "-o", "-")
+    assert result.exit_code == 0, result.output
+    assert result.stdout_bytes == regular.read_bytes()
+    assert "-> -" in result.stderr
+    assert not Path("-").exists()
+
+
+def test_export_npy_to_stdout_is_refused(model):
+    result = run("export", "--format", "npy", "-o", "-")
+    assert result.exit_code == 2
+    assert "cannot go to standard output" in result.output
+
+
+def test_a_character_device_stays_one(model, tmp_path):
+    """A device made in tmp (the same as /dev/null), so a defect cannot harm the system's."""
+    dev = tmp_path / "null"
+    try:
+        os.mknod(dev, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except (PermissionError, OSError) as e:
+        pytest.skip(f"cannot make a device node here: {e}")
+    result = run("export", "-o", dev)
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISCHR(os.lstat(dev).st_mode)
+
+
+def test_dev_null_stays_a_character_device(model):
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    result = run("export", "-o", "/dev/null")
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_a_socket_is_refused_not_replaced(model, tmp_path):
+    import socket
+
+    path = tmp_path / "s"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(path))
+        result = run("export", "-o", path)
+        assert result.exit_code == 9
+        assert "it is a socket" in result.output
+        assert stat.S_ISSOCK(os.lstat(path).st_mode)
+
+
+# ---- evaluate -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-Infinity", "NaN"])
+def test_gold_scores_must_be_finite_numbers(model, tmp_path, bad):
+    path = tmp_path / "gold.tsv"
+    path.write_text(f"king queen 5\nman woman {bad}\napple pear 7\n")
+    result = run("evaluate", "--similarity", path)
+    assert result.exit_code == 3
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: {path}:2: the score must be a finite number, got {bad!r}")
+    assert "Traceback" not in result.output
+
+
+# ---- a full disk ----------------------------------------------------------------------------
+
+def test_a_full_disk_says_so(model, tmp_path, monkeypatch):
+    import errno
+
+    from w2v_cli import fileio
+
+    out = tmp_path / "v.txt"
+    out.write_text("old\n")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(fileio.os, "fsync", full)
+    result = run("export", "-o", out)
+    assert result.exit_code == 9
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: cannot write {out}: the disk is full (no space left on device) (the previous "
+        "v.txt, if any, is unchanged)")
+    assert out.read_text() == "old\n"
+
+
+# ---- SIGINT ---------------------------------------------------------------------------------
+
+# Runs the CLI with the step that would take time replaced by a stall that says "ready", so
+# SIGINT arrives mid-command, at a known place, without a timed test.
+_STALLING_CLI = """
+import sys, time
+from w2v_cli import corpus, info
+
+def stall(*args, **kwargs):
+    print("ready", file=sys.stderr, flush=True)
+    time.sleep(120)
+    raise SystemExit(99)
+
+def stalled_blocks(self, *args, **kwargs):
+    stall()
+    yield from ()
+
+corpus.LineStream.blocks = stalled_blocks
+info.describe = stall
+from w2v_cli.cli import cli
+cli(prog_name="w2v")
+"""
+
+
+def _interrupt(*args) -> tuple[int, str]:
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-c", _STALLING_CLI, *map(str, args)],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            env=env)
+    try:
+        assert proc.stderr.readline().strip() == "ready"
+        proc.send_signal(signal.SIGINT)
+        err = proc.communicate(timeout=60)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, err
+
+
+@pytest.fixture
+def corpus_file(tmp_path) -> Path:
+    from conftest import planted_sentences
+
+    p = tmp_path / "small.txt"
+    p.write_text("\n".join(planted_sentences(n_sentences=200)) + "\n", encoding="utf-8")
+    return p
+
+
+@pytest.fixture
+def prepared(workdir, corpus_file) -> Path:
+    result = run("prepare", "--corpus", corpus_file, "--min-count", "1")
+    assert result.exit_code == 0, result.output
+    return workdir
+
+
+def test_sigint_during_prepare_exits_130_and_keeps_the_previous_dataset(prepared, corpus_file):
+    before = snapshot(prepared)
+    code, err = _interrupt("prepare", "--corpus", corpus_file, "--workdir", prepared)
+    assert code == 130, err
+    assert err.strip().splitlines() == ["interrupted by SIGINT; stopped"]
+    assert snapshot(prepared) == before
+
+
+def test_sigint_in_another_command_exits_130(prepared):
+    code, err = _interrupt("info", "--workdir", prepared)
+    assert code == 130, err
+    assert err.strip().splitlines() == ["interrupted by SIGINT; stopped"]
+
+
+# ---- leftovers of a killed prepare ----------------------------------------------------------
+
+def test_prepare_removes_what_a_killed_run_left_and_only_that(prepared, corpus_file):
+    left = prepared / ".prepare.k3j_9x2a.tmp"  # a SIGKILLed prepare's scratch folder
+    left.mkdir()
+    (left / "pids.i32").write_bytes(b"\0" * 1000)
+    (prepared / ".ids.npy.a1b2c3d4.tmp").write_bytes(b"half")  # a SIGKILLed atomic write
+    mine = [prepared / ".notes.tmp", prepared / ".my.tmp.txt", prepared / "x.12345678.tmp"]
+    for p in mine:
+        p.write_text("the user's")
+    result = run("prepare", "--corpus", corpus_file, "--min-count", "1")
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in prepared.iterdir())
+    assert names == sorted([".my.tmp.txt", ".notes.tmp", "x.12345678.tmp", "ids.npy",
+                            "offsets.npy", "vocab.json"])
+
+
+# ---- what a corpus is -----------------------------------------------------------------------
+
+def _sentences(workdir: Path) -> list[list[str]]:
+    from w2v_cli import dataset
+
+    return dataset.load(workdir).sentences()
+
+
+def test_only_newline_and_crlf_end_a_sentence(tmp_path, workdir):
+    p = tmp_path / "odd.txt"
+    p.write_bytes("a b\x0bc\x0cd\x1ce\x1df\x1eg\x85h\u2028i\u2029j\rk l\r\nm n\nm a\n".encode())
+    result = run("prepare", "--corpus", p, "--min-count", "1")
+    assert result.exit_code == 0, result.output
+    assert _sentences(workdir) == [list("abcdefghijkl"), ["m", "n"], ["m", "a"]]
+
+
+def test_a_workdir_inside_the_corpus_folder_is_never_read(tmp_path, corpus_file):
+    folder = corpus_file.parent
+    work = folder / "work"
+    for _ in range(2):  # the second run finds the first one's files in the corpus folder
+        result = run("prepare", "--corpus", folder, "--min-count", "1", "--workdir", work)
+        assert result.exit_code == 0, result.output
+        assert result.output.startswith("200 sentences, 1600 tokens"), result.output
+    inner = work / "texts"
+    inner.mkdir()
+    named = run("prepare", "--corpus", inner, "--workdir", work)
+    assert named.exit_code == 3
+    assert named.output.strip().splitlines()[-1] == (
+        f"Error: corpus folder {inner} is in the working directory {work}, whose files "
+        "are w2v's own, not corpus; move it or use another --workdir")
+
+
+# ---- memory whatever the line lengths -------------------------------------------------------
+
+def prepare_peak(corpus_path: Path, workdir: Path, chunk_tokens: int) -> int:
+    """Peak bytes Python allocates in a streaming prepare of ``corpus_path`` (tracemalloc)."""
+    import tracemalloc
+
+    from w2v_cli import dataset
+    from w2v_cli.config import Config
+
+    config = Config(workdir=str(workdir), corpus=(str(corpus_path),), min_count=1,
+                    chunk_tokens=chunk_tokens)
+    tracemalloc.start()
+    try:
+        dataset.prepare(config)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def write_tokens(path: Path, n_tokens: int, per_line: int) -> None:
+    """``n_tokens`` words of a 1000-word vocabulary, ``per_line`` a line (0: all on one)."""
+    words = np.array([f"w{i}" for i in range(1000)])[np.random.default_rng(0).integers(
+        0, 1000, n_tokens)]
+    rows = [words] if not per_line else [words[i:i + per_line]
+                                         for i in range(0, n_tokens, per_line)]
+    path.write_text("".join(" ".join(r) + "\n" for r in rows))
+
+
+def test_prepare_memory_does_not_grow_with_line_length(tmp_path):
+    one, short = tmp_path / "one.txt", tmp_path / "short.txt"
+    write_tokens(one, 200_000, 0)
+    write_tokens(short, 200_000, 20)
+    peak_one = prepare_peak(one, tmp_path / "w1", 20_000)
+    peak_short = prepare_peak(short, tmp_path / "w2", 20_000)
+    assert peak_one <= 1.5 * peak_short, (peak_one, peak_short)
+    from w2v_cli import dataset
+
+    a, b = dataset.load(tmp_path / "w1"), dataset.load(tmp_path / "w2")
+    assert a.offsets.tolist() == [0, 200_000] and b.n_sentences == 10_000
+    assert a.ids.tolist() == b.ids.tolist()
+
+
+# ---- corpora that are pipes, or change while read -------------------------------------------
+
+def test_a_fifo_corpus_is_read(tmp_path, workdir, corpus_file):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    data = corpus_file.read_bytes()
+
+    def feed():
+        with open(fifo, "wb") as f:
+            f.write(data)
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    result = run("prepare", "--corpus", fifo, "--min-count", "1")
+    writer.join(10)
+    assert result.exit_code == 0, result.output
+    from w2v_cli import dataset
+
+    ds = dataset.load(workdir)
+    assert ds.vocab.meta["source"]["files"][0]["sha1"] == hashlib.sha1(data).hexdigest()
+    assert ds.sentences() == [line.split() for line in data.decode().splitlines()]
+
+
+@pytest.mark.parametrize("change", ["truncate", "append", "rewrite"])
+def test_a_corpus_that_changes_while_read_is_an_error_and_changes_nothing(
+        prepared, tmp_path, monkeypatch, change):
+    from conftest import planted_sentences
+
+    from w2v_cli import corpus, dataset
+    from w2v_cli.config import Config
+    from w2v_cli.errors import DataError
+
+    path = tmp_path / "big.txt"
+    path.write_text("\n".join(planted_sentences(n_sentences=2000, seed=5)) + "\n")
+    monkeypatch.setattr(corpus, "BLOCK_BYTES", 4096)
+    size = path.stat().st_size
+
+    def meddle(progress):
+        if progress.bytes < size and path.stat().st_size == size:
+            if change == "truncate":
+                os.truncate(path, size // 2)
+            elif change == "append":
+                with open(path, "a") as f:
+                    f.write("more words here\n")
+            else:  # the same size, other bytes, a later time
+                with open(path, "r+b") as f:
+                    f.seek(size - 10)
+                    f.write(b"zzzzzzzzz\n")
+                os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    before = snapshot(prepared)
+    config = Config(workdir=str(prepared), corpus=(str(path),), min_count=1, chunk_tokens=100)
+    with pytest.raises(DataError, match=f"corpus file {path} changed while it was read"):
+        dataset.prepare(config, on_chunk=meddle)
+    assert snapshot(prepared) == before
