@@ -29,7 +29,7 @@ FORMATS = ("word2vec", "word2vec-binary", "npy")
 
 def rows(vectors: Vectors) -> tuple[list[str], np.ndarray]:
     """The exported words and their vectors: (words, (V - 1, E) float32), <unk> left out."""
-    return vectors.vocab.tokens[1:], vectors.matrix[1:]
+    return vectors.words()
 
 
 def word2vec_text(words: list[str], matrix: np.ndarray) -> bytes:
