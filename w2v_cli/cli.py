@@ -443,12 +443,14 @@ def evaluate(similarity, analogy_files, method, fold_case, as_json, which, vecto
 
 
 @cli.command()
-@click.option("--format", "fmt", type=click.Choice(["word2vec", "word2vec-binary", "npy"]),
+@click.option("--format", "fmt", type=click.Choice(["word2vec", "word2vec-binary", "npy", "tsv"]),
               default="word2vec", show_default=True,
               help="word2vec text, word2vec binary (both read by gensim's "
-                   "KeyedVectors.load_word2vec_format), or .npy plus a .vocab.txt word list.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="File to write (for npy the words go beside it in NAME.vocab.txt).")
+                   "KeyedVectors.load_word2vec_format), .npy plus a .vocab.txt word list, or "
+                   "tsv: vectors.tsv and metadata.tsv for the TensorFlow Embedding Projector.")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="File to write (for npy the words go beside it in NAME.vocab.txt; for tsv "
+                   "a folder, made if missing).")
 @vectors_options
 @workdir_option
 @_errors_to_exit
