@@ -109,11 +109,15 @@ def cli():
 @_opt("--encoding-errors", type=click.Choice(["strict", "replace"]),
       help="Invalid UTF-8 in --corpus files: strict stops with the file and line, replace "
            "substitutes U+FFFD.")
+@_opt("--lowercase/--keep-case", "lowercase", field="lowercase",
+      help="Lower-case the corpus before counting, for corpora that mix case (PTB is lower "
+           "case already).")
 @chunk_option
 @data_dir_option
 @workdir_option
 @_errors_to_exit
-def prepare(corpus, min_count, max_vocab, encoding_errors, chunk_tokens, data_dir, workdir):
+def prepare(corpus, min_count, max_vocab, encoding_errors, lowercase, chunk_tokens, data_dir,
+            workdir):
     """Build the dataset: corpus -> vocabulary -> flat id array, in the workdir.
 
     The corpus is streamed: memory holds its distinct tokens and one chunk, not the corpus.
@@ -122,7 +126,7 @@ def prepare(corpus, min_count, max_vocab, encoding_errors, chunk_tokens, data_di
 
     config = Config(workdir=workdir, data_dir=data_dir, corpus=tuple(corpus), min_count=min_count,
                     max_vocab=max_vocab, encoding_errors=encoding_errors,
-                    chunk_tokens=chunk_tokens)
+                    lowercase=lowercase, chunk_tokens=chunk_tokens)
     with _workdir_locked(config, "prepare"):
         ds = dataset.prepare(config, progress=_download_progress(),
                              on_chunk=_prepare_progress(_stderr_is_tty()))
