@@ -235,3 +235,11 @@ def test_plot_without_matplotlib_says_what_to_install(model, tmp_path, monkeypat
     assert "Error: plotting needs matplotlib" in result.stderr
     assert "pip install 'w2v[plot]'" in result.stderr
     assert not (tmp_path / "map.png").exists()
+
+
+def test_export_tsv_writes_the_projector_pair(model, tmp_path):
+    result = run("export", "--format", "tsv", "-o", str(tmp_path / "proj"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "proj" / "metadata.tsv").read_text().splitlines() == TOKENS[1:]
+    vectors = np.loadtxt(tmp_path / "proj" / "vectors.tsv", delimiter="\t", dtype=np.float32)
+    np.testing.assert_array_equal(vectors, MATRIX[1:])

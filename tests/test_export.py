@@ -49,3 +49,29 @@ def test_export_refuses_a_directory_and_leaves_no_temporary_files(tmp_path):
         export.export(random_vectors(), "npy", tmp_path)
     export.export(random_vectors(), "npy", tmp_path / "v")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v", "v.vocab.txt"]
+
+
+def test_tsv_pair_for_the_projector_has_one_row_per_word_in_order(tmp_path):
+    vocab = Vocab(["<unk>", "a b", "café", "#x", "b"], np.array([0, 4, 3, 2, 1]))
+    v = Vectors(vocab, random_vectors(dim=5).matrix[:5])
+    out = tmp_path / "projector"  # made if missing
+    assert export.export(v, "tsv", out) == [out / "vectors.tsv", out / "metadata.tsv"]
+    metadata = (out / "metadata.tsv").read_text(encoding="utf-8").split("\n")
+    assert metadata == ["a b", "café", "#x", "b", ""]  # no header: a single column
+    rows = (out / "vectors.tsv").read_text().splitlines()
+    assert len(rows) == 4 and all(len(r.split("\t")) == 5 for r in rows)
+    np.testing.assert_array_equal(np.array([r.split("\t") for r in rows], dtype=np.float32),
+                                  v.matrix[1:])
+    assert sorted(p.name for p in out.iterdir()) == ["metadata.tsv", "vectors.tsv"]
+
+
+@pytest.mark.parametrize("word", ["a\tb", "a\nb", "a\rb", "a\u2028b"])
+def test_tsv_refuses_a_word_that_would_shift_the_rows(tmp_path, word):
+    v = Vectors(Vocab(["<unk>", "ok", word], np.array([0, 2, 1])), np.ones((3, 2)))
+    with pytest.raises(UsageError, match="holds a tab or line break"):
+        export.export(v, "tsv", tmp_path / "p")
+    assert not (tmp_path / "p").exists()
+    (tmp_path / "f").write_text("")
+    with pytest.raises(UsageError, match="is a file; --format tsv writes a folder"):
+        export.export(Vectors(Vocab(["<unk>", "ok"], np.array([0, 1])), np.ones((2, 2))),
+                      "tsv", tmp_path / "f")

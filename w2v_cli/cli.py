@@ -113,11 +113,15 @@ def cli():
 @_opt("--encoding-errors", type=click.Choice(["strict", "replace"]),
       help="Invalid UTF-8 in --corpus files: strict stops with the file and line, replace "
            "substitutes U+FFFD.")
+@_opt("--lowercase/--keep-case", "lowercase", field="lowercase",
+      help="Lower-case the corpus before counting, for corpora that mix case (PTB is lower "
+           "case already).")
 @chunk_option
 @data_dir_option
 @workdir_option
 @_errors_to_exit
-def prepare(corpus, min_count, max_vocab, encoding_errors, chunk_tokens, data_dir, workdir):
+def prepare(corpus, min_count, max_vocab, encoding_errors, lowercase, chunk_tokens, data_dir,
+            workdir):
     """Build the dataset: corpus -> vocabulary -> flat id array, in the workdir.
 
     The corpus is streamed: memory holds its distinct tokens and one chunk, not the corpus.
@@ -126,7 +130,7 @@ def prepare(corpus, min_count, max_vocab, encoding_errors, chunk_tokens, data_di
 
     config = Config(workdir=workdir, data_dir=data_dir, corpus=tuple(corpus), min_count=min_count,
                     max_vocab=max_vocab, encoding_errors=encoding_errors,
-                    chunk_tokens=chunk_tokens)
+                    lowercase=lowercase, chunk_tokens=chunk_tokens)
     with _workdir_locked(config, "prepare"):
         ds = dataset.prepare(config, progress=_download_progress(),
                              on_chunk=_prepare_progress(_stderr_is_tty()))
@@ -285,6 +289,33 @@ which_option = click.option(
     "--which", type=click.Choice(["center", "context", "sum"]), default="center",
     show_default=True, help="Which embedding table: the center (input) vectors, the context "
                             "(output) vectors, or their sum.")
+
+
+def vectors_options(fn):
+    """--which, or --vectors FILE instead of the workdir's tables."""
+    fn = click.option("--vectors-format", "vectors_format", default="auto", show_default=True,
+                      type=click.Choice(["auto", "word2vec", "word2vec-binary"]),
+                      help="The --vectors file's format: word2vec text or binary; auto tells "
+                           "them apart from the first row.")(fn)
+    fn = click.option("--vectors", "vectors_file", type=click.Path(exists=True, dir_okay=False),
+                      help="Use the vectors in this word2vec text or binary file (gensim's, "
+                           "the word2vec tool's, `w2v export`'s) instead of the workdir's.")(fn)
+    return which_option(fn)
+
+
+def _load_vectors(which, workdir, vectors_file, vectors_format):
+    """The workdir's table ``which``, or the vectors in ``vectors_file`` (no MXNet needed)."""
+    if vectors_file is None:
+        from .vectors import Vectors
+
+        return Vectors.load(Config(workdir=workdir).workdir_path, which)
+    if click.get_current_context().get_parameter_source("which") == ParameterSource.COMMANDLINE:
+        raise click.UsageError("--which chooses a workdir's table; it does not apply to --vectors")
+    from . import vectorfile
+
+    return vectorfile.load(vectors_file, vectors_format)
+
+
 json_option = click.option("--json", "as_json", is_flag=True,
                            help="One JSON object per query on stdout.")
 fold_case_option = click.option(
@@ -329,18 +360,16 @@ def _answer(batches, solve, render, as_json: bool, header: bool) -> None:
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True,
               help="How many neighbours to show.")
 @json_option
-@which_option
+@vectors_options
 @workdir_option
 @_errors_to_exit
-def similar(words, k, as_json, which, workdir):
+def similar(words, k, as_json, which, vectors_file, vectors_format, workdir):
     """Print the K words nearest to each WORD by cosine similarity (the word itself excluded).
 
     With no WORD, read words from stdin, one a line, and answer each as it comes.
     """
     from . import queries
-    from .vectors import Vectors
-
-    vectors = Vectors.load(Config(workdir=workdir).workdir_path, which)
+    vectors = _load_vectors(which, workdir, vectors_file, vectors_format)
     if words:
         batches = [list(words)]
     else:  # one word a line; a line of several words is answered with an error
@@ -356,21 +385,19 @@ def similar(words, k, as_json, which, workdir):
 @click.option("--method", type=click.Choice(["add", "mul"]), default="add", show_default=True,
               help="3CosAdd (nearest to B - A + C) or 3CosMul (Levy and Goldberg).")
 @json_option
-@which_option
+@vectors_options
 @workdir_option
 @_errors_to_exit
-def analogy(words, k, method, as_json, which, workdir):
+def analogy(words, k, method, as_json, which, vectors_file, vectors_format, workdir):
     """A is to B as C is to ?: the K words closest to B - A + C, the three words excluded.
 
     WORDS are one or more triples A B C, e.g. `w2v analogy man king woman`. With no WORDS,
     read triples from stdin, one `A B C` a line.
     """
     from . import queries
-    from .vectors import Vectors
-
     if len(words) % 3:
         raise click.UsageError(f"give the words in threes (A B C ...), got {len(words)}")
-    vectors = Vectors.load(Config(workdir=workdir).workdir_path, which)
+    vectors = _load_vectors(which, workdir, vectors_file, vectors_format)
     if words:
         batches = [[list(words[i:i + 3]) for i in range(0, len(words), 3)]]
     else:
@@ -392,52 +419,50 @@ def analogy(words, k, method, as_json, which, workdir):
               help="Analogy scoring: 3CosAdd or 3CosMul.")
 @fold_case_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with every result.")
-@which_option
+@vectors_options
 @workdir_option
 @_errors_to_exit
-def evaluate(similarity, analogy_files, method, fold_case, as_json, which, workdir):
+def evaluate(similarity, analogy_files, method, fold_case, as_json, which, vectors_file,
+             vectors_format, workdir):
     """Score the vectors on word-similarity and analogy test sets."""
     import json
 
     from . import evaluate as ev
-    from .vectors import Vectors
 
     if not similarity and not analogy_files:
         raise click.UsageError("give at least one --similarity FILE or --analogy FILE")
-    vectors = Vectors.load(Config(workdir=workdir).workdir_path, which)
-    sims = [ev.evaluate_similarity(vectors, ev.read_similarity(p), fold_case) for p in similarity]
-    analogies = [ev.evaluate_analogies(vectors, ev.read_analogies(p), fold_case, method)
-                 for p in analogy_files]
+    vectors = _load_vectors(which, workdir, vectors_file, vectors_format)
+    scores = ev.score(vectors, similarity, analogy_files, method, fold_case)
     if as_json:
-        click.echo(json.dumps({"which": which, "similarity": sims, "analogy": analogies},
-                              ensure_ascii=False))
+        click.echo(json.dumps(scores, ensure_ascii=False))
         return
-    for r in sims:
+    for r in scores["similarity"]:
         click.echo(ev.format_similarity(r))
-    for r in analogies:
+    for r in scores["analogy"]:
         click.echo("\n".join(ev.format_analogies(r)))
 
 
 @cli.command()
-@click.option("--format", "fmt", type=click.Choice(["word2vec", "word2vec-binary", "npy"]),
+@click.option("--format", "fmt", type=click.Choice(["word2vec", "word2vec-binary", "npy", "tsv"]),
               default="word2vec", show_default=True,
               help="word2vec text, word2vec binary (both read by gensim's "
-                   "KeyedVectors.load_word2vec_format), or .npy plus a .vocab.txt word list.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="File to write (for npy the words go beside it in NAME.vocab.txt).")
-@which_option
+                   "KeyedVectors.load_word2vec_format), .npy plus a .vocab.txt word list, or "
+                   "tsv: vectors.tsv and metadata.tsv for the TensorFlow Embedding Projector.")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="File to write (for npy the words go beside it in NAME.vocab.txt; for tsv "
+                   "a folder, made if missing).")
+@vectors_options
 @workdir_option
 @_errors_to_exit
-def export(fmt, output, which, workdir):
+def export(fmt, output, which, vectors_file, vectors_format, workdir):
     """Write the trained vectors for other tools (<unk> left out, most frequent word first)."""
     from . import export as export_mod
-    from .vectors import Vectors
 
-    vectors = Vectors.load(Config(workdir=workdir).workdir_path, which)
+    vectors = _load_vectors(which, workdir, vectors_file, vectors_format)
     paths = export_mod.export(vectors, fmt, output)
-    n, dim = vectors.matrix.shape
-    click.echo(f"{n - 1} words x {dim} ({which} vectors) -> {', '.join(map(str, paths))}",
-               err=output == "-")  # with -o -, stdout holds the vectors alone
+    what = f"{which} vectors" if vectors_file is None else f"from {vectors_file}"
+    click.echo(f"{vectors.n_words} words x {vectors.matrix.shape[1]} ({what}) -> "
+               f"{', '.join(map(str, paths))}", err=output == "-")  # -o -: stdout holds the vectors
 
 
 @cli.command()
@@ -463,16 +488,14 @@ def info(as_json, workdir):
               help="Neighbours drawn around each word.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="words.png",
               show_default=True, help="PNG file to write.")
-@which_option
+@vectors_options
 @workdir_option
 @_errors_to_exit
-def plot(words, k, output, which, workdir):
+def plot(words, k, output, which, vectors_file, vectors_format, workdir):
     """Draw WORDS and their K nearest neighbours on a 2-D PCA map (PNG; needs matplotlib)."""
     from . import plots
-    from .vectors import Vectors
-
     plots.require_matplotlib()  # before loading the model, so a missing extra fails fast
-    vectors = Vectors.load(Config(workdir=workdir).workdir_path, which)
+    vectors = _load_vectors(which, workdir, vectors_file, vectors_format)
     drawn = plots.word_map(vectors, list(words), k, output)
     click.echo(f"{len(drawn['words'])} words -> {drawn['path']}", err=output == "-")
 

@@ -27,6 +27,7 @@ class Config:
     # vocabulary
     min_count: int = 10
     max_vocab: int = 0  # keep at most this many words (besides <unk>), the most frequent; 0: no cap
+    lowercase: bool = False  # prepare lower-cases the corpus first (str.lower), so The and the are one word
 
     # sampling
     subsample: float = 1e-4  # t in keep probability sqrt(t / f(w)); 0 disables

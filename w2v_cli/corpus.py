@@ -241,6 +241,7 @@ class LineStream:
     source: dict
     total_bytes: Optional[int] = None
     errors: str = "strict"  # as read_files' ``errors``
+    lowercase: bool = False  # str.lower on each decoded block: one C call, not one per token
 
     def blocks(self, block_bytes: Optional[int] = None):
         """Yield ``(lines, nbytes, open_end)``: lists of decoded lines and the bytes they came
@@ -257,6 +258,8 @@ class LineStream:
                 with open_() as f:
                     for raw, open_end in _whole_lines(f, block_bytes):
                         text = _decode(raw, name, self.errors, line_no + 1)
+                        if self.lowercase:
+                            text = text.lower()
                         line_no += raw.count(b"\n")
                         yield text.split("\n"), len(raw), open_end
             except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile, ValueError) as e:

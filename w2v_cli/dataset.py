@@ -101,11 +101,13 @@ def prepare(config: Config, progress=None,
     else:
         archive = corpus_mod.ensure_ptb(config.data_dir_path, progress)
         lines = corpus_mod.stream_ptb(archive)
+    lines.lowercase = config.lowercase
     workdir = config.workdir_path
     ds = encode_stream(lines, config.min_count, workdir, config.max_vocab,
                        config.chunk_tokens, on_chunk, start)
     vocab = ds.vocab
     vocab.meta.update(
+        lowercase=config.lowercase,  # the train run's Config has the default, not prepare's
         source=lines.source,
         stats={"sentences": ds.n_sentences, "tokens": int(vocab.counts.sum()),
                "kept_tokens": int(vocab.counts[1:].sum()),

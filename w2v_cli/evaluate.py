@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
-from .vectors import Vectors
+from .vectors import MISSING, Vectors
 
 # ---- Spearman -------------------------------------------------------------------------------
 
@@ -101,7 +101,7 @@ def evaluate_similarity(vectors: Vectors, pairs: SimilarityPairs, fold_case: boo
     """
     i1 = vectors.find_all(pairs.words1, fold_case)
     i2 = vectors.find_all(pairs.words2, fold_case)
-    ok = (i1 != 0) & (i2 != 0)
+    ok = (i1 != MISSING) & (i2 != MISSING)
     cosines = (vectors.unit[i1[ok]] * vectors.unit[i2[ok]]).sum(axis=1)
     used = int(ok.sum())
     rho = spearman(pairs.scores[ok], cosines) if used >= 2 else None
@@ -164,7 +164,7 @@ def evaluate_analogies(vectors: Vectors, questions: AnalogyQuestions, fold_case:
     """
     ids = vectors.find_all([w for row in questions.words for w in row], fold_case).reshape(-1, 4)
     section = np.array(questions.section, dtype=np.int64)
-    ok = (ids != 0).all(axis=1)
+    ok = (ids != MISSING).all(axis=1)
     correct = np.zeros(len(ids), dtype=bool)
     if ok.any():
         a, b, c, d = ids[ok].T
@@ -184,6 +184,24 @@ def evaluate_analogies(vectors: Vectors, questions: AnalogyQuestions, fold_case:
                 for s, name in enumerate(questions.sections)]
     overall = summary(int(correct.sum()), int(ok.sum()), len(ok))
     return {"file": questions.path, "method": method, "sections": sections, "overall": overall}
+
+
+# ---- both -----------------------------------------------------------------------------------
+
+def score(vectors: Vectors, similarity=(), analogy=(), method: str = "add",
+          fold_case: bool = True) -> dict:
+    """Every score ``w2v evaluate --json`` prints, as the dict it prints.
+
+    similarity, analogy: paths, or sets already read (``read_similarity``,
+    ``read_analogies``), so a caller scoring after every epoch reads its files once.
+    Returns {**vectors.source, "similarity": [evaluate_similarity results],
+    "analogy": [evaluate_analogies results]}, the sets in the order given.
+    """
+    pairs = [p if isinstance(p, SimilarityPairs) else read_similarity(p) for p in similarity]
+    questions = [q if isinstance(q, AnalogyQuestions) else read_analogies(q) for q in analogy]
+    return {**vectors.source,
+            "similarity": [evaluate_similarity(vectors, p, fold_case) for p in pairs],
+            "analogy": [evaluate_analogies(vectors, q, fold_case, method) for q in questions]}
 
 
 # ---- text report ----------------------------------------------------------------------------

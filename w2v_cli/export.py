@@ -10,6 +10,10 @@ normalized) vectors, as the original word2vec tool writes them.
   float32 and a newline.
 - ``npy``: the (V, E) float32 matrix at PATH and the words, one a line, at PATH with the
   suffix ``.vocab.txt`` (row i is line i).
+- ``tsv``: for the TensorFlow Embedding Projector, PATH is a folder holding ``vectors.tsv``
+  (E tab-separated values a line) and ``metadata.tsv`` (the word of each row, one a line,
+  no header, as the projector wants a single column). A word holding a tab or a line break
+  would shift the rows, so such a word is refused rather than altered; spaces are fine.
 
 Each file is written atomically (``fileio``): an interrupted export leaves no partial file.
 """
@@ -24,12 +28,14 @@ from . import fileio
 from .errors import UsageError
 from .vectors import Vectors
 
-FORMATS = ("word2vec", "word2vec-binary", "npy")
+FORMATS = ("word2vec", "word2vec-binary", "npy", "tsv")
+TSV_VECTORS = "vectors.tsv"
+TSV_METADATA = "metadata.tsv"
 
 
 def rows(vectors: Vectors) -> tuple[list[str], np.ndarray]:
     """The exported words and their vectors: (words, (V - 1, E) float32), <unk> left out."""
-    return vectors.vocab.tokens[1:], vectors.matrix[1:]
+    return vectors.words()
 
 
 def word2vec_text(words: list[str], matrix: np.ndarray) -> bytes:
@@ -50,6 +56,13 @@ def word2vec_binary(words: list[str], matrix: np.ndarray) -> bytes:
     return b"".join(parts)
 
 
+def projector_tsv(words: list[str], matrix: np.ndarray) -> tuple[bytes, bytes]:
+    """(vectors.tsv, metadata.tsv) bytes for the Embedding Projector. matrix: (len(words), E)."""
+    row_format = "\t".join(["%.9g"] * matrix.shape[1])
+    vectors = "".join(row_format % tuple(row) + "\n" for row in matrix.tolist())
+    return vectors.encode(), "".join(w + "\n" for w in words).encode("utf-8")
+
+
 def vocab_path_for(npy_path: Path) -> Path:
     return npy_path.with_name(npy_path.stem + ".vocab.txt" if npy_path.suffix == ".npy"
                               else npy_path.name + ".vocab.txt")
@@ -59,6 +72,18 @@ def export(vectors: Vectors, fmt: str, output: str | Path) -> list[Path]:
     """Write ``vectors`` in format ``fmt`` to ``output``. Returns the paths written."""
     output = Path(output)
     words, matrix = rows(vectors)
+    if fmt == "tsv":
+        # splitlines: every character some reader may take for a line end (and "" -> [])
+        bad = next((w for w in words if "\t" in w or len(w.splitlines()) != 1), None)
+        if bad is not None:
+            raise UsageError(f"the word {bad!r} is empty or holds a tab or line break, which "
+                             "would shift the rows of the TSV files")
+        if output.exists() and not output.is_dir():
+            raise UsageError(f"--output {output} is a file; --format tsv writes a folder")
+        tsv_vectors, metadata = projector_tsv(words, matrix)
+        fileio.write_bytes(output / TSV_VECTORS, tsv_vectors)
+        fileio.write_bytes(output / TSV_METADATA, metadata)
+        return [output / TSV_VECTORS, output / TSV_METADATA]
     if any(not w or any(ch.isspace() for ch in w) for w in words):
         raise UsageError("a word holds whitespace, which the word2vec formats cannot store")
     if output.is_dir():

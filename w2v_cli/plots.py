@@ -97,7 +97,7 @@ def word_map(vectors: Vectors, words: list[str], k: int, path: str | Path) -> di
     flat = top.ravel()
     seen_first = flat[np.sort(np.unique(flat, return_index=True)[1])]  # unique, in order
     ids = np.concatenate([query_ids, seen_first[~np.isin(seen_first, query_ids)]])
-    labels = [vectors.vocab.tokens[i] for i in ids]
+    labels = [vectors.tokens[i] for i in ids]
     coords, explained = pca_2d(vectors.unit[ids])
 
     n_q = len(query_ids)

@@ -37,7 +37,7 @@ def _merge(vectors, queries, errors, top, scores, answer) -> list[dict]:
         if err is not None:
             out.append(err)
             continue
-        out.append(answer(query, [{"word": vectors.vocab.tokens[j], "score": round(float(s), 6)}
+        out.append(answer(query, [{"word": vectors.tokens[j], "score": round(float(s), 6)}
                                   for j, s in zip(top[row], scores[row])]))
         row += 1
     return out

@@ -3,10 +3,15 @@
 Every query is a matrix product against ``unit``: one row of scores per query, then
 ``np.argpartition`` for the top k. Batches of queries are one (n, E) @ (E, V) product, taken
 in chunks of rows so the (n, V) score matrix stays small.
+
+A workdir's table has ``<unk>`` as row 0, which is never found nor returned; vectors read
+from another tool's file (``vectorfile``) have no such row, so every row is a word. ``first``
+says which: the rows before it are not words.
 """
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 import numpy as np
@@ -20,21 +25,48 @@ WHICH = ("center", "context", "sum")
 METHODS = ("add", "mul")
 COSMUL_EPS = 1e-3  # Levy and Goldberg (2014): keeps 3CosMul finite when cos(d, a) is near -1
 CHUNK_CELLS = 1 << 23  # (rows x V) float32 scores per chunk: 32 MiB
+MISSING = -1  # the id ``find`` gives a word that is not in the vocabulary
 
 
 class Vectors:
-    """tokens: V strings (id 0 is <unk>, never returned). matrix: (V, E) float32.
-    unit: (V, E) float32, each row scaled to length 1 (zero rows stay zero)."""
+    """tokens: V strings, row i's label; the rows before ``first`` (a workdir's <unk>) are
+    never found nor returned. matrix: (V, E) float32. unit: (V, E) float32, each row scaled
+    to length 1 (zero rows stay zero). source: what the vectors are, as ``evaluate --json``
+    labels them ({"which": "center"} or {"vectors": path})."""
 
-    def __init__(self, vocab: Vocab, matrix: np.ndarray):
+    def __init__(self, vocab: Vocab | None, matrix: np.ndarray, tokens: list[str] | None = None,
+                 source: dict | None = None):
         self.vocab = vocab
+        self.tokens = vocab.tokens if vocab is not None else list(tokens)
+        self.first = 1 if vocab is not None else 0  # a Vocab's row 0 is <unk>
+        self.index = vocab.index if vocab is not None else \
+            {t: i for i, t in enumerate(self.tokens)}
+        if len(self.index) != len(self.tokens):
+            raise UsageError("the words of a vector table must be distinct")
+        self.source = dict(source or ({"which": "center"} if vocab is not None else {}))
         self.matrix = np.asarray(matrix, dtype=np.float32)
-        if self.matrix.ndim != 2 or self.matrix.shape[0] != len(vocab):
-            raise UsageError(f"a ({len(vocab)}, E) matrix is needed for {len(vocab)} words, "
+        V = len(self.tokens)
+        if self.matrix.ndim != 2 or self.matrix.shape[0] != V:
+            raise UsageError(f"a ({V}, E) matrix is needed for {V} words, "
                              f"got shape {self.matrix.shape}")
         norms = np.linalg.norm(self.matrix, axis=1, keepdims=True)
         self.unit = self.matrix / np.maximum(norms, 1e-12)
         self._folded: dict[str, int] | None = None
+
+    @classmethod
+    def from_words(cls, words: list[str], matrix: np.ndarray,
+                   source: dict | None = None) -> Vectors:
+        """Vectors with no <unk> row: words[i] labels matrix row i, every row a word."""
+        return cls(None, matrix, tokens=words, source=source)
+
+    @property
+    def n_words(self) -> int:
+        """How many rows are words (all but a workdir's <unk>)."""
+        return len(self.tokens) - self.first
+
+    def words(self) -> tuple[list[str], np.ndarray]:
+        """The words and their raw vectors, <unk> left out: (words, (n_words, E) float32)."""
+        return self.tokens[self.first:], self.matrix[self.first:]
 
     @classmethod
     def load(cls, workdir: Path, which: str = "center") -> Vectors:
@@ -46,45 +78,46 @@ class Vectors:
         tables = params.load_tables(workdir, len(vocab), record)
         params.check_vocab(workdir, vocab, record)
         matrix = tables["center"] + tables["context"] if which == "sum" else tables[which]
-        return cls(vocab, matrix)
+        return cls(vocab, matrix, source={"which": which})
 
     # ---- words <-> ids -------------------------------------------------------------------
 
     def find(self, word: str, fold_case: bool = False) -> int:
-        """The id of ``word``, or 0 when it is not in the vocabulary.
+        """The id of ``word``, or MISSING (-1) when it is not in the vocabulary.
 
         fold_case: match case-insensitively; when several tokens fold alike, the most
         frequent (lowest id) wins, so ``Paris`` finds ``paris`` in a lowercased corpus.
         """
         if not fold_case:
-            return self.vocab.index.get(word, 0)
+            i = self.index.get(word, MISSING)
+            return i if i >= self.first else MISSING
         if self._folded is None:
             # reversed: the lowest id of a folded form is written last and wins
-            self._folded = {t.casefold(): i for i, t in reversed(list(enumerate(self.vocab.tokens)))
-                            if i != 0}
-        return self._folded.get(word.casefold(), 0)
+            self._folded = {t.casefold(): i for i, t in reversed(list(enumerate(self.tokens)))
+                            if i >= self.first}
+        return self._folded.get(word.casefold(), MISSING)
 
     def find_all(self, words, fold_case: bool = False) -> np.ndarray:
-        """Ids of many words, 0 for those out of the vocabulary. Returns (len(words),) int64."""
+        """Ids of many words, MISSING (-1) for those out of the vocabulary. Returns (len(words),) int64."""
         return np.array([self.find(w, fold_case) for w in words], dtype=np.int64)
 
     def id_of(self, word: str) -> int:
         """The id of ``word``; UsageError naming close matches when it is not in the vocabulary."""
         i = self.find(word)
-        if i == 0:
-            close = self.vocab.close_matches(word)
+        if i == MISSING:
+            close = difflib.get_close_matches(word, self.tokens[self.first:], n=5)
             hint = f"; close matches: {', '.join(close)}" if close else ""
-            raise UsageError(f"{word!r} is not in the vocabulary ({len(self.vocab) - 1} words){hint}")
+            raise UsageError(f"{word!r} is not in the vocabulary ({self.n_words} words){hint}")
         return i
 
     def check_k(self, k: int, excluded: int) -> None:
-        candidates = len(self.vocab) - 1 - excluded
+        candidates = self.n_words - excluded
         if not 1 <= k <= candidates:
             raise UsageError(f"-k must be between 1 and {candidates} (the words that can be "
                              f"returned), got {k}")
 
     def _named(self, top: np.ndarray, scores: np.ndarray) -> list[tuple[str, float]]:
-        return [(self.vocab.tokens[j], float(s)) for j, s in zip(top, scores)]
+        return [(self.tokens[j], float(s)) for j, s in zip(top, scores)]
 
     # ---- nearest neighbours ----------------------------------------------------------------
 
@@ -97,7 +130,7 @@ class Vectors:
     def most_similar_ids(self, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Nearest neighbours of many words at once, each word itself excluded.
 
-        ids: (n,) int, none of them 0. Returns (top (n, k) int64, cosines (n, k) float32),
+        ids: (n,) int, all found (none MISSING). Returns (top (n, k) int64, cosines (n, k) float32),
         best first in each row.
         """
         ids = np.asarray(ids, dtype=np.int64)
@@ -106,7 +139,7 @@ class Vectors:
 
     def nearest(self, query: np.ndarray, k: int, exclude=()) -> list[tuple[str, float]]:
         """query: (E,) vector. Returns up to k (token, cosine) pairs, best first."""
-        exclude = np.array(sorted(set(exclude) - {0}), dtype=np.int64)
+        exclude = np.array(sorted(i for i in set(exclude) if i >= self.first), dtype=np.int64)
         self.check_k(k, excluded=len(exclude))
         q = np.asarray(query, dtype=np.float32)[None, :]
         top, sims = self._top_k(q / max(float(np.linalg.norm(q)), 1e-12), k, exclude[None, :])
@@ -116,20 +149,21 @@ class Vectors:
                score=None) -> tuple[np.ndarray, np.ndarray]:
         """The k best words per query row.
 
-        queries: (n, E) float32; exclude: (n, x) int ids never returned (besides <unk>);
+        queries: (n, E) float32; exclude: (n, x) int ids never returned (besides the rows
+        before ``first``);
         score: optional function of (row slice, (rows, V) cosines with ``queries`` rows) to
         (rows, V) scores. Returns (top (n, k) int64, scores (n, k) float32).
         """
         n = len(queries)
         top = np.empty((n, k), dtype=np.int64)
         best = np.empty((n, k), dtype=np.float32)
-        step = max(1, CHUNK_CELLS // len(self.vocab))
+        step = max(1, CHUNK_CELLS // len(self.tokens))
         for lo in range(0, n, step):
             rows = slice(lo, min(lo + step, n))
             s = queries[rows] @ self.unit.T
             if score is not None:
                 s = score(rows, s)
-            s[:, 0] = -np.inf
+            s[:, :self.first] = -np.inf
             np.put_along_axis(s, exclude[rows], -np.inf, axis=1)
             part = np.argpartition(-s, k - 1, axis=1)[:, :k]
             part_scores = np.take_along_axis(s, part, axis=1)
@@ -154,7 +188,7 @@ class Vectors:
 
     def analogy_ids(self, a: np.ndarray, b: np.ndarray, c: np.ndarray, k: int = 1,
                     method: str = "add") -> tuple[np.ndarray, np.ndarray]:
-        """Many analogies at once. a, b, c: (n,) int ids, none 0.
+        """Many analogies at once. a, b, c: (n,) int ids, all found (none MISSING).
 
         Returns (top (n, k) int64, scores (n, k) float32), best first; each row excludes its
         own a, b and c.
