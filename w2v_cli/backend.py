@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import importlib
 import importlib.metadata
+import logging
 import os
 import site
 import sys
@@ -128,30 +130,151 @@ def current_mxnet():
     return sys.modules["mxnet"] if "mxnet" in sys.modules else mxnet()
 
 
-def device(spec: str = "auto"):
-    """Map ``auto | cpu | gpu | gpu:N`` to an MXNet context. auto: gpu(0) if MXNet sees one."""
+# mxnet-cu112 1.9.1 carries kernels (cubins) for sm_50, 60, 70, 80 and 86 and no PTX. A cubin
+# runs on its own major version at the same or a higher minor one, so compute capability 5.0
+# to 8.9 works; 9.0 and newer (H100 and later) fail at the first kernel, and so does 3.x.
+KERNEL_MAJORS = (5, 8)
+KERNEL_RANGE = "5.0 to 8.9 (sm_50 to sm_89)"
+# The Linux driver of CUDA 11.2 (NVIDIA's CUDA 11.2 release notes), which built mxnet-cu112.
+# 450.80.02 may do under CUDA 11's minor version compatibility; that is not promised here.
+DRIVER_NEEDED = "driver 460.27.03 (R460) or newer"
+
+log = logging.getLogger(__name__)  # one-line notes; the CLI shows them on stderr as "note: ..."
+
+
+@dataclasses.dataclass(frozen=True)
+class GpuInfo:
+    """What the driver says of one GPU."""
+
+    name: str
+    capability: tuple  # (major, minor), e.g. (8, 6)
+    driver: int  # the newest CUDA the driver supports, as cuDriverGetVersion: 12020 = 12.2
+
+    def describe(self, index: int) -> str:
+        return (f"GPU {index} ({self.name}, compute capability "
+                f"{self.capability[0]}.{self.capability[1]})")
+
+
+def has_kernels(capability: tuple) -> bool:
+    """Whether mxnet-cu112 1.9.1 has kernels that run on a GPU of this compute capability."""
+    return KERNEL_MAJORS[0] <= capability[0] <= KERNEL_MAJORS[1]
+
+
+def _cuda_call(fn, *args) -> None:
+    status = fn(*args)
+    if status:
+        raise OSError(f"{fn.__name__} returned CUDA error {status}")
+
+
+def cuda_driver_version(lib=None) -> int:
+    """The newest CUDA version the installed driver supports (12020 = 12.2); raises OSError
+    when the driver library does not load or answer."""
+    cuda = lib or ctypes.CDLL(DRIVER_LIB)
+    version = ctypes.c_int()
+    _cuda_call(cuda.cuDriverGetVersion, ctypes.byref(version))
+    return version.value
+
+
+def cuda_gpu_info(index: int) -> GpuInfo:
+    """Name, compute capability and driver of GPU ``index``, asked of the CUDA driver API
+    (libcuda.so.1, not through MXNet, whose own lookup needs the unversioned libcuda.so).
+    Raises OSError when the driver does not load or answer."""
+    cuda = ctypes.CDLL(DRIVER_LIB)
+    _cuda_call(cuda.cuInit, 0)
+    dev, major, minor = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
+    _cuda_call(cuda.cuDeviceGet, ctypes.byref(dev), index)
+    for value, attribute in ((major, 75), (minor, 76)):  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_*
+        _cuda_call(cuda.cuDeviceGetAttribute, ctypes.byref(value), attribute, dev)
+    name = ctypes.create_string_buffer(256)
+    _cuda_call(cuda.cuDeviceGetName, name, len(name), dev)
+    return GpuInfo(name.value.decode(errors="replace"), (major.value, minor.value),
+                   cuda_driver_version(cuda))
+
+
+class GpuProbe:
+    """How many GPUs MXNet sees, and what each one is. Tests pass a fake."""
+
+    def count(self) -> int:
+        return mxnet().context.num_gpus()
+
+    def info(self, index: int) -> Optional[GpuInfo]:
+        """The GPU's description, or None when the driver cannot say (then it is tried)."""
+        try:
+            return cuda_gpu_info(index)
+        except (OSError, AttributeError):
+            return None
+
+
+def default_probe() -> GpuProbe:
+    return GpuProbe()
+
+
+def _usable(index: int, probe: GpuProbe) -> Optional[str]:
+    """None if GPU ``index`` can run this build, else why not (one sentence)."""
+    info = probe.info(index)
+    if info is None or has_kernels(info.capability):
+        return None
+    return (f"{info.describe(index)} has no kernels in mxnet-cu112 1.9.1, which runs on "
+            f"compute capability {KERNEL_RANGE} only")
+
+
+def _no_gpu_hint() -> str:
+    if gpu_build_installed():
+        try:
+            found = cuda_driver_version()
+            driver = f"the driver supports CUDA {found // 1000}.{found % 1000 // 10}"
+        except OSError:
+            driver = f"no driver ({DRIVER_LIB}) answers"
+        return (f"; the GPU build is installed, so the NVIDIA driver is likely missing or too "
+                f"old ({driver}; it needs {DRIVER_NEEDED}; `nvidia-smi` shows the version)")
+    return "; is the GPU build installed (`pip install '.[gpu]'`)?"
+
+
+def device(spec: str = "auto", probe: Optional[GpuProbe] = None):
+    """Map ``auto | cpu | cpu:N | gpu | gpu:N`` to an MXNet context.
+
+    auto: gpu(0) if MXNet sees one and this build has kernels for it (else the CPU, with a
+    note). ``probe`` tells the GPUs apart (default: MXNet and the CUDA driver).
+    """
     mx = mxnet()
     spec = spec.strip().lower()
     if spec == "cpu":
         return mx.cpu()
-    n_gpus = mx.context.num_gpus()
+    kind, _, index_text = spec.partition(":")
+    if kind == "cpu" and index_text.isdigit():
+        return mx.cpu(int(index_text))  # several CPU contexts exist to test device moves
+    probe = probe or default_probe()
     if spec == "auto":
-        return mx.gpu(0) if n_gpus > 0 else mx.cpu()
-    if spec == "gpu" or spec.startswith("gpu:"):
-        index_text = spec[4:] if spec.startswith("gpu:") else "0"
-        if not index_text.isdigit():
-            raise UsageError(f"--device {spec!r}: expected cpu, gpu or gpu:N")
-        index = int(index_text)
-        if index >= n_gpus:
-            raise BackendError(
-                f"--device {spec}: MXNet sees {n_gpus} GPU(s)"
-                + ("" if n_gpus else "; is the GPU build installed (`pip install '.[gpu]'`)?")
-            )
-        return mx.gpu(index)
-    raise UsageError(f"--device {spec!r}: expected auto, cpu, gpu or gpu:N")
+        if probe.count() == 0:
+            return mx.cpu()
+        why = _usable(0, probe)
+        if why is None:
+            return mx.gpu(0)
+        log.warning("%s: training on the CPU", why)
+        return mx.cpu()
+    if kind == "gpu" and (index_text.isdigit() or spec == "gpu"):
+        return _gpus(spec, [int(index_text or 0)], probe)[0]
+    if kind == "gpu":
+        raise UsageError(f"--device {spec!r}: expected cpu, gpu or gpu:N")
+    raise UsageError(f"--device {spec!r}: expected auto, cpu, cpu:N, gpu or gpu:N")
 
 
-def devices(spec: str = "auto") -> list:
+def _gpus(spec: str, indices: list, probe: GpuProbe) -> list:
+    """gpu(i) for each of ``indices``, or BackendError saying why one cannot be used."""
+    mx = mxnet()
+    n_gpus = probe.count()
+    missing = [i for i in indices if i >= n_gpus]
+    if missing:
+        raise BackendError(f"--device {spec}: MXNet sees {n_gpus} GPU(s), not gpu {missing[0]}"
+                           + ("" if n_gpus else _no_gpu_hint()))
+    for i in indices:
+        why = _usable(i, probe)
+        if why:
+            raise BackendError(f"--device {spec}: {why}; use --device cpu")
+    return [mx.gpu(i) for i in indices]
+
+
+def devices(spec: str = "auto", probe: Optional[GpuProbe] = None) -> list:
     """Map a device spec to a list of MXNet contexts, one per device a batch is split across.
 
     ``gpu:0,1,...`` and ``cpu:0,1,...`` name several devices (several CPU contexts share the
@@ -160,7 +283,7 @@ def devices(spec: str = "auto") -> list:
     text = spec.strip().lower()
     kind, _, rest = text.partition(":")
     if "," not in rest:
-        return [device(spec)]
+        return [device(spec, probe)]
     mx = mxnet()
     parts = [p.strip() for p in rest.split(",")]
     if kind not in ("cpu", "gpu") or not all(p.isdigit() for p in parts):
@@ -170,11 +293,7 @@ def devices(spec: str = "auto") -> list:
         raise UsageError(f"--device {spec!r} names a device twice")
     if kind == "cpu":
         return [mx.cpu(i) for i in indices]
-    n_gpus = mx.context.num_gpus()
-    missing = [i for i in indices if i >= n_gpus]
-    if missing:
-        raise BackendError(f"--device {spec}: MXNet sees {n_gpus} GPU(s), not gpu {missing[0]}")
-    return [mx.gpu(i) for i in indices]
+    return _gpus(text, indices, probe or default_probe())
 
 
 def from_numpy(x: np.ndarray):

@@ -1,0 +1,87 @@
+"""The GPU path as far as a CPU reaches it: choosing a GPU by its compute capability (with a
+fake), resuming on another device, the same starting tables on every path and device."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from w2v_cli import backend
+from w2v_cli.errors import BackendError
+
+
+class FakeGpus(backend.GpuProbe):
+    """``n`` GPUs of one compute capability, as a driver would describe them."""
+
+    def __init__(self, n: int, capability: tuple = (8, 6), name: str = "Fake GPU"):
+        self.n, self.capability, self.name = n, capability, name
+
+    def count(self) -> int:
+        return self.n
+
+    def info(self, index: int):
+        return backend.GpuInfo(self.name, self.capability, 12020)
+
+
+@pytest.mark.parametrize("capability", [(5, 0), (6, 1), (7, 5), (8, 6), (8, 9)])
+def test_a_gpu_with_kernels_in_the_build_is_chosen(capability):
+    mx = backend.mxnet()
+    probe = FakeGpus(2, capability)
+    assert backend.device("auto", probe) == mx.gpu(0)
+    assert backend.device("gpu", probe) == mx.gpu(0)
+    assert backend.devices("gpu:1", probe) == [mx.gpu(1)]
+    assert backend.devices("gpu:0,1", probe) == [mx.gpu(0), mx.gpu(1)]
+
+
+def test_auto_falls_back_to_the_cpu_on_a_gpu_without_kernels(caplog):
+    mx = backend.mxnet()
+    with caplog.at_level(logging.WARNING, logger="w2v_cli"):
+        assert backend.devices("auto", FakeGpus(1, (9, 0), "NVIDIA H100")) == [mx.cpu()]
+    assert [r.getMessage() for r in caplog.records] == [
+        "GPU 0 (NVIDIA H100, compute capability 9.0) has no kernels in mxnet-cu112 1.9.1, "
+        "which runs on compute capability 5.0 to 8.9 (sm_50 to sm_89) only: training on the CPU"]
+
+
+@pytest.mark.parametrize("spec", ["gpu", "gpu:0", "gpu:0,1"])
+@pytest.mark.parametrize("capability", [(9, 0), (10, 0), (3, 7)])
+def test_asking_for_a_gpu_without_kernels_is_an_error(spec, capability):
+    with pytest.raises(BackendError) as e:
+        backend.devices(spec, FakeGpus(2, capability, "Big GPU"))
+    assert str(e.value) == (
+        f"--device {spec}: GPU 0 (Big GPU, compute capability {capability[0]}.{capability[1]}) "
+        "has no kernels in mxnet-cu112 1.9.1, which runs on compute capability 5.0 to 8.9 "
+        "(sm_50 to sm_89) only; use --device cpu")
+
+
+def test_an_unknown_capability_is_tried(caplog):
+    class Silent(FakeGpus):
+        def info(self, index):
+            return None  # the driver could not say
+
+    assert backend.device("auto", Silent(1)) == backend.mxnet().gpu(0)
+
+
+def test_no_gpu_seen(monkeypatch):
+    mx = backend.mxnet()
+    assert backend.device("auto", FakeGpus(0)) == mx.cpu()
+    with pytest.raises(BackendError, match=r"^--device gpu: MXNet sees 0 GPU\(s\), not gpu 0; "
+                                           r"is the GPU build installed"):
+        backend.device("gpu", FakeGpus(0))
+    with pytest.raises(BackendError, match=r"sees 1 GPU\(s\), not gpu 1$"):
+        backend.devices("gpu:0,1", FakeGpus(1))
+    # the GPU build installed and no GPU seen: the driver is missing or too old
+    monkeypatch.setattr(backend, "gpu_build_installed", lambda: True)
+    monkeypatch.setattr(backend, "cuda_driver_version", lambda: 11000)
+    with pytest.raises(BackendError) as e:
+        backend.device("gpu:0", FakeGpus(0))
+    assert str(e.value) == (
+        "--device gpu:0: MXNet sees 0 GPU(s), not gpu 0; the GPU build is installed, so the "
+        "NVIDIA driver is likely missing or too old (the driver supports CUDA 11.0; it needs "
+        "driver 460.27.03 (R460) or newer; `nvidia-smi` shows the version)")
+
+
+def test_one_cpu_context_by_number():
+    mx = backend.mxnet()
+    assert backend.devices("cpu:1") == [mx.cpu(1)]
+    assert backend.devices(" CPU:0 ") == [mx.cpu(0)]
