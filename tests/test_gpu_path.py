@@ -4,10 +4,14 @@ fake), resuming on another device, the same starting tables on every path and de
 from __future__ import annotations
 
 import logging
+import shutil
 
+import numpy as np
 import pytest
 
-from w2v_cli import backend
+from conftest import planted_sentences
+from w2v_cli import backend, checkpoint, dataset, train
+from w2v_cli.config import Config
 from w2v_cli.errors import BackendError
 
 
@@ -85,3 +89,29 @@ def test_one_cpu_context_by_number():
     mx = backend.mxnet()
     assert backend.devices("cpu:1") == [mx.cpu(1)]
     assert backend.devices(" CPU:0 ") == [mx.cpu(0)]
+
+
+SETTINGS = dict(batch_size=160, embed_size=8, window=2, negatives=2, subsample=0.0, seed=7,
+                lr=0.02)
+
+
+@pytest.mark.parametrize("sparse_grad", [True, False])
+def test_a_run_resumes_on_another_device_as_on_its_own(tmp_path, sparse_grad):
+    """Adam's state is restored on the parameters' device: a sparse run's catch-up reads it
+    before the first update moves it there ("Find multiple contexts in the input")."""
+    ds = dataset.encode(planted_sentences(n_sentences=120), min_count=1)
+    first = tmp_path / "first"
+    dataset.save(ds, first)
+    train.train(Config(workdir=str(first), epochs=1, device="cpu", sparse_grad=sparse_grad,
+                       **SETTINGS), ds)
+    tables = {}
+    for spec in ("cpu", "cpu:1"):
+        wd = tmp_path / spec
+        shutil.copytree(first, wd)
+        record = train.train(Config(workdir=str(wd), epochs=2, device=spec,
+                                    sparse_grad=sparse_grad, **SETTINGS), ds, resume=True)
+        assert record["device"] == ("cpu(0)" if spec == "cpu" else "cpu(1)")
+        assert record["config"]["sparse_grad"] is sparse_grad
+        tables[spec] = checkpoint.load_tables(wd, len(ds.vocab))
+    for name in ("center", "context"):
+        assert np.array_equal(tables["cpu:1"][name], tables["cpu"][name])
