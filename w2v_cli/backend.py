@@ -7,9 +7,11 @@ import ctypes
 import dataclasses
 import importlib
 import importlib.metadata
+import importlib.util
 import logging
 import os
 import site
+import struct
 import sys
 from pathlib import Path
 from typing import Callable, Iterable, Optional
@@ -34,10 +36,25 @@ DRIVER_HINT = (
 )
 
 
+def mxnet_builds() -> list[str]:
+    """The MXNet distributions installed (``mxnet``, ``mxnet-cu112``, ...), lowercase, sorted."""
+    names = {(d.metadata["Name"] or "").lower() for d in importlib.metadata.distributions()}
+    return sorted(n for n in names if n == "mxnet" or n.startswith("mxnet-cu"))
+
+
 def gpu_build_installed() -> bool:
     """Whether the installed MXNet distribution is a CUDA build (mxnet-cu112 and the like)."""
-    return any((d.metadata["Name"] or "").lower().startswith("mxnet-cu")
-               for d in importlib.metadata.distributions())
+    return any(n.startswith("mxnet-cu") for n in mxnet_builds())
+
+
+def check_one_build(builds: list[str]) -> None:
+    """Raise BackendError when several MXNet builds are installed: they unpack into the one
+    ``mxnet`` folder, whose files are then a mix of both."""
+    if len(builds) > 1:
+        raise BackendError(
+            f"several builds of MXNet are installed over one `mxnet` folder ({', '.join(builds)}), "
+            "as switching between the cpu and gpu extras leaves them; keep one: "
+            f"`pip uninstall -y {' '.join(builds)} && pip install '.[cpu]'` (or '.[gpu]')")
 
 
 def nvidia_lib_dirs(roots: Optional[Iterable[str]] = None) -> list[Path]:
@@ -58,39 +75,179 @@ def nvidia_lib_dirs(roots: Optional[Iterable[str]] = None) -> list[Path]:
     return list(found)
 
 
+def elf_needed(path) -> list[str]:
+    """The libraries an ELF shared object links against (its DT_NEEDED entries), in order.
+
+    Read from the dynamic segment through the program headers, which the loader itself
+    uses (section headers may be stripped). Raises ValueError for a file that is not ELF.
+    """
+    with open(path, "rb") as f:
+        ident = f.read(16)
+        if len(ident) < 16 or ident[:4] != b"\x7fELF" or ident[4] not in (1, 2) \
+                or ident[5] not in (1, 2):
+            raise ValueError(f"{path}: not an ELF file")
+        wide, end = ident[4] == 2, "<" if ident[5] == 1 else ">"
+        # e_phoff, then e_phentsize and e_phnum; a program header: type, offset, vaddr, filesz
+        header = struct.Struct(end + ("HHIQQQIHHHHHH" if wide else "HHIIIIIHHHHHH"))
+        fields = header.unpack(f.read(header.size))
+        phoff, phentsize, phnum = fields[4], fields[8], fields[9]
+        prog = struct.Struct(end + ("IIQQQQQQ" if wide else "IIIIIIII"))
+        segments = []  # (type, offset, vaddr, filesz)
+        for i in range(phnum):
+            f.seek(phoff + i * phentsize)
+            p = prog.unpack(f.read(prog.size))
+            segments.append((p[0], p[2], p[3], p[5]) if wide else (p[0], p[1], p[2], p[4]))
+        dynamic = [s for s in segments if s[0] == 2]  # PT_DYNAMIC
+        if not dynamic:
+            return []  # linked statically
+        f.seek(dynamic[0][1])
+        table = f.read(dynamic[0][3])
+        entry = struct.Struct(end + ("qQ" if wide else "iI"))
+        needed, strtab = [], None
+        for tag, value in entry.iter_unpack(table[:len(table) - len(table) % entry.size]):
+            if tag == 0:  # DT_NULL
+                break
+            if tag == 1:  # DT_NEEDED: an offset into the string table
+                needed.append(value)
+            elif tag == 5:  # DT_STRTAB: the string table's address once loaded
+                strtab = value
+        if strtab is None:
+            raise ValueError(f"{path}: no string table in its dynamic segment")
+        for kind, offset, vaddr, filesz in segments:
+            if kind == 1 and vaddr <= strtab < vaddr + filesz:  # the PT_LOAD holding it
+                strtab_at = strtab - vaddr + offset
+                break
+        else:
+            raise ValueError(f"{path}: its string table is in no loaded segment")
+        names = []
+        for offset in needed:
+            f.seek(strtab_at + offset)
+            chunk = f.read(256)
+            names.append(chunk[:chunk.index(b"\0")].decode())
+        return names
+
+
+def mxnet_library() -> Optional[Path]:
+    """The installed MXNet's libmxnet.so, found without importing MXNet (None if absent)."""
+    spec = importlib.util.find_spec("mxnet")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        lib = Path(folder) / "libmxnet.so"
+        if lib.is_file():
+            return lib
+    return None
+
+
 def _load_global(path: str) -> None:
     ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
 
 
-def preload_cuda(lib_dirs: list[Path], load: Callable[[str], None] = _load_global) -> list[str]:
+def _needed_or_none(path) -> list[str]:
+    try:
+        return elf_needed(path)
+    except (OSError, ValueError, struct.error):
+        return []
+
+
+def cuda_preload_list(lib_dirs: list[Path], root: Path,
+                      needed: Callable[[object], list[str]] = _needed_or_none) -> list[str]:
+    """The wheels' libraries that ``root`` (libmxnet.so) needs, each after those it needs.
+
+    Those are the libraries ``root`` links against (DT_NEEDED) found in ``lib_dirs``, the
+    ones they link against in turn, and the companions a needed library opens itself at run
+    time from its own folder, named after it (libcudnn.so.8: libcudnn_ops_infer.so.8, ...;
+    libnvrtc.so.11.2: libnvrtc-builtins.so.11.7). Nothing else: NVBLAS, loaded globally,
+    would answer every BLAS call of the process (sgemm_, dgemm_).
+    """
+    in_wheels: dict[str, Path] = {}
+    for d in lib_dirs:
+        for f in sorted(d.iterdir()):
+            if f.name.startswith("lib") and ".so" in f.name and f.is_file():
+                in_wheels.setdefault(f.name, f)
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in seen or name not in in_wheels:
+            return
+        seen.add(name)
+        for dep in needed(in_wheels[name]):
+            visit(dep)
+        order.append(str(in_wheels[name]))
+        stem = name.split(".so")[0]
+        for other in sorted(in_wheels):
+            if in_wheels[other].parent == in_wheels[name].parent and other[len(stem):][:1] in \
+                    ("_", "-") and other.startswith(stem):
+                visit(other)
+
+    for name in needed(root):
+        visit(name)
+    return order
+
+
+def preload_cuda(lib_dirs: list[Path], load: Callable[[str], None] = _load_global,
+                 root: Optional[Path] = None,
+                 needed: Callable[[object], list[str]] = _needed_or_none) -> list[str]:
     """Make the CUDA wheels' libraries loadable by MXNet without LD_LIBRARY_PATH.
 
     The driver comes first: without ``libcuda.so.1`` nothing else can work, so its absence
-    raises BackendError with what to do. Then every ``lib*.so*`` of ``lib_dirs`` is loaded
-    with RTLD_GLOBAL; once loaded, a library satisfies later lookups of its soname, which is
-    how libmxnet.so finds them. They depend on one another (cuDNN on cuBLAS, ...), so a
-    library that fails is retried after the others until a round loads nothing new; what
-    still fails is left for MXNet's own import to report. Returns the loaded paths in order.
+    raises BackendError with what to do. Then the libraries of :func:`cuda_preload_list` are
+    loaded with RTLD_GLOBAL, each after those it needs; once loaded, a library satisfies later
+    lookups of its soname, which is how libmxnet.so finds them. One that fails is left for
+    MXNet's own import to report. ``root``: libmxnet.so (default: the installed one's).
+    Returns the loaded paths in order.
     """
     try:
         load(DRIVER_LIB)
     except OSError as e:
         raise BackendError(DRIVER_HINT.format(error=e)) from None
-    pending = [str(f) for d in lib_dirs for f in sorted(d.iterdir())
-               if f.name.startswith("lib") and ".so" in f.name and f.is_file()]
-    loaded: list[str] = []
-    while pending:
-        failed = []
-        for path in pending:
-            try:
-                load(path)
-                loaded.append(path)
-            except OSError:
-                failed.append(path)
-        if len(failed) == len(pending):
-            break
-        pending = failed
+    root = root or mxnet_library()
+    if root is None:
+        return []  # no libmxnet.so: the import says so
+    loaded = []
+    for path in cuda_preload_list(lib_dirs, root, needed):
+        try:
+            load(path)
+            loaded.append(path)
+        except OSError:
+            pass
     return loaded
+
+
+def _version_text(version: int) -> str:
+    return f"{version // 1000}.{version % 1000 // 10}"
+
+
+def nvrtc_version(path: str) -> int:
+    """The CUDA version of the NVRTC library at ``path``, as the driver's: 11070 = 11.7."""
+    nvrtc = ctypes.CDLL(path)
+    major, minor = ctypes.c_int(), ctypes.c_int()
+    if nvrtc.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor)):
+        raise OSError(f"nvrtcVersion failed in {path}")
+    return major.value * 1000 + minor.value * 10
+
+
+def fusion_for_driver(loaded: list[str], driver: Optional[Callable[[], int]] = None,
+                      nvrtc: Callable[[str], int] = nvrtc_version, environ=os.environ) -> None:
+    """Turn MXNet's operator fusion off (MXNET_USE_FUSION=0, unless set already) when the
+    driver is older than the NVRTC among ``loaded``.
+
+    MXNet 1.9.1 compiles fused kernels to PTX with NVRTC at the first hybridized call and
+    has the driver load that PTX; a driver older than NVRTC's CUDA version refuses it. No
+    NVRTC of CUDA 11.2 is on PyPI (11.7 is the oldest), so a driver older than R515 trains
+    without fusion: the same results, a little slower.
+    """
+    if "MXNET_USE_FUSION" in environ:
+        return
+    paths = [p for p in loaded if Path(p).name.startswith("libnvrtc.so")]
+    try:
+        have, need = (driver or cuda_driver_version)(), nvrtc(paths[0]) if paths else 0
+    except OSError:
+        return  # MXNet's import or first kernel says what is wrong
+    if have < need:
+        environ["MXNET_USE_FUSION"] = "0"
+        log.warning("the NVIDIA driver supports CUDA %s, older than NVRTC's %s: MXNet's operator "
+                    "fusion is off (MXNET_USE_FUSION=0)", _version_text(have),
+                    _version_text(need))
 
 
 def mxnet():
@@ -105,8 +262,10 @@ def mxnet():
             # inside the import; an empty one then crashes in ps-lite.
             raise BackendError("DMLC_ROLE is set but empty: unset it, or set it to worker, "
                                "server or scheduler")
-        if gpu_build_installed():
-            preload_cuda(nvidia_lib_dirs())
+        builds = mxnet_builds()
+        check_one_build(builds)
+        if any(n.startswith("mxnet-cu") for n in builds):
+            fusion_for_driver(preload_cuda(nvidia_lib_dirs()))
     try:
         mx = importlib.import_module("mxnet")
     except ImportError as e:
@@ -221,8 +380,7 @@ def _usable(index: int, probe: GpuProbe) -> Optional[str]:
 def _no_gpu_hint() -> str:
     if gpu_build_installed():
         try:
-            found = cuda_driver_version()
-            driver = f"the driver supports CUDA {found // 1000}.{found % 1000 // 10}"
+            driver = f"the driver supports CUDA {_version_text(cuda_driver_version())}"
         except OSError:
             driver = f"no driver ({DRIVER_LIB}) answers"
         return (f"; the GPU build is installed, so the NVIDIA driver is likely missing or too "
