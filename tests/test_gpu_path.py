@@ -154,3 +154,39 @@ def test_the_sparse_path_draws_its_starting_tables_on_the_cpu(monkeypatch):
     with frontend(True):
         build_net(10, 4, [mx.cpu(1)], sparse_grad=True)
     assert asked == [mx.cpu(0), mx.cpu(0)]
+
+
+def test_the_cli_with_a_gpu_it_cannot_use(planted_corpus, workdir, monkeypatch):
+    """MXNet seeing one GPU of compute capability 9.0: the key commands run on the CPU as
+    without a GPU, with one note; asking for the GPU is an Error."""
+    from click.testing import CliRunner
+
+    from w2v_cli.cli import cli
+
+    monkeypatch.setattr(backend, "default_probe", lambda: FakeGpus(1, (9, 0), "NVIDIA H100"))
+
+    def run(*args):
+        return CliRunner().invoke(cli, list(args))
+
+    assert run("prepare", "--corpus", str(planted_corpus), "--min-count", "1").exit_code == 0
+    result = run("train", "--epochs", "1", "--subsample", "0", "--embed-size", "8")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith(
+        "note: GPU 0 (NVIDIA H100, compute capability 9.0) has no kernels in mxnet-cu112 "
+        "1.9.1, which runs on compute capability 5.0 to 8.9 (sm_50 to sm_89) only: training "
+        "on the CPU\n")
+    assert result.stdout.rstrip().endswith("on cpu(0)")
+    info = dict(line.split(None, 1) for line in run("info").stdout.splitlines())
+    assert info["device"] == "cpu(0)" and "sparse-grad True, trim-parts 3" in info["settings"]
+    assert run("similar", "c1w3", "-k", "2").exit_code == 0
+
+    result = run("train", "--epochs", "2", "--resume")  # auto again: on the CPU again
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("note: GPU 0") == 1
+
+    result = run("train", "--epochs", "1", "--restart", "--device", "gpu")
+    assert result.exit_code == 6
+    assert result.stderr == (
+        "Error: --device gpu: GPU 0 (NVIDIA H100, compute capability 9.0) has no kernels in "
+        "mxnet-cu112 1.9.1, which runs on compute capability 5.0 to 8.9 (sm_50 to sm_89) "
+        "only; use --device cpu\n")
