@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 EXTRA  ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP  := $(VENV)/.installed-$(EXTRA)
 
-.PHONY: install test demo lint bench clean
+.PHONY: install test demo lint bench gpu-smoke clean
 
 install: $(STAMP)
 
@@ -28,8 +28,12 @@ bench: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRA),bench]'
 	W2V_DATA_DIR=$${W2V_DATA_DIR:-../shared/data} $(BIN)/python benchmarks/bench.py
 
+# The GPU path, one line a step (docs/gpu.md); without a GPU only its CPU steps run.
+gpu-smoke: install
+	$(BIN)/python tools/gpu_smoke.py
+
 lint: install
-	$(BIN)/ruff check w2v_cli tests benchmarks
+	$(BIN)/ruff check w2v_cli tests benchmarks tools
 
 clean:
 	rm -rf $(VENV) w2v-work build dist *.egg-info .pytest_cache .ruff_cache

@@ -67,8 +67,9 @@ def workdir(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_ptb_workdir(ptb_archive, tmp_path_factory) -> Path:
-    """A workdir after `w2v prepare` and `w2v train --epochs 5` on the real PTB, default
-    settings otherwise. Trained once per test session (about 70-80 s on 2 CPU cores)."""
+    """A workdir after `w2v prepare` and `w2v train --epochs 5 --device cpu` on the real PTB,
+    default settings otherwise (the CPU's: sparse gradients, whatever device is around).
+    Trained once per test session (about 70-80 s on 2 CPU cores)."""
     from click.testing import CliRunner
 
     from w2v_cli.cli import cli
@@ -76,7 +77,7 @@ def trained_ptb_workdir(ptb_archive, tmp_path_factory) -> Path:
     wd = tmp_path_factory.mktemp("ptb-work")
     env = {"W2V_WORKDIR": str(wd), "W2V_DATA_DIR": str(ptb_archive.parent)}
     runner = CliRunner()
-    for args in (["prepare"], ["train", "--epochs", "5"]):
+    for args in (["prepare"], ["train", "--epochs", "5", "--device", "cpu"]):
         result = runner.invoke(cli, args, env=env)
         assert result.exit_code == 0, result.output
     return wd

@@ -175,7 +175,7 @@ def test_export_sum_adds_the_tables(model, tmp_path):
 def test_info_on_a_trained_planted_corpus(planted_corpus, workdir, monkeypatch):
     assert run("prepare", "--corpus", str(planted_corpus), "--min-count", "1").exit_code == 0
     result = run("train", "--epochs", "2", "--subsample", "0", "--batch-size", "256",
-                 "--embed-size", "8", "--log-interval", "10")
+                 "--embed-size", "8", "--log-interval", "10", "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert f"loss curve -> {workdir / 'loss.png'}" in result.stderr
     assert (workdir / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

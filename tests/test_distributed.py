@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from w2v_cli import checkpoint, dataset, distributed, launch, params, sampling
+from w2v_cli import dataset, distributed, launch, params, sampling
 from w2v_cli.config import Config
 from w2v_cli.stream import EpochStream
 from w2v_cli.errors import LaunchError, UsageError

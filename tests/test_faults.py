@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import planted_sentences
-from w2v_cli import corpus, dataset, fileio, lock, params
+from w2v_cli import corpus, dataset, fileio, lock
 from w2v_cli.cli import cli
 
 SMALL = ["--epochs", "1", "--batch-size", "256", "--embed-size", "8", "--window", "2",

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from w2v_cli import checkpoint, dataset, params
+from w2v_cli import dataset, params
 from w2v_cli.backend import mxnet
 from w2v_cli.config import Config
 from w2v_cli.errors import ModelError, UsageError

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import planted_sentences
-from w2v_cli import checkpoint, dataset, distributed, lock, train, params
+from w2v_cli import dataset, distributed, lock, train, params
 from w2v_cli.cli import cli
 from w2v_cli.config import Config
 from w2v_cli.stream import EpochStream

@@ -216,17 +216,26 @@ def save_states(trainer, folder: Path) -> list[str]:
 
 def load_states(trainer, folder: Path) -> None:
     """Load what save_states wrote (or ``trainer.save_states``, for a version-1 checkpoint)
-    into ``trainer``, as ``trainer.load_states`` does: each updater gets its own copy, moved
-    to its device at its next update."""
+    into ``trainer``, as ``trainer.load_states`` does: each updater gets its own copy, on its
+    parameter's device (updated on the kvstore: moved there at its next update)."""
     optimizer = None
-    for updater in _updaters(trainer):
+    for k, updater in enumerate(_updaters(trainer)):
         with open(folder / TRAINER_FILE, "rb") as f:
             states, loaded = _StatesIn(f, folder).load()
         optimizer = optimizer or loaded
         updater.states, updater.optimizer = states, optimizer
         updater.states_synced = dict.fromkeys(states, False)
+        if not trainer._update_on_kvstore:  # the catch-up reads them before the first update
+            for i, state in states.items():
+                ctx = trainer._params[i].list_ctx()[k]
+                updater.states[i] = updater.sync_state_context(state, ctx)
+                updater.states_synced[i] = True
     trainer._optimizer = optimizer
     optimizer.param_dict = dict(enumerate(trainer._params))
+    # Adam's step counts are kept per device number, and the run may resume on others.
+    counts = optimizer._index_update_count  # those of the device that updated last
+    optimizer._all_index_update_counts = {c.device_id: dict(counts) for c in trainer._contexts}
+    optimizer._set_current_context(trainer._contexts[0].device_id)
 
 
 def clear(workdir: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import signal
 import sys
 
@@ -100,6 +101,16 @@ def cli():
     w2v train --epochs 5 --lr 0.002  train, writing model.params
     w2v similar chip -k 3            nearest words by cosine similarity
     """
+    notes = logging.getLogger("w2v_cli")
+    if not any(isinstance(h, _NoteHandler) for h in notes.handlers):
+        notes.addHandler(_NoteHandler())
+
+
+class _NoteHandler(logging.Handler):
+    """The core's log warnings (a device fallen back to, ...) as one ``note:`` line on stderr."""
+
+    def emit(self, record):
+        click.echo("note: " + record.getMessage(), err=True)
 
 
 @cli.command()

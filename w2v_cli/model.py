@@ -34,12 +34,13 @@ def build_net(vocab_size: int, embed_size: int, ctx, sparse_grad: bool = False):
         net.initialize(mx.init.Uniform(INIT_SCALE), ctx=ctx)
         return net
     # The legacy front end draws its uniforms with another kernel; draw them as the numpy
-    # front end does, so the same seed gives the same starting tables on either path.
+    # front end does (Gluon initializes on the CPU, then copies to the devices: a GPU's
+    # generator gives other numbers), so the same seed gives the same starting tables on
+    # either path and every device.
     net.initialize(mx.init.Zero(), ctx=ctx)
-    first = ctx[0] if isinstance(ctx, (list, tuple)) else ctx
     for block in net:
         with mx.util.np_array(True):
-            w = mx.np.random.uniform(-INIT_SCALE, INIT_SCALE, block.weight.shape, ctx=first)
+            w = mx.np.random.uniform(-INIT_SCALE, INIT_SCALE, block.weight.shape, ctx=mx.cpu())
         block.weight.set_data(w.as_nd_ndarray())
     return net
 
