@@ -112,12 +112,22 @@ def gensim_job(job: dict) -> dict:
 
 # --- scoring --------------------------------------------------------------------------------
 
+def read_vectors(path: Path):
+    """gensim's saved vectors as a Vectors object, through w2v's own reader (the one behind
+    `w2v evaluate --vectors FILE`) where this tree has it, else the stand-in below."""
+    try:
+        from w2v_cli import vectorfile
+    except ImportError:
+        return load_word2vec_text(path)
+    return vectorfile.load(path, "word2vec")
+
+
 def load_word2vec_text(path: Path):
     """word2vec text (a ``count dim`` header, then ``word v1 .. vdim`` lines) as a Vectors
     object, <unk> prepended as a zero row so that ids match w2v's (0 is never an answer).
 
-    TEMPORARY: replace with ``Vectors.from_word2vec`` / ``w2v evaluate --vectors FILE`` when
-    they land on main.
+    TEMPORARY stand-in for ``w2v_cli.vectorfile.load`` (branch query-cli): delete it and
+    the fallback in ``read_vectors`` once that module is on main.
     """
     import numpy as np
 
@@ -301,7 +311,7 @@ def bench(args) -> dict:
                 results["runs"].append({"tool": "gensim", "epochs": epochs, "seed": seed,
                                         "wall": g["wall"], "save_seconds": g["save_seconds"],
                                         "vocab": g["vocab"],
-                                        "scores": score(load_word2vec_text(out), sets)})
+                                        "scores": score(read_vectors(out), sets)})
                 out.unlink()
         if args.cores and (os.cpu_count() or 1) >= 2 and shutil.which("taskset"):
             results["cores"] = {}

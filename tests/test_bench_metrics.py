@@ -134,6 +134,8 @@ def test_word2vec_text_loads_with_unk_first_and_scores_through_evaluate(tmp_path
     assert got["wordsim353"] == {"value": pytest.approx(0.5), "used": 3, "total": 4}
     # one question in the vocabulary; its answer excludes the query words, so it is wrong
     assert got["analogy_dev"] == {"value": 0.0, "used": 1, "total": 2}
+    # what the bench calls: w2v's own reader where the tree has it, the same scores either way
+    assert bench.score(bench.read_vectors(path), sets) == got
 
 
 def test_a_word2vec_file_shorter_than_its_header_is_an_error(tmp_path):
