@@ -341,6 +341,8 @@ def main(argv=None) -> int:
     if args.gensim_job:
         print(json.dumps(gensim_job(json.loads(args.gensim_job))))
         return 0
+    if not args.epochs or min(args.epochs) < 1 or args.seeds < 1:
+        ap.error("--epochs needs positive counts and --seeds at least 1")
     sys.path.insert(0, str(REPO))
     results = bench(args)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
