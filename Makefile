@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 EXTRA  ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP  := $(VENV)/.installed-$(EXTRA)
 
-.PHONY: install test demo lint bench gpu-smoke clean
+.PHONY: install test demo lint bench bench-scale gpu-smoke clean
 
 install: $(STAMP)
 
@@ -24,9 +24,14 @@ demo: install
 	$(BIN)/w2v similar chip -k 3
 
 # gensim goes into the .venv as a benchmark-only extra; the bench compares it with w2v.
+# BENCH_EPOCHS=1 BENCH_SEEDS=1 make bench is the quick mode (about a minute).
 bench: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRA),bench]'
 	W2V_DATA_DIR=$${W2V_DATA_DIR:-../shared/data} $(BIN)/python benchmarks/bench.py
+
+# Not part of `make bench`: prepare and one epoch on PTB repeated 1x, 4x, 16x (many minutes).
+bench-scale: install
+	W2V_DATA_DIR=$${W2V_DATA_DIR:-../shared/data} $(BIN)/python benchmarks/scale.py --scales 1 4 16
 
 # The GPU path, one line a step (docs/gpu.md); without a GPU only its CPU steps run.
 gpu-smoke: install

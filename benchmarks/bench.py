@@ -1,10 +1,14 @@
-"""w2v against gensim on PTB, side by side in one run; prints a table and writes JSON.
+"""w2v against gensim on PTB at equal passes: quality on three test sets and wall time.
 
-    python benchmarks/bench.py [--out benchmarks/results.json] [--scales 1,4,16] [--quick]
+    python benchmarks/bench.py [--data-dir DIR] [--epochs 5,15] [--seeds 3] [--out FILE]
+    BENCH_EPOCHS=1 BENCH_SEEDS=1 python benchmarks/bench.py      # quick mode
 
-Every measured run is a separate child process, so peak RSS is that run's own. WordSim-353
-Spearman is computed here (pairs in the vocabulary only; coverage is printed). Exits non-zero
-only when something fails, never because a figure is slow.
+For every seed and every epoch count, `w2v train --epochs E --lr 0.002 --seed S` (defaults
+otherwise) and gensim's skip-gram with the same settings each run as their own process. Both
+tools' vectors are scored by w2v's own evaluation code on WordSim-353, the dev half of
+SimLex-999 and the dev half of the Google analogies. The table goes to stdout as Markdown,
+every figure to JSON (--out); progress goes to stderr. Wall time is what a user waits for:
+see ``time_w2v`` and ``time_gensim``.
 """
 
 from __future__ import annotations
@@ -13,409 +17,338 @@ import argparse
 import json
 import os
 import platform
-import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parent.parent / "shared" / "data"
+REPO = HERE.parent
 
-# The chapter's settings, for both tools.
-SETTINGS = dict(window=5, negatives=5, embed_size=100, min_count=10, subsample=1e-4, epochs=5,
-                batch_size=512, lr=0.002)
+# gensim's side of "equal settings"; hs=0 with negative=5 is skip-gram with negative sampling.
+GENSIM = dict(sg=1, hs=0, negative=5, vector_size=100, window=5, min_count=10, sample=1e-4,
+              workers=2)
+# w2v's defaults are these settings already; only the learning rate is stated, as in the README.
+W2V_TRAIN = ["--lr", "0.002"]
+# name -> (file under the data dir, what its figure is)
+TEST_SETS = {"wordsim353": ("wordsim353.tsv", "rho"),
+             "simlex999_dev": ("dev/simlex999-dev.txt", "rho"),
+             "analogy_dev": ("dev/questions-words-dev.txt", "accuracy %")}
+METRIC_TITLES = {"wordsim353": "WordSim-353 rho", "simlex999_dev": "SimLex-999 dev rho",
+                 "analogy_dev": "analogy dev %"}
 
 
-# --- WordSim-353 ----------------------------------------------------------------------------
+# --- the runs -------------------------------------------------------------------------------
 
-def read_wordsim(path: Path) -> list[tuple[str, str, float]]:
-    """(word1, word2, human score) rows of a TSV; lines starting with # are comments."""
+def _run(cmd: list[str], what: str, env: dict | None = None) -> tuple[float, str]:
+    """Run ``cmd``; return (seconds from spawn to exit, its stdout). Raises when it fails."""
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return seconds, proc.stdout
+
+
+def _w2v(*args: str) -> list[str]:
+    return [sys.executable, "-m", "w2v_cli", *args]
+
+
+def _env() -> dict:
+    # The bench runs from a clone that may not be installed: w2v_cli comes from this tree.
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": str(REPO) + (os.pathsep + path if path else "")}
+
+
+def prepare(data_dir: Path, workdir: Path) -> dict:
+    """`w2v prepare` on the PTB training split, timed as one process."""
+    seconds, _ = _run(_w2v("prepare", "--data-dir", str(data_dir), "--workdir", str(workdir)),
+                      "w2v prepare", _env())
+    return {"wall": round(seconds, 3)}
+
+
+def time_w2v(prepared: Path, run_dir: Path, epochs: int, seed: int, pin: str = "") -> float:
+    """Seconds of one whole `w2v train` process (interpreter start to exit: imports, training,
+    checkpoints, the loss plot) in a copy of the prepared workdir (the copy is not timed).
+    pin: CPUs for `taskset -c`, or '' for all."""
+    shutil.copytree(prepared, run_dir)
+    cmd = _w2v("train", "--workdir", str(run_dir), "--epochs", str(epochs), "--seed", str(seed),
+               *W2V_TRAIN)
+    seconds, _ = _run(["taskset", "-c", pin, *cmd] if pin else cmd, "w2v train", _env())
+    return seconds
+
+
+def time_gensim(data_dir: Path, out: Path, epochs: int, seed: int) -> dict:
+    """Seconds of one whole gensim process (interpreter start, import, reading the PTB train
+    split from the zip, vocabulary, training) to exit, less the saving of the vectors, which
+    the process times itself and reports. Writes word2vec text to ``out``."""
+    job = {"data_dir": str(data_dir), "out": str(out), "epochs": epochs, "seed": seed}
+    seconds, stdout = _run([sys.executable, __file__, "--gensim-job", json.dumps(job)],
+                           "gensim")
+    report = json.loads(stdout.strip().splitlines()[-1])
+    return {"wall": seconds - report["save_seconds"], **report}
+
+
+def gensim_job(job: dict) -> dict:
+    """The gensim process's work (runs in the child). This module imports only the standard
+    library at the top, so the child's imports are gensim's own."""
+    import zipfile
+
+    from gensim.models import Word2Vec
+
+    with zipfile.ZipFile(Path(job["data_dir"]) / "ptb.zip") as z:
+        text = z.read("ptb/ptb.train.txt").decode("utf-8")
+    # w2v drops <unk> (PTB's rare-word marker) before windows are drawn; give gensim the same.
+    sentences = [[t for t in line.split() if t != "<unk>"] for line in text.splitlines()]
+    model = Word2Vec(sentences, epochs=job["epochs"], seed=job["seed"], **GENSIM)
+    start = time.perf_counter()
+    model.wv.save_word2vec_format(job["out"])
+    return {"save_seconds": time.perf_counter() - start, "vocab": len(model.wv)}
+
+
+# --- scoring --------------------------------------------------------------------------------
+
+def read_vectors(path: Path):
+    """gensim's saved vectors as a Vectors object, through w2v's own reader (the one behind
+    `w2v evaluate --vectors FILE`) where this tree has it, else the stand-in below."""
+    try:
+        from w2v_cli import vectorfile
+    except ImportError:
+        return load_word2vec_text(path)
+    return vectorfile.load(path, "word2vec")
+
+
+def load_word2vec_text(path: Path):
+    """word2vec text (a ``count dim`` header, then ``word v1 .. vdim`` lines) as a Vectors
+    object, <unk> prepended as a zero row so that ids match w2v's (0 is never an answer).
+
+    TEMPORARY stand-in for ``w2v_cli.vectorfile.load`` (branch query-cli): delete it and
+    the fallback in ``read_vectors`` once that module is on main.
+    """
+    import numpy as np
+
+    from w2v_cli.vectors import Vectors
+    from w2v_cli.vocab import UNK, Vocab
+
+    with open(path, encoding="utf-8") as f:
+        count, dim = (int(x) for x in f.readline().split())
+        words, matrix = [UNK], np.zeros((count + 1, dim), dtype=np.float32)
+        for i, line in enumerate(f, start=1):
+            fields = line.rstrip("\n").split(" ")
+            words.append(fields[0])
+            matrix[i] = np.asarray(fields[1:dim + 1], dtype=np.float32)
+    if len(words) != count + 1:
+        raise ValueError(f"{path}: header says {count} words, file holds {len(words) - 1}")
+    return Vectors(Vocab(words, np.zeros(len(words), dtype=np.int64)), matrix)
+
+
+def read_test_sets(data_dir: Path) -> dict:
+    """The three test sets, read once. Raises FileNotFoundError naming any that are missing."""
+    from w2v_cli import evaluate as ev
+
+    missing = [str(data_dir / f) for f, _ in TEST_SETS.values() if not (data_dir / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"test sets missing: {', '.join(missing)}")
+    return {name: (ev.read_analogies if name == "analogy_dev" else ev.read_similarity)(
+        data_dir / f) for name, (f, _) in TEST_SETS.items()}
+
+
+def score(vectors, sets: dict) -> dict:
+    """w2v's evaluation (case folded, 3CosAdd, as `w2v evaluate` by default) of ``vectors``:
+    {set name: {"value": rho or accuracy in %, "used": items scored, "total": items}}."""
+    from w2v_cli import evaluate as ev
+
+    out = {}
+    for name, data in sets.items():
+        if name == "analogy_dev":
+            r = ev.evaluate_analogies(vectors, data)["overall"]
+            acc = r["accuracy"]
+            out[name] = {"value": None if acc is None else 100 * acc, "used": r["questions"],
+                         "total": r["total"]}
+        else:
+            r = ev.evaluate_similarity(vectors, data)
+            out[name] = {"value": r["rho"], "used": r["pairs"], "total": r["total"]}
+    return out
+
+
+# --- summaries and the table ----------------------------------------------------------------
+
+def summarize(values: list[float]) -> dict:
+    """Mean, min and max of a list of figures (one per seed); the spread printed is min-max."""
+    return {"mean": statistics.fmean(values), "min": min(values), "max": max(values),
+            "n": len(values)}
+
+
+def cell(s: dict, digits: int) -> str:
+    """'mean [min, max]', or the figure alone when there is one seed."""
+    f = f"{{:.{digits}f}}"
+    if s["n"] == 1:
+        return f.format(s["mean"])
+    return f"{f.format(s['mean'])} [{f.format(s['min'])}, {f.format(s['max'])}]"
+
+
+def summary_rows(runs: list[dict]) -> list[dict]:
+    """One row per (tool, epochs), in order of first appearance: wall and every metric
+    summarized over the seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        groups.setdefault((r["tool"], r["epochs"]), []).append(r)
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        parts = line.strip().split("\t")
-        if len(parts) < 3 or line.startswith("#"):
-            continue
-        try:
-            rows.append((parts[0].lower(), parts[1].lower(), float(parts[2])))
-        except ValueError:
-            continue  # a header line
+    for (tool, epochs), rs in groups.items():
+        row = {"tool": tool, "epochs": epochs, "seeds": [r["seed"] for r in rs],
+               "wall": summarize([r["wall"] for r in rs])}
+        for name in TEST_SETS:
+            values = [r["scores"][name]["value"] for r in rs]
+            row[name] = summarize(values) if None not in values else None
+        rows.append(row)
     return rows
 
 
-def ranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks of x, ties given the mean of the ranks they span. (n,) float64."""
-    order = np.argsort(x, kind="stable")
-    sorted_x = x[order]
-    first = np.r_[True, sorted_x[1:] != sorted_x[:-1]]
-    group = np.cumsum(first) - 1
-    starts = np.flatnonzero(first)
-    ends = np.r_[starts[1:], x.size]
-    mean_rank = (starts + ends + 1) / 2.0  # mean of ranks starts+1 .. ends
-    out = np.empty(x.size)
-    out[order] = mean_rank[group]
+def ratios(rows: list[dict]) -> list[dict]:
+    """w2v's mean wall time over gensim's, at each epoch count both were run at."""
+    mean = {(r["tool"], r["epochs"]): r["wall"]["mean"] for r in rows}
+    return [{"epochs": e, "w2v": mean[("w2v", e)], "gensim": mean[("gensim", e)],
+             "ratio": mean[("w2v", e)] / mean[("gensim", e)]}
+            for tool, e in mean if tool == "w2v" and ("gensim", e) in mean]
+
+
+def coverage(runs: list[dict]) -> str:
+    """Items scored out of each set's total, e.g. 'WordSim-353 rho 217/353'; every distinct
+    count is listed, so a tool whose vocabulary differs shows up."""
+    parts = []
+    for name, title in METRIC_TITLES.items():
+        counts = sorted({(r["scores"][name]["used"], r["scores"][name]["total"]) for r in runs})
+        parts.append(f"{title.rsplit(' ', 1)[0]} " + " or ".join(f"{u}/{t}" for u, t in counts))
+    return "items scored: " + ", ".join(parts)
+
+
+def markdown(results: dict) -> str:
+    rows = summary_rows(results["runs"])
+    seeds = max((len(r["seeds"]) for r in rows), default=0)
+    spread = f"mean [min, max] over {seeds} seeds" if seeds > 1 else "1 seed, no spread"
+    lines = [f"### Equal passes on PTB: {spread}", "",
+             "| run | epochs | wall s | " + " | ".join(METRIC_TITLES.values()) + " |",
+             "|---|---:|---:|" + "---:|" * len(METRIC_TITLES)]
+    for r in rows:
+        label = f"gensim {results['versions'].get('gensim', '')}".strip() \
+            if r["tool"] == "gensim" else "w2v --lr 0.002"
+        metrics = ["n/a" if r[m] is None else cell(r[m], 1 if m == "analogy_dev" else 3)
+                   for m in TEST_SETS]
+        lines.append(f"| {label} | {r['epochs']} | {cell(r['wall'], 1)} | "
+                     + " | ".join(metrics) + " |")
+    lines += ["", "| epochs | w2v wall s | gensim wall s | w2v/gensim |", "|---:|---:|---:|---:|"]
+    lines += [f"| {x['epochs']} | {x['w2v']:.1f} | {x['gensim']:.1f} | {x['ratio']:.2f}x |"
+              for x in ratios(rows)]
+    lines += ["", "wall: the whole process, spawn to exit (w2v train on the prepared workdir; "
+              "gensim reading the zip, vocabulary and training, its vector save subtracted)",
+              coverage(results["runs"]) if results["runs"] else "no runs"]
+    lines += [f"w2v prepare (once, shared by every w2v run): {results['prepare']['wall']:.2f} s"]
+    cores = results.get("cores")
+    if cores:
+        lines.append(f"w2v train --epochs 1 on 1 core (taskset -c 0): {cores['1']:.1f} s; "
+                     f"on 2 cores (taskset -c 0,1): {cores['2']:.1f} s; "
+                     f"speed-up {cores['1'] / cores['2']:.2f}x")
+    m = results["machine"]
+    lines.append(f"{m['cpus']} CPUs, load average {m['load_before']:.1f} before and "
+                 f"{m['load_after']:.1f} after; bench {results['bench_seconds']:.0f} s")
+    return "\n".join(lines)
+
+
+# --- the bench ------------------------------------------------------------------------------
+
+def _log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version()}
+    for package in ("mxnet", "gensim", "numpy"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = None
     return out
 
 
-def spearman(a, b) -> float:
-    ra, rb = ranks(np.asarray(a, float)), ranks(np.asarray(b, float))
-    return float(np.corrcoef(ra, rb)[0, 1])
+def _epochs(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
 
 
-def wordsim(index: dict, unit: np.ndarray, rows) -> dict:
-    """Spearman of cosine similarity against the human scores, over pairs in ``index``
-    (token -> row of ``unit``, (V, E) rows of length 1)."""
-    pairs = [(index[a], index[b], s) for a, b, s in rows if a in index and b in index]
-    if len(pairs) < 3:
-        return {"spearman": float("nan"), "pairs": len(pairs), "coverage": len(pairs) / len(rows)}
-    i, j, human = (np.array(c) for c in zip(*pairs))
-    cos = np.einsum("ne,ne->n", unit[i], unit[j])
-    return {"spearman": round(spearman(cos, human), 4), "pairs": len(pairs),
-            "coverage": round(len(pairs) / len(rows), 3)}
+def bench(args) -> dict:
+    from w2v_cli.vectors import Vectors
 
-
-def _unit(m: np.ndarray) -> np.ndarray:
-    return m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
-
-
-# --- child-process jobs ---------------------------------------------------------------------
-
-def _peak_rss_mb() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
-
-
-def job_prepare(a: dict) -> dict:
-    from w2v_cli import dataset
-    from w2v_cli.config import Config
-    config = Config(workdir=a["workdir"], data_dir=a["data_dir"], corpus=tuple(a["corpus"]),
-                    min_count=SETTINGS["min_count"])
-    start = time.perf_counter()
-    ds = dataset.prepare(config)
-    return {"seconds": round(time.perf_counter() - start, 3), "tokens": int(ds.ids.size),
-            "vocab": len(ds.vocab)}
-
-
-def job_train(a: dict) -> dict:
-    from w2v_cli import checkpoint, dataset
-    from w2v_cli.config import Config
-    from w2v_cli.train import train
-    ds = dataset.load(Path(a["workdir"]))
-    keys = ("window", "negatives", "embed_size", "subsample", "batch_size", "lr")
-    kw = {k: SETTINGS[k] for k in keys}
-    kw.update(a.get("options", {}))
-    config = Config(workdir=a["run_dir"], epochs=a["epochs"], device="cpu", **kw)
-    rows = read_wordsim(Path(a["wordsim"])) if a.get("wordsim") else None
-    curve = []   # WordSim at each epoch's end, from the checkpoint
-    points = []  # [training seconds, WordSim] at every progress report, for time-to-quality
-    done = [0.0]  # training seconds of the finished epochs
-
-    def on_progress(p):
-        # Both evaluations run inside progress callbacks, whose time train() does not count.
-        if rows is None:
-            return
-        if p.epoch_done:
-            tables = checkpoint.load_tables(config.workdir_path, len(ds.vocab))
-            curve.append(wordsim(ds.vocab.index, _unit(tables["center"]), rows))
-            done[0] += p.seconds
-            points.append([round(done[0], 3), curve[-1]["spearman"]])
-        else:
-            rho = wordsim(ds.vocab.index, _unit(p.center()), rows)["spearman"]
-            points.append([round(done[0] + p.seconds, 3), rho])
-
-    record = train(config, ds, on_progress)
-    epochs = record["epochs"]
-    out = {"epoch_seconds": [e["seconds"] for e in epochs],
-           "loss": [round(e["loss"], 4) for e in epochs],
-           "train_seconds": record["final"]["train_seconds"],
-           "centers_per_sec": record["final"]["centers_per_sec"],
-           "words_per_sec": round(ds.ids.size * len(epochs) / record["final"]["train_seconds"], 1),
-           "steps_per_sec": round(sum(-(-e["centers"] // config.batch_size) for e in epochs)
-                                  / record["final"]["train_seconds"], 2),
-           "vocab": len(ds.vocab), "tokens": int(ds.ids.size)}
-    # Steady state: the last epoch's chunks were drawn while the one before trained, and its
-    # optimizer state exists already.
-    last = epochs[-1]
-    out["last_epoch_steps_per_sec"] = round(-(-last["centers"] // config.batch_size)
-                                            / last["seconds"], 2)
-    if curve:
-        out["wordsim_curve"] = [c["spearman"] for c in curve]
-        out["wordsim_points"] = points
-        out["wordsim"] = curve[-1]
-    return out
-
-
-def job_gensim(a: dict) -> dict:
-    from gensim.models import Word2Vec
-    from gensim.models.callbacks import CallbackAny2Vec
-    from w2v_cli import corpus as corpus_mod
-    lines = corpus_mod.read_ptb(Path(a["data_dir"]) / "ptb.zip").lines
-    # w2v drops <unk>; give gensim the same tokens.
-    sentences = [[t for t in line.split() if t != "<unk>"] for line in lines]
-    rows = read_wordsim(Path(a["wordsim"]))
-
-    class Clock(CallbackAny2Vec):
-        def __init__(self):
-            self.seconds, self.curve, self.t = [], [], 0.0
-
-        def on_epoch_begin(self, model):
-            self.t = time.perf_counter()
-
-        def on_epoch_end(self, model):
-            self.seconds.append(time.perf_counter() - self.t)
-            wv = model.wv
-            self.curve.append(wordsim(wv.key_to_index, _unit(wv.vectors), rows))
-
-    start = time.perf_counter()
-    model = Word2Vec(sg=1, negative=SETTINGS["negatives"], vector_size=SETTINGS["embed_size"],
-                     window=SETTINGS["window"], min_count=SETTINGS["min_count"],
-                     sample=SETTINGS["subsample"], workers=os.cpu_count(), seed=0)
-    model.build_vocab(sentences)
-    vocab_seconds = time.perf_counter() - start
-    clock = Clock()
-    model.train(sentences, total_examples=model.corpus_count, epochs=a["epochs"],
-                callbacks=[clock])
-    train_seconds = sum(clock.seconds)
-    # Words in the vocabulary, as w2v counts its corpus (ids.npy holds only those).
-    words = sum(int(model.wv.get_vecattr(w, "count")) for w in model.wv.index_to_key)
-    return {"vocab_seconds": round(vocab_seconds, 3), "epoch_seconds": [round(s, 3) for s in clock.seconds],
-            "train_seconds": round(train_seconds, 3),
-            "words_per_sec": round(words * a["epochs"] / train_seconds, 1),
-            "wordsim_curve": [c["spearman"] for c in clock.curve], "wordsim": clock.curve[-1],
-            "wordsim_points": [[round(float(t), 3), c["spearman"]]
-                               for t, c in zip(np.cumsum(clock.seconds), clock.curve)],
-            "vocab": len(model.wv)}
-
-
-def job_synthetic(a: dict) -> dict:
-    """A corpus over a huge synthetic vocabulary (Zipf counts), prepared in the workdir."""
-    from w2v_cli import dataset
-    from w2v_cli.vocab import Vocab
-    rng = np.random.default_rng(0)
-    v = a["vocab"]
-    counts = np.maximum((1e7 / np.arange(1, v)).astype(np.int64), 1)
-    p = counts / counts.sum()
-    ids = (rng.choice(v - 1, size=a["tokens"], p=p) + 1).astype(np.int32)
-    offsets = np.arange(0, a["tokens"] + 1, 20, dtype=np.int64)
-    offsets[-1] = a["tokens"]
-    vocab = Vocab(["<unk>"] + [f"w{i}" for i in range(1, v)], np.r_[0, counts])
-    dataset.save(dataset.Dataset(vocab, ids, offsets), Path(a["workdir"]))
-    return {}
-
-
-def job_padded(a: dict) -> dict:
-    """PTB's prepared ids under a vocabulary padded to ``vocab`` words with words that never
-    occur (count 0: never a center, context or noise word). The same rows are touched as on
-    PTB, in tables ``vocab`` rows long: what the vocabulary's size alone costs per step."""
-    from w2v_cli import dataset
-    from w2v_cli.vocab import Vocab
-    ds = dataset.load(Path(a["source"]))
-    pad = a["vocab"] - len(ds.vocab)
-    vocab = Vocab(list(ds.vocab.tokens) + [f"never{i}" for i in range(pad)],
-                  np.r_[ds.vocab.counts, np.zeros(pad, dtype=np.int64)])
-    dataset.save(dataset.Dataset(vocab, np.asarray(ds.ids), np.asarray(ds.offsets)),
-                 Path(a["workdir"]))
-    return {}
-
-
-JOBS = {"prepare": job_prepare, "train": job_train, "gensim": job_gensim,
-        "synthetic": job_synthetic, "padded": job_padded}
-
-
-def run_job(name: str, **args) -> dict:
-    """Run one job in a fresh interpreter; return its figures plus its peak RSS."""
-    proc = subprocess.run([sys.executable, __file__, "--job", name, json.dumps(args)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"job {name} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-# --- the benchmark --------------------------------------------------------------------------
-
-def _runs(job: dict) -> str:
-    """A job timed in several runs, as ' (median of 0.31, 0.29, 0.44)'; else ''."""
-    runs = job.get("runs")
-    return f" (median of {', '.join(f'{x:.2f}' for x in runs)})" if runs else ""
-
-
-def time_to(points, target):
-    """Seconds of training until the WordSim measured at ``points`` ([seconds, rho], in time
-    order) first reaches ``target`` (None: never)."""
-    for t, rho in points:
-        if rho >= target:
-            return round(float(t), 2)
-    return None
+    data_dir = Path(args.data_dir).expanduser()
+    sets = read_test_sets(data_dir)
+    results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                           "load_before": os.getloadavg()[0]},
+               "versions": _versions(),
+               "settings": {"gensim": GENSIM, "w2v_train": W2V_TRAIN,
+                            "epochs": args.epochs, "seeds": list(range(args.seeds))},
+               "runs": []}
+    wall = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="w2v-bench-") as tmp:
+        tmp = Path(tmp)
+        prepared = tmp / "prepared"
+        _log("w2v prepare")
+        results["prepare"] = prepare(data_dir, prepared)
+        # Seeds outermost and the two tools side by side, so a drift in the machine's speed
+        # falls on both.
+        for seed in range(args.seeds):
+            for epochs in args.epochs:
+                _log(f"w2v, epochs {epochs}, seed {seed}")
+                run_dir = tmp / "run"
+                seconds = time_w2v(prepared, run_dir, epochs, seed)
+                results["runs"].append({"tool": "w2v", "epochs": epochs, "seed": seed,
+                                        "wall": seconds, "scores": score(Vectors.load(run_dir), sets)})
+                shutil.rmtree(run_dir)
+                _log(f"gensim, epochs {epochs}, seed {seed}")
+                out = tmp / "gensim.txt"
+                g = time_gensim(data_dir, out, epochs, seed)
+                results["runs"].append({"tool": "gensim", "epochs": epochs, "seed": seed,
+                                        "wall": g["wall"], "save_seconds": g["save_seconds"],
+                                        "vocab": g["vocab"],
+                                        "scores": score(read_vectors(out), sets)})
+                out.unlink()
+        if args.cores and (os.cpu_count() or 1) >= 2 and shutil.which("taskset"):
+            results["cores"] = {}
+            for n, pin in (("1", "0"), ("2", "0,1")):
+                _log(f"w2v, 1 epoch on {n} core(s)")
+                results["cores"][n] = time_w2v(prepared, tmp / f"cores{n}", 1, 0, pin)
+    results["bench_seconds"] = time.perf_counter() - wall
+    results["machine"]["load_after"] = os.getloadavg()[0]
+    results["summary"] = summary_rows(results["runs"])
+    results["ratios"] = ratios(results["summary"])
+    return results
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-dir", default=os.environ.get("W2V_DATA_DIR", str(SHARED)))
-    ap.add_argument("--wordsim", default=str(SHARED / "wordsim353.tsv"))
+    ap.add_argument("--data-dir", default=os.environ.get("W2V_DATA_DIR", "~/.cache/w2v"),
+                    help="holds ptb.zip, wordsim353.tsv and dev/ (default: $W2V_DATA_DIR)")
+    ap.add_argument("--epochs", type=_epochs, default=os.environ.get("BENCH_EPOCHS", "5,15"),
+                    help="epoch counts, comma-separated (default: $BENCH_EPOCHS or 5,15)")
+    ap.add_argument("--seeds", type=int, default=int(os.environ.get("BENCH_SEEDS", "3")),
+                    help="seeds 0..N-1 (default: $BENCH_SEEDS or 3)")
+    ap.add_argument("--no-cores", dest="cores", action="store_false",
+                    help="skip the 1-core vs 2-core line")
     ap.add_argument("--out", default=str(HERE / "results.json"))
-    ap.add_argument("--scales", default="1,4,16", help="PTB repeated this many times "
-                    "('' skips scaling)")
-    ap.add_argument("--big-vocab", type=int, default=1_000_000, help="0 skips this line")
-    ap.add_argument("--no-gensim", action="store_true")
-    ap.add_argument("--job", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--gensim-job", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.job:
-        out = JOBS[args.job[0]](json.loads(args.job[1]))
-        out["peak_rss_mb"] = _peak_rss_mb()
-        print(json.dumps(out))
+    if args.gensim_job:
+        print(json.dumps(gensim_job(json.loads(args.gensim_job))))
         return 0
-
-    results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                           "load_before": os.getloadavg()[0]}, "settings": SETTINGS}
-    wall = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="w2v-bench-") as tmp:
-        tmp = Path(tmp)
-        ptb = tmp / "ptb"
-        common = dict(wordsim=args.wordsim, workdir=str(ptb))
-        # Three fresh processes, the median reported: a single cold run here swings from
-        # 0.3 to 0.5 s with the machine. The last one's dataset is the one trained on.
-        preps = [run_job("prepare", workdir=str(tmp / f"prep{k}" if k < 2 else ptb),
-                         data_dir=args.data_dir, corpus=[]) for k in range(3)]
-        results["prepare"] = {**preps[-1], "runs": [p["seconds"] for p in preps],
-                              "seconds": float(np.median([p["seconds"] for p in preps]))}
-        runs = {
-            # the default on a CPU: sparse gradients, center rows caught up to dense adam,
-            # batches trimmed into 3 parts by row length
-            "w2v (default)": {},
-            "w2v --trim-parts 1": {"trim_parts": 1},  # every row padded to the longest
-            "w2v --bucket": {"bucket": True},
-            "w2v --dense-grad": {"sparse_grad": False},
-            "w2v --dense-grad --bucket": {"sparse_grad": False, "bucket": True},
-            "w2v --noise-group 8": {"noise_group": 8},
-            "w2v --noise-group 8 --bucket": {"noise_group": 8, "bucket": True},
-            "w2v --noise-group 8 --bucket --lr 0.01": {"noise_group": 8, "bucket": True,
-                                                       "lr": 0.01},
-        }
-        results["w2v"] = {}
-        for label, options in runs.items():
-            _log(f"training {label}")
-            results["w2v"][label] = run_job("train", run_dir=str(tmp / "run"), epochs=SETTINGS["epochs"],
-                                            options=options, **common)
-        if not args.no_gensim:
-            _log("training gensim")
-            results["gensim"] = run_job("gensim", data_dir=args.data_dir, wordsim=args.wordsim,
-                                        epochs=SETTINGS["epochs"])
-        if args.big_vocab:
-            # Two epochs each, the second timed (see job_train): the first also pays for
-            # allocating the optimizer state and drawing its first chunk unoverlapped.
-            _log(f"vocabulary of {args.big_vocab:,}: PTB's own first, then PTB's words, Zipf")
-            # The reference, PTB's own vocabulary with the same options, right before the two
-            # lines it is compared with: this machine's speed drifts from minute to minute.
-            results["big_vocab_reference"] = run_job(
-                "train", workdir=str(ptb), run_dir=str(tmp / "refrun"), epochs=2,
-                options={"sparse_grad": True})
-            run_job("padded", source=str(ptb), workdir=str(tmp / "padded"), vocab=args.big_vocab)
-            results["big_vocab_ptb_words"] = run_job(
-                "train", workdir=str(tmp / "padded"), run_dir=str(tmp / "bigrun"), epochs=2,
-                options={"sparse_grad": True})
-            # The fast recipe's step is a third of the default's, so the table's size weighs
-            # more in it: the same pair of runs with its options.
-            fast = {"sparse_grad": True, "noise_group": 8, "bucket": True}
-            results["big_vocab_fast_reference"] = run_job(
-                "train", workdir=str(ptb), run_dir=str(tmp / "refrun"), epochs=2, options=fast)
-            results["big_vocab_fast_ptb_words"] = run_job(
-                "train", workdir=str(tmp / "padded"), run_dir=str(tmp / "bigrun"), epochs=2,
-                options=fast)
-            big = tmp / "big"
-            run_job("synthetic", workdir=str(big), vocab=args.big_vocab, tokens=300_000)
-            results["big_vocab"] = run_job("train", workdir=str(big), run_dir=str(tmp / "bigrun"),
-                                           epochs=2, options={"sparse_grad": True})
-        results["scaling"] = scaling(tmp, args, [int(s) for s in args.scales.split(",") if s])
-    results["bench_seconds"] = round(time.perf_counter() - wall, 1)
-    results["machine"]["load_after"] = os.getloadavg()[0]
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    print(table(results))
+    if not args.epochs or min(args.epochs) < 1 or args.seeds < 1:
+        ap.error("--epochs needs positive counts and --seeds at least 1")
+    sys.path.insert(0, str(REPO))
+    results = bench(args)
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(markdown(results))
     print(f"\nJSON: {args.out}")
     return 0
-
-
-def scaling(tmp: Path, args, scales) -> list:
-    from w2v_cli import corpus as corpus_mod
-    lines = corpus_mod.read_ptb(Path(args.data_dir) / "ptb.zip").lines
-    out = []
-    for k in scales:
-        _log(f"scaling: PTB x{k}")
-        path = tmp / f"ptb{k}.txt"
-        path.write_text("\n".join(lines * k) + "\n", encoding="utf-8")
-        wd = tmp / f"scale{k}"
-        prep = run_job("prepare", workdir=str(wd), data_dir=args.data_dir, corpus=[str(path)])
-        tr = run_job("train", workdir=str(wd), run_dir=str(tmp / f"scalerun{k}"), epochs=1,
-                     options={"sparse_grad": True})
-        out.append({"scale": k, "tokens": prep["tokens"], "prepare_seconds": prep["seconds"],
-                    "prepare_peak_rss_mb": prep["peak_rss_mb"],
-                    "epoch_seconds": tr["epoch_seconds"][0], "train_peak_rss_mb": tr["peak_rss_mb"]})
-        path.unlink()
-    return out
-
-
-def _log(msg):
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def table(r: dict) -> str:
-    lines = [f"w2v vs gensim on PTB ({r['machine']['cpus']} CPUs; load average "
-             f"{r['machine']['load_before']:.1f} before, {r['machine']['load_after']:.1f} after)",
-             f"prepare: {r['prepare']['seconds']:.2f} s{_runs(r['prepare'])}, "
-             f"{r['prepare']['tokens']:,} tokens, "
-             f"vocab {r['prepare']['vocab']:,}, peak RSS {r['prepare']['peak_rss_mb']:.0f} MB", ""]
-    head = f"{'run':38} {'train s':>8} {'s/epoch':>8} {'centers/s':>10} {'words/s':>10} " \
-           f"{'loss':>6} {'WS353':>6} {'cover':>6} {'RSS MB':>7}"
-    lines += [head, "-" * len(head)]
-    for label, x in r["w2v"].items():
-        lines.append(f"{label:38} {x['train_seconds']:8.1f} {np.mean(x['epoch_seconds']):8.2f} "
-                     f"{x['centers_per_sec']:10,.0f} {x['words_per_sec']:10,.0f} {x['loss'][-1]:6.3f} "
-                     f"{x['wordsim']['spearman']:6.3f} {x['wordsim']['coverage']:6.2f} "
-                     f"{x['peak_rss_mb']:7.0f}")
-    g = r.get("gensim")
-    if g:
-        lines.append(f"{'gensim 4.3.3':38} {g['train_seconds']:8.1f} {np.mean(g['epoch_seconds']):8.2f} "
-                     f"{'':>10} {g['words_per_sec']:10,.0f} {'':>6} {g['wordsim']['spearman']:6.3f} "
-                     f"{g['wordsim']['coverage']:6.2f} {g['peak_rss_mb']:7.0f}")
-        lines += ["", "ratios w2v/gensim (wall time; words/s) and time-to-quality "
-                  "(seconds of training until WS353 >= target; w2v measured every 50 batches, "
-                  "gensim at epoch ends):"]
-        for label, x in r["w2v"].items():
-            target = min(x["wordsim"]["spearman"], g["wordsim"]["spearman"])
-            tw = time_to(x["wordsim_points"], target)
-            tg = time_to(g["wordsim_points"], target)
-            ratio = f"{tw / tg:.1f}x" if tw and tg else "n/a"
-            lines.append(f"  {label:38} time {x['train_seconds'] / g['train_seconds']:5.1f}x  "
-                         f"words/s {x['words_per_sec'] / g['words_per_sec']:5.2f}x  "
-                         f"to WS353 {target:.3f}: w2v {tw} s, gensim {tg} s ({ratio})")
-            x["time_to_quality"] = {"target": target, "w2v": tw, "gensim": tg}
-    base = r.get("big_vocab_reference") or r["w2v"]["w2v (default)"]
-    lines_for = (("big_vocab_ptb_words", "PTB's words", base),
-                 ("big_vocab", "Zipf corpus", base),
-                 ("big_vocab_fast_ptb_words", "PTB's words, --noise-group 8 --bucket",
-                  r.get("big_vocab_fast_reference")))
-    for key, what, ref in lines_for:
-        b = r.get(key)
-        if not b or not ref:
-            continue
-        if key == "big_vocab_ptb_words":
-            lines += ["", f"sparse grads, steps/s in a steady-state epoch vs PTB's vocabulary "
-                      f"({base['vocab']:,} words: {base['last_epoch_steps_per_sec']:.1f} steps/s"
-                      " by default):"]
-        steps, ptb_steps = b["last_epoch_steps_per_sec"], ref["last_epoch_steps_per_sec"]
-        vs = f" (PTB {ptb_steps:.1f})" if ref is not base else ""
-        lines.append(f"  vocabulary {b['vocab']:,}, {what}: {steps:.1f} steps/s{vs}, "
-                     f"PTB/this {ptb_steps / steps:.2f}x, peak RSS {b['peak_rss_mb']:.0f} MB")
-    if r["scaling"]:
-        lines += ["", f"{'scale':>5} {'tokens':>11} {'prepare s':>10} {'prep RSS MB':>12} "
-                  f"{'epoch s':>8} {'train RSS MB':>13}"]
-    for s in r["scaling"]:
-        lines.append(f"{s['scale']:>4}x {s['tokens']:11,} {s['prepare_seconds']:10.2f} "
-                     f"{s['prepare_peak_rss_mb']:12.0f} {s['epoch_seconds']:8.2f} "
-                     f"{s['train_peak_rss_mb']:13.0f}")
-    lines.append(f"\nbench wall time {r['bench_seconds']} s")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":
