@@ -22,7 +22,7 @@ from . import sampling
 from .backend import HostArrays, current_mxnet, from_numpy, mxnet, quiet_lazy_update_notice
 from .backend import devices as resolve_devices
 from .catchup import CatchUp
-from .config import TRIM_PARTS, Config
+from .config import TRIM_PARTS, Config, check_numbers
 from .dataset import VOCAB_FILE, Dataset
 from .errors import DataError, Interrupted, ResumeError, UsageError
 from .model import (arrays, build_net, frontend, grouped_loss, masked_loss, skip_gram,
@@ -49,6 +49,7 @@ class Progress:
 def check(config: Config) -> None:
     """Raise UsageError for settings that cannot train (the CLI checks ranges at parse time)."""
     for name in ("epochs", "batch_size", "window", "embed_size", "log_interval", "chunk_tokens"):
+    check_numbers(config)
         if getattr(config, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
     if config.negatives < 0:
