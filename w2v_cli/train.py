@@ -17,6 +17,7 @@ from . import batches as batches_mod
 from . import checkpoint
 from . import distributed
 from . import interrupt
+from . import limits
 from . import lock as lock_mod
 from . import sampling
 from .backend import HostArrays, current_mxnet, from_numpy, mxnet, quiet_lazy_update_notice
@@ -159,6 +160,7 @@ def _train(config: Config, ds: Dataset, on_progress, resume: bool,
     mx = mxnet()
     ctxs = resolve_devices(config.device)
     config = for_devices(config, ctxs)
+    limits.check_memory(config, ds.vocab.counts, int(ds.ids.size))  # before any disk change
     worker = distributed.make_worker(config)
     with contextlib.ExitStack() as held:
         if worker.distributed and worker.rank == 0:
