@@ -216,8 +216,8 @@ def _train_worker(config: Config, ds: Dataset, on_progress, resume: bool,
             catch.resumed()
         checkpoint.restore_rng(rng, pos)
         record = {**pos.record, "config": config.to_dict(), "device": device, "complete": False}
-    elif writes:
-        checkpoint.clear(workdir)
+    elif writes:  # the previous run's checkpoints go once this run has written its first
+        record["run"] = checkpoint.start_run(workdir)
     # --- end resume ---
     first = pos.epoch + 1
     last_touch = _last_touch(config, ds.vocab.counts, worker.rank)
