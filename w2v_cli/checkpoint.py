@@ -31,7 +31,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import fileio
+from . import fileio, limits
 from .fileio import sha1_of
 from .backend import current_mxnet
 from .config import Config
@@ -64,6 +64,7 @@ MODEL_SETTINGS = ("embed_size", "window", "negatives", "noise_group", "group_noi
 
 def save(net, workdir: Path, record: dict) -> None:
     """Write ``model.params`` then ``run.json`` (no checkpoint; kept for callers outside train)."""
+    limits.check_params(net, f"after epoch {len(record.get('epochs', []))}")
     _save_params(net, workdir / PARAMS_FILE)
     save_record(workdir, {**record, "params_sha1": sha1_of(workdir / PARAMS_FILE)})
 
@@ -315,6 +316,7 @@ def _checkpoint_dirs(workdir: Path) -> list[Path]:
 def save_checkpoint(workdir: Path, net, trainer, config: Config, ds, pos: Position) -> Path:
     """Write one checkpoint folder, then ``model.params`` and ``run.json``; prune old ones."""
     mx = current_mxnet()  # a sparse run calls these in its legacy front end
+    limits.check_params(net, f"after {pos.epoch} epochs and {pos.batch} batches")
     root = workdir / CHECKPOINT_DIR
     final = root / f"step-{pos.epoch:05d}-{pos.batch:08d}"
     with fileio.atomic_dir(final) as tmp:

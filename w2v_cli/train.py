@@ -299,6 +299,7 @@ def _run_epoch(net, trainer, catch: Optional[CatchUp], ctxs: list, stream, batch
         if i % config.log_interval == 0 or last:
             n_batches = i if last else max(steps or stream.estimated_batches(), i + 1)
             mean = _read(loss_sums) / seen  # reading waits for the devices
+            limits.check_loss(mean, f"epoch {epoch}, batch {i}", config.lr)
             record["curve"].append([round(epoch - 1 + i / n_batches, 4), mean])
             if on_progress:
                 now = time.perf_counter()
@@ -318,6 +319,7 @@ def _run_epoch(net, trainer, catch: Optional[CatchUp], ctxs: list, stream, batch
                         "after subsampling (use a larger corpus or --subsample 0)")
     _flush(catch)
     mean_loss = _read(loss_sums) / seen
+    limits.check_loss(mean_loss, f"the end of epoch {epoch}", config.lr)
     mx.nd.waitall()
     return i, seen, mean_loss, time.perf_counter() - start
 

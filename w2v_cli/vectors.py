@@ -13,7 +13,7 @@ import numpy as np
 
 from . import checkpoint
 from .dataset import VOCAB_FILE
-from .errors import UsageError
+from .errors import ModelError, UsageError
 from .vocab import Vocab
 
 WHICH = ("center", "context", "sum")
@@ -46,6 +46,7 @@ class Vectors:
         tables = checkpoint.load_tables(workdir, len(vocab), record)
         checkpoint.check_vocab(workdir, vocab, record)
         matrix = tables["center"] + tables["context"] if which == "sum" else tables[which]
+        _check_finite(matrix, workdir / checkpoint.PARAMS_FILE, which)
         return cls(vocab, matrix)
 
     # ---- words <-> ids -------------------------------------------------------------------
@@ -177,3 +178,13 @@ class Vectors:
             sa, sc = ((self.unit[x[rows]] @ self.unit.T + 1) / 2 for x in (a, c))
             return (cos_b + 1) / 2 * sc / (sa + COSMUL_EPS)
         return self._top_k(self.unit[b], k, exclude, score=cosmul)
+
+
+def _check_finite(matrix: np.ndarray, path: Path, which: str) -> None:
+    """ModelError when ``matrix`` (V, E) holds nan or inf: every cosine with such a row is
+    nan, and the nearest-neighbour ranking would be meaningless."""
+    bad = ~np.isfinite(matrix).all(axis=1)
+    if bad.any():
+        raise ModelError(f"the {which} vectors in {path} are not finite (nan or inf in "
+                         f"{int(bad.sum())} of {len(bad)} rows): the training that wrote them "
+                         "diverged; train again with a smaller --lr")
