@@ -49,8 +49,8 @@ class Progress:
 
 def check(config: Config) -> None:
     """Raise UsageError for settings that cannot train (the CLI checks ranges at parse time)."""
-    for name in ("epochs", "batch_size", "window", "embed_size", "log_interval", "chunk_tokens"):
     check_numbers(config)
+    for name in ("epochs", "batch_size", "window", "embed_size", "log_interval", "chunk_tokens"):
         if getattr(config, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
     if config.negatives < 0:
@@ -469,9 +469,11 @@ def epoch_batches(part: Dataset, counts: np.ndarray, config: Config, rng: np.ran
     as a dist worker. Close it to stop the thread.
     """
     cache: dict = {}  # --sample-once: one chunk's examples, kept across epochs
+    # Sentences longer than a chunk are sampled in pieces, so a chunk's memory is bounded.
+    offsets = sampling.cut_long_sentences(part.offsets, config.chunk_tokens)
 
     def make_stream() -> batches_mod.EpochStream:
-        return batches_mod.EpochStream(part.ids, part.offsets, counts, config, rng, cache,
+        return batches_mod.EpochStream(part.ids, offsets, counts, config, rng, cache,
                                        sample_seed=(worker.rank,),
                                        steps=steps)
 
