@@ -20,6 +20,7 @@ after the checkpoint, so a crash leaves the previous pair or the new one.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import arrays, fileio
+from . import arrays, fileio, limits
 from .backend import current_mxnet
 from .config import Config
 from .config import default as config_default
@@ -54,6 +55,7 @@ MODEL_SETTINGS = ("embed_size", "window", "negatives", "noise_group", "group_noi
 
 def save(net, workdir: Path, record: dict) -> None:
     """Write ``model.params`` then ``run.json`` (no checkpoint: a dist run's rank 0)."""
+    limits.check_params(net, f"after epoch {len(record.get('epochs', []))}")
     _save_params(net, workdir / PARAMS_FILE)
     save_record(workdir, {**record, "params_sha1": sha1_of(workdir / PARAMS_FILE)})
 
@@ -127,6 +129,7 @@ def _checkpoint_dirs(workdir: Path) -> list[Path]:
 def save_checkpoint(workdir: Path, net, trainer, config: Config, ds, pos: Position) -> Path:
     """Write one checkpoint folder, then ``model.params`` and ``run.json``; prune old ones."""
     mx = current_mxnet()  # a sparse run calls these in its legacy front end
+    limits.check_params(net, f"after {pos.epoch} epochs and {pos.batch} batches")
     root = workdir / CHECKPOINT_DIR
     final = root / f"step-{pos.epoch:05d}-{pos.batch:08d}"
     with fileio.atomic_dir(final) as tmp:
@@ -149,12 +152,12 @@ def save_checkpoint(workdir: Path, net, trainer, config: Config, ds, pos: Positi
                                           encoding="utf-8")
         except OSError as e:
             raise fileio.storage_error(final, e.strerror or str(e)) from None
+    for old in _superseded(workdir, final, pos.record.get("run")):
+        shutil.rmtree(old, ignore_errors=True)
     fileio.link_or_copy(final / PARAMS_FILE, workdir / PARAMS_FILE)
     save_record(workdir, {**pos.record, "checkpoint": f"{CHECKPOINT_DIR}/{final.name}",
                           "params_sha1": state["files"][PARAMS_FILE],
                           "dataset": state["dataset"]})
-    for old in _checkpoint_dirs(workdir)[KEEP:]:
-        shutil.rmtree(old, ignore_errors=True)
     return final
 
 
@@ -238,11 +241,31 @@ def load_states(trainer, folder: Path) -> None:
     optimizer._set_current_context(trainer._contexts[0].device_id)
 
 
-def clear(workdir: Path) -> None:
-    """Remove the checkpoints of a previous run (a fresh ``train`` starts over) and the
-    temporary files a killed writer left. Call only while holding the workdir lock."""
-    shutil.rmtree(workdir / CHECKPOINT_DIR, ignore_errors=True)
-    fileio.remove_stale_temps(workdir)
+def start_run(workdir: Path) -> str:
+    """Remove the temporary files a killed writer left and return a new run's id, for its
+    record's ``run``. The previous run's checkpoints stay until this run has written its
+    first complete one (see :func:`_superseded`), so a run that fails before that leaves
+    them, and ``--resume``, as they were. Call only while holding the workdir lock."""
+    for folder in (workdir, workdir / CHECKPOINT_DIR):
+        fileio.remove_stale_temps(folder)
+    return os.urandom(8).hex()
+
+
+def _superseded(workdir: Path, final: Path, run: Optional[str]) -> list[Path]:
+    """The checkpoint folders to remove once ``final`` is complete: every one of another
+    run (whatever its name: a new run's first checkpoint can sort before the old run's),
+    any of this run named after ``final``, and this run's beyond the newest KEEP."""
+    ours = []
+    gone = []
+    for d in _checkpoint_dirs(workdir):
+        if d == final:
+            continue
+        try:
+            same = _read_state(d).get("record", {}).get("run") == run
+        except (ResumeError, AttributeError):
+            same = False
+        (ours if same and d.name < final.name else gone).append(d)
+    return gone + ours[KEEP - 1:]
 
 
 def _read_state(d: Path) -> dict:

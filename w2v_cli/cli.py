@@ -12,7 +12,8 @@ import click
 from click.core import ParameterSource
 
 from . import __version__
-from .config import Config, default
+from .clitypes import FiniteFloat
+from .config import MAX_SEED, Config, default
 from .errors import Interrupted, W2VError
 
 
@@ -79,7 +80,8 @@ workdir_option = _opt(
 data_dir_option = _opt(
     "--data-dir", type=click.Path(file_okay=False), envvar="W2V_DATA_DIR",
     help="Where the PTB archive is kept (downloaded once) [env W2V_DATA_DIR].")
-seed_option = _opt("--seed", type=int, help="Random seed for sampling and initialization.")
+seed_option = _opt("--seed", type=click.IntRange(0, MAX_SEED),
+                   help="Random seed for sampling and initialization.")
 device_option = _opt("--device", type=str, help="auto, cpu, gpu, gpu:N, or gpu:0,1,... to "
                      "split each batch across several GPUs. auto uses GPU 0 when MXNet sees "
                      "one, else the CPU.")
@@ -182,7 +184,7 @@ def _download_progress():
 
 @cli.command()
 @_opt("--epochs", type=click.IntRange(min=1), help="Passes over the corpus.")
-@_opt("--lr", type=click.FloatRange(min=0, min_open=True), help="Adam learning rate.")
+@_opt("--lr", type=FiniteFloat(min=0, min_open=True), help="Adam learning rate.")
 @_opt("--batch-size", type=click.IntRange(min=1), help="Centers per batch.")
 @_opt("--embed-size", type=click.IntRange(min=1), help="Embedding dimension.")
 @_opt("--window", type=click.IntRange(min=1), help="Largest context window; each center "
@@ -194,7 +196,7 @@ def _download_progress():
       "--negatives of its own (the chapter). Faster; a different estimate of the same loss "
       "(benchmarks/README.md has its quality). 0: off.")
 @_opt("--group-noise", type=click.IntRange(min=1), help="Noise words per --noise-group.")
-@_opt("--subsample", type=click.FloatRange(min=0), help="Subsampling threshold t: keep word w "
+@_opt("--subsample", type=FiniteFloat(min=0), help="Subsampling threshold t: keep word w "
       "with probability sqrt(t / f(w)); 0 keeps every word.")
 @_opt("--sample-once/--resample", "sample_once", field="sample_once",
       help="Draw windows and noise words once (the chapter) instead of afresh every epoch.")
@@ -523,7 +525,7 @@ def plot(words, k, output, which, vectors_file, vectors_format, workdir):
               help="Address of this machine (the scheduler) that every host can reach.")
 @click.option("--port", type=click.IntRange(min=0, max=65535), default=0, show_default=True,
               help="Scheduler port; 0 picks a free one.")
-@click.option("--timeout", type=click.FloatRange(min=1), default=24 * 3600.0,
+@click.option("--timeout", type=FiniteFloat(min=1), default=24 * 3600.0,
               show_default=True, help="Seconds before the whole job is stopped.")
 @click.option("--log-dir", type=click.Path(file_okay=False),
               help="Write each process's output to LOG_DIR/<role>-<rank>.log.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -86,8 +87,24 @@ def default(name: str):
     return {f.name: f.default for f in dataclasses.fields(Config)}[name]
 
 
+MAX_SEED = 2 ** 32 - 1  # numpy and MXNet seeds are unsigned 32-bit
+
+
+def check_numbers(config: Config) -> None:
+    """Raise UsageError for a float setting that is nan or infinite, or a seed out of range.
+
+    The CLI refuses these at parse time; this catches them in settings read back from a
+    checkpoint, or built by hand."""
+    for name in ("lr", "subsample"):
+        if not math.isfinite(getattr(config, name)):
+            raise UsageError(f"--{name} must be a finite number, got {getattr(config, name)}")
+    if not 0 <= config.seed <= MAX_SEED:
+        raise UsageError(f"--seed must be between 0 and {MAX_SEED}, got {config.seed}")
+
+
 def check(config: Config) -> None:
     """Raise UsageError for settings that cannot train (the CLI checks ranges at parse time)."""
+    check_numbers(config)
     for name in ("epochs", "batch_size", "window", "embed_size", "log_interval", "chunk_tokens"):
         if getattr(config, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from . import checkpoint, params
+from . import checkpoint, limits, params
 from .config import Config
 from .dataset import SCAN, Dataset
 from .errors import BackendError, DataError, Interrupted, ResumeError, UsageError, first_line
@@ -58,6 +58,7 @@ def train(config: Config, ds: Dataset, on_progress, resume: bool, stop) -> dict:
                           "run without --resume")
     ctxs = devices(config.device)
     config = for_devices(config, ctxs)
+    limits.check_memory(config, ds.vocab.counts, int(ds.ids.size))  # before joining
     session = Session(make_worker(config), config, ds)
     with contextlib.ExitStack() as held:
         if session.worker.rank == 0:

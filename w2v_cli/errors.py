@@ -5,8 +5,9 @@ exit code held by the class, so scripts can tell failures apart without parsing 
 
 Exit codes: 1 other, 2 usage (Click's own option errors use 2 as well), 3 data, 4 download,
 5 model, 6 backend, 7 missing extra, 8 workdir locked, 9 storage (disk full, unwritable),
-10 resume, 11 launch (a parameter-server job failed), 130 / 143 interrupted by SIGINT /
-SIGTERM (after a checkpoint was written).
+10 resume, 11 launch (a parameter-server job failed), 12 diverged (a loss or parameter
+became nan or infinite), 130 / 143 interrupted by SIGINT / SIGTERM (after a checkpoint was
+written).
 """
 
 
@@ -86,6 +87,12 @@ class LaunchError(W2VError):
     """A process of a parameter-server job failed, or the job ran out of time."""
 
     exit_code = 11
+
+
+class DivergedError(W2VError):
+    """Training diverged: the loss or the parameters became nan or infinite (nothing saved)."""
+
+    exit_code = 12
 
 
 def first_line(e: BaseException) -> str:

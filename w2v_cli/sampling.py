@@ -201,3 +201,28 @@ def _draw_excluding(probs: np.ndarray, contexts: np.ndarray, rng: np.random.Gene
         )
     u = rng.random(p.shape[0]) * cdf[:, -1]
     return (cdf <= u[:, None]).sum(axis=1).astype(np.int32)
+
+
+def cut_long_sentences(offsets: np.ndarray, max_tokens: int) -> np.ndarray:
+    """Sentence offsets with every sentence longer than ``max_tokens`` cut into pieces.
+
+    offsets: (S + 1,) int64. The cuts fall on the multiples of ``max_tokens`` inside those
+    sentences, which are where the epoch's chunks begin (batches.chunk_bounds), so no piece
+    spans two chunks and a chunk holds at most ``max_tokens`` tokens of a long sentence.
+    Windows stop at a cut as at a sentence's end. Sentences of ``max_tokens`` or fewer are
+    left whole. Returns (S' + 1,) int64, S' >= S.
+    """
+    offsets = np.asarray(offsets, dtype=np.int64)
+    step = max(1, int(max_tokens))
+    lengths = np.diff(offsets)
+    long = np.flatnonzero(lengths > step)
+    if long.size == 0:
+        return offsets
+    # The multiples of step strictly inside each long sentence, all at once: the first
+    # multiple after each start, then a ramp of step per cut.
+    first = (offsets[long] // step + 1) * step
+    n_cuts = (offsets[long + 1] - 1) // step - offsets[long] // step
+    owner = np.repeat(np.arange(long.size), n_cuts)
+    ramp = np.arange(owner.size) - np.repeat(np.cumsum(n_cuts) - n_cuts, n_cuts)
+    cuts = first[owner] + ramp * step
+    return np.sort(np.concatenate([offsets, cuts]))

@@ -91,7 +91,9 @@ class EpochStream:
 
     def __init__(self, part, counts: np.ndarray, config: Config, rng: np.random.Generator,
                  cache: dict | None = None, sample_seed: tuple = (), steps: int | None = None):
-        self.ids, self.offsets, self.counts = part.ids, part.offsets, counts
+        # Sentences longer than a chunk are sampled in pieces, so a chunk's memory is bounded.
+        self.ids, self.counts = part.ids, counts
+        self.offsets = sampling.cut_long_sentences(part.offsets, config.chunk_tokens)
         self.config, self.rng, self.cache = config, rng, {} if cache is None else cache
         self.sample_seed, self.steps = tuple(sample_seed), steps
         self.bounds = chunk_bounds(self.offsets, config.chunk_tokens)

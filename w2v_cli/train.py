@@ -16,7 +16,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from . import arrays, checkpoint, interrupt, params, stream
+from . import arrays, checkpoint, interrupt, limits, params, stream
 from .arrays import HostArrays
 from .backend import devices as resolve_devices
 from .backend import current_mxnet as mxnet  # mxnet() would end a sparse run's front end
@@ -113,7 +113,9 @@ def train(config: Config, ds: Dataset,
 
             return distributed.train(config, ds, on_progress, resume, stop)
         ctxs = resolve_devices(config.device)
-        run = Run(for_devices(config, ctxs), ds, ctxs, Local(), on_progress)
+        config = for_devices(config, ctxs)
+        limits.check_memory(config, ds.vocab.counts, int(ds.ids.size))  # before any disk change
+        run = Run(config, ds, ctxs, Local(), on_progress)
         return run.train(resume, stop)
 
 
@@ -190,8 +192,8 @@ class Run:
             self.ds.vocab.save(workdir / VOCAB_FILE)  # prepared elsewhere: queries need it here
         if resume:
             self._resume()
-        elif self.edge.worker.rank == 0:
-            checkpoint.clear(workdir)
+        elif self.edge.worker.rank == 0:  # the previous run's checkpoints go at this one's first
+            self.record["run"] = checkpoint.start_run(workdir)
         epochs = stream.Epochs(self._stream, config.epochs - self.pos.epoch)
         with contextlib.closing(epochs):  # stops the sampling thread if training ends early
             for epoch, (epoch_stream, rows) in zip(range(self.pos.epoch + 1, config.epochs + 1),
@@ -350,6 +352,7 @@ class Meter:
         self.batches = i
         n_batches = i if last else self.estimate(i)
         mean = self.loss_sum() / self.tokens
+        limits.check_loss(mean, f"epoch {self.epoch}, batch {i}", self.run.config.lr)
         self.run.record["curve"].append([round(self.epoch - 1 + i / n_batches, 4), mean])
         if self.run.on_progress:
             now = time.perf_counter()
@@ -370,6 +373,7 @@ class Meter:
 
     def result(self) -> dict:
         mean = self.loss_sum() / self.tokens
+        limits.check_loss(mean, f"the end of epoch {self.epoch}", self.run.config.lr)
         mxnet().nd.waitall()  # before reading the clock
         seconds = time.perf_counter() - self.start
         return {"epoch": self.epoch, "loss": mean, "seconds": round(seconds, 3),

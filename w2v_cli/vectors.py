@@ -18,7 +18,7 @@ import numpy as np
 
 from . import params
 from .dataset import VOCAB_FILE
-from .errors import UsageError
+from .errors import ModelError, UsageError
 from .vocab import Vocab
 
 WHICH = ("center", "context", "sum")
@@ -78,6 +78,7 @@ class Vectors:
         tables = params.load_tables(workdir, len(vocab), record)
         params.check_vocab(workdir, vocab, record)
         matrix = tables["center"] + tables["context"] if which == "sum" else tables[which]
+        _check_finite(matrix, workdir / params.PARAMS_FILE, which)
         return cls(vocab, matrix, source={"which": which})
 
     # ---- words <-> ids -------------------------------------------------------------------
@@ -211,3 +212,13 @@ class Vectors:
             sa, sc = ((self.unit[x[rows]] @ self.unit.T + 1) / 2 for x in (a, c))
             return (cos_b + 1) / 2 * sc / (sa + COSMUL_EPS)
         return self._top_k(self.unit[b], k, exclude, score=cosmul)
+
+
+def _check_finite(matrix: np.ndarray, path: Path, which: str) -> None:
+    """ModelError when ``matrix`` (V, E) holds nan or inf: every cosine with such a row is
+    nan, and the nearest-neighbour ranking would be meaningless."""
+    bad = ~np.isfinite(matrix).all(axis=1)
+    if bad.any():
+        raise ModelError(f"the {which} vectors in {path} are not finite (nan or inf in "
+                         f"{int(bad.sum())} of {len(bad)} rows): the training that wrote them "
+                         "diverged; train again with a smaller --lr")

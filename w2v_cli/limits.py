@@ -1,0 +1,117 @@
+"""What a run must stay within: the memory its settings ask for, and finite numbers.
+
+Checked before anything in the workdir changes (memory) and while training (the loss and the
+parameters), so settings that cannot fit, or a run that diverges, end with one ``Error:``
+line and leave the last good model and checkpoints as they were.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Optional
+
+import numpy as np
+
+from .config import Config
+from .errors import DivergedError, UsageError
+from .sampling import keep_probability
+
+_FLOAT32 = 4
+_INT32 = 4
+_INT64 = 8
+
+
+def available_memory() -> Optional[int]:
+    """Bytes of memory available to a new allocation (Linux's MemAvailable, else the free
+    physical pages), or None when the system does not say."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def memory_needs(config: Config, counts: np.ndarray, tokens: int) -> list[tuple[int, str, str]]:
+    """Lower bounds of what training holds at once: [(bytes, what, options to lower)].
+
+    counts: (V,) int64 word counts by id; tokens: corpus tokens. Each figure counts only the
+    largest arrays of its part, so the sum underestimates the peak: a refusal is certain.
+    """
+    vocab, embed, window = len(counts), config.embed_size, config.window
+    k = 0 if config.noise_group else config.negatives
+    # Params and Adam's two moments per table, plus dense gradients unless sparse.
+    tables = (6 if config.sparse_grad in (None, True) else 8) * vocab * embed * _FLOAT32
+    # One chunk's centers (after the expected subsampling) with 2 * window context slots:
+    # the windows' int64 position table, and k int32 noise words per slot.
+    kept = counts[1:] * keep_probability(counts, config.subsample)[1:]
+    keep = float(kept.sum() / max(int(counts[1:].sum()), 1))
+    rows = int(min(config.chunk_tokens, tokens) * keep)
+    chunk = rows * 2 * window * (_INT64 + k * _INT32)
+    # One batch's looked-up context and noise vectors, (batch, 2 * window * (1 + k), E).
+    noise_rows = (-(-config.batch_size // config.noise_group) * config.group_noise
+                  if config.noise_group else 0)
+    batch = (config.batch_size * 2 * window * (1 + k) + noise_rows) * embed * _FLOAT32
+    return [
+        (tables, "the two (V, E) embedding tables with Adam's moments "
+                 f"(V = {vocab} words, E = --embed-size {embed})", "--embed-size"),
+        (chunk, f"one chunk's windows and noise words (--chunk-tokens {config.chunk_tokens}, "
+                f"--window {window}, --negatives {config.negatives})",
+         "--window, --negatives or --chunk-tokens"),
+        (batch, f"one batch's context and noise vectors (--batch-size {config.batch_size}, "
+                f"--window {window}, --negatives {config.negatives}, --embed-size {embed})",
+         "--batch-size, --window, --negatives or --embed-size"),
+    ]
+
+
+def check_memory(config: Config, counts: np.ndarray, tokens: int,
+                 available: Optional[int] = None) -> None:
+    """Raise UsageError when ``config`` needs more memory than is available (``available``
+    bytes; default: what the system reports now; no check if it reports nothing)."""
+    available = available_memory() if available is None else available
+    if available is None:
+        return
+    needs = memory_needs(config, counts, tokens)
+    total = sum(n for n, _, _ in needs)
+    if total <= available:
+        return
+    size, what, options = max(needs)
+    raise UsageError(f"these settings need at least {human_bytes(total)} of memory, more than "
+                     f"the {human_bytes(available)} available: {what} alone take "
+                     f"{human_bytes(size)}; use a smaller {options}")
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"
+
+
+def check_loss(loss: float, where: str, lr: float) -> None:
+    """Raise DivergedError when the mean loss read at ``where`` is nan or infinite."""
+    if not math.isfinite(loss):
+        raise DivergedError(f"the loss is not finite ({loss}) at {where}: training diverged; "
+                            "the last good model.params and checkpoints are unchanged. Train "
+                            f"again with a smaller --lr (this run: {lr:g})")
+
+
+def check_params(net, where: str) -> None:
+    """Raise DivergedError when a parameter of ``net`` holds nan or inf, before it is saved.
+
+    One sum per table on its device: a nan or inf anywhere makes the sum non-finite (a
+    finite table sums to more than float32 holds only when its values are absurd anyway).
+    """
+    for param in net.collect_params().values():
+        total = param.list_data()[0].sum().asnumpy().item()
+        if not math.isfinite(total):
+            raise DivergedError(f"the parameters are not finite {where}: training diverged; "
+                                "they were not saved, the last good model.params and "
+                                "checkpoints are unchanged. Train again with a smaller --lr")
