@@ -6,7 +6,6 @@ checks it byte for byte afterwards; a finished run must still resume and answer 
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import json
@@ -17,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import planted_sentences
-from w2v_cli import distributed, fileio, sampling
+from w2v_cli import fileio, sampling, stream
 from w2v_cli import train as train_mod
 from w2v_cli.cli import cli
 from w2v_cli.config import Config
@@ -196,12 +195,8 @@ def test_an_epoch_of_one_long_line_is_sampled_in_chunks_of_chunk_tokens():
     rng = np.random.default_rng(0)
     line = " ".join(f"w{i}" for i in rng.integers(0, 50, size=10_000))
     ds: Dataset = encode([line], min_count=1)
-    config = Config(chunk_tokens=1000, batch_size=64, window=2, negatives=2, subsample=0,
-                    prefetch=False)
-    epochs = train_mod.epoch_batches(ds, ds.vocab.counts, config, np.random.default_rng(0),
-                                     distributed.make_worker(config), None, 1)
-    with contextlib.closing(epochs):
-        stream, batch_iter = next(iter(epochs))
-        sizes = np.diff(np.asarray(stream.offsets)[stream.bounds])
-        assert sizes.max() <= config.chunk_tokens and sizes.sum() == ds.ids.size
-        assert sum(b.rows for b in batch_iter) > 9_000
+    config = Config(chunk_tokens=1000, batch_size=64, window=2, negatives=2, subsample=0)
+    epoch = stream.EpochStream(ds, ds.vocab.counts, config, np.random.default_rng(0))
+    sizes = np.diff(np.asarray(epoch.offsets)[epoch.bounds])
+    assert sizes.max() <= config.chunk_tokens and sizes.sum() == ds.ids.size
+    assert sum(len(rows) for rows in epoch) > 9_000
