@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from w2v_cli import backend
+from w2v_cli import backend, cuda
 from w2v_cli.errors import BackendError
 
 
@@ -29,9 +29,9 @@ def test_lib_dirs_found_under_every_site_folder(tmp_path):
     site = _fake_site(tmp_path)
     other = tmp_path / "elsewhere"
     other.mkdir()
-    dirs = backend.nvidia_lib_dirs([str(site), str(other), str(site)])
+    dirs = cuda.nvidia_lib_dirs([str(site), str(other), str(site)])
     assert [d.parent.name for d in dirs] == ["cublas", "cuda_runtime", "cudnn"]
-    assert backend.nvidia_lib_dirs([str(other)]) == []
+    assert cuda.nvidia_lib_dirs([str(other)]) == []
 
 
 # what each fake library links against; "root" stands for libmxnet.so
@@ -46,31 +46,31 @@ def _needs(path):
 
 
 def test_preload_list_is_what_libmxnet_needs_each_after_its_own_needs(tmp_path):
-    dirs = backend.nvidia_lib_dirs([str(_fake_site(tmp_path))])
-    order = backend.cuda_preload_list(dirs, "root", _needs)
+    dirs = cuda.nvidia_lib_dirs([str(_fake_site(tmp_path))])
+    order = cuda.cuda_preload_list(dirs, "root", _needs)
     # NVBLAS is in the cuBLAS wheel but nothing links against it; cuDNN opens its
     # libcudnn_*.so.8 itself, so they come along, after what they need
     assert [p.rsplit("/", 1)[-1] for p in order] == [
         "libcudnn.so.8", "libcublasLt.so.11", "libcublas.so.11", "libcudnn_ops_infer.so.8",
         "libcudart.so.11.0"]
-    loaded = backend.preload_cuda(dirs, lambda path: None, root="root", needed=_needs)
+    loaded = cuda.preload_cuda(dirs, lambda path: None, root="root", needed=_needs)
     assert loaded == order
 
 
 def test_preload_leaves_a_library_that_fails_to_mxnet(tmp_path):
-    dirs = backend.nvidia_lib_dirs([str(_fake_site(tmp_path))])
+    dirs = cuda.nvidia_lib_dirs([str(_fake_site(tmp_path))])
 
     def load(path):
         if "cudnn" in path:
             raise OSError("missing dependency")
 
-    loaded = backend.preload_cuda(dirs, load, root="root", needed=_needs)
+    loaded = cuda.preload_cuda(dirs, load, root="root", needed=_needs)
     assert [p.rsplit("/", 1)[-1] for p in loaded] == [
         "libcublasLt.so.11", "libcublas.so.11", "libcudart.so.11.0"]
 
 
 def test_missing_driver_is_a_clear_error(tmp_path):
-    dirs = backend.nvidia_lib_dirs([str(_fake_site(tmp_path))])
+    dirs = cuda.nvidia_lib_dirs([str(_fake_site(tmp_path))])
 
     def load(path):
         if path == "libcuda.so.1":
@@ -78,7 +78,7 @@ def test_missing_driver_is_a_clear_error(tmp_path):
 
     with pytest.raises(BackendError, match=r"NVIDIA driver library libcuda.so.1 cannot be loaded"
                                            r".*install the NVIDIA driver"):
-        backend.preload_cuda(dirs, load)
+        cuda.preload_cuda(dirs, load)
 
 
 def test_mxnet_preloads_only_for_a_gpu_build_before_the_first_import(monkeypatch):
@@ -114,29 +114,29 @@ def test_elf_needed_reads_what_a_library_links_against(tmp_path):
     _cc(tmp_path, tmp_path / "libboth.so", "libboth.so",
         "int one(void); int two(void);\nint both(void) { return one() + two(); }\n",
         "-Wl,--no-as-needed", "-L", str(tmp_path), "-l:libw2vtwo.so.2", "-l:libw2vone.so.1", "-lm")
-    needed = backend.elf_needed(tmp_path / "libboth.so")
+    needed = cuda.elf_needed(tmp_path / "libboth.so")
     assert needed[:3] == ["libw2vtwo.so.2", "libw2vone.so.1", "libm.so.6"]  # in link order
     assert "libc.so.6" in needed
-    assert set(backend.elf_needed(tmp_path / "libw2vone.so.1")) <= {"libc.so.6"}
+    assert set(cuda.elf_needed(tmp_path / "libw2vone.so.1")) <= {"libc.so.6"}
     (tmp_path / "notelf.so").write_bytes(b"#!/bin/sh\n")
     with pytest.raises(ValueError, match="not an ELF file"):
-        backend.elf_needed(tmp_path / "notelf.so")
+        cuda.elf_needed(tmp_path / "notelf.so")
 
 
-@pytest.mark.skipif(backend.mxnet_library() is None or not backend.gpu_build_installed(),
+@pytest.mark.skipif(cuda.mxnet_library() is None or not backend.gpu_build_installed(),
                     reason="the GPU build of MXNet is not installed")
 def test_the_preload_list_is_what_the_installed_libmxnet_needs():
-    root = backend.mxnet_library()
-    dirs = backend.nvidia_lib_dirs()
+    root = cuda.mxnet_library()
+    dirs = cuda.nvidia_lib_dirs()
     in_wheels = {f.name for d in dirs for f in d.iterdir()}
-    direct = [n for n in backend.elf_needed(root) if n in in_wheels]
-    names = [p.rsplit("/", 1)[-1] for p in backend.cuda_preload_list(dirs, root)]
+    direct = [n for n in cuda.elf_needed(root) if n in in_wheels]
+    names = [p.rsplit("/", 1)[-1] for p in cuda.cuda_preload_list(dirs, root)]
     assert set(direct) <= set(names) and len(names) == len(set(names))
     assert "libcudart.so.11.0" in names and not any("nvblas" in n for n in names)
     for name in set(names) - set(direct):  # only what those need, or open as companions
-        assert any(name in backend.elf_needed(p) or name.startswith(p.rsplit("/", 1)[-1]
+        assert any(name in cuda.elf_needed(p) or name.startswith(p.rsplit("/", 1)[-1]
                                                                      .split(".so")[0])
-                   for p in backend.cuda_preload_list(dirs, root)), name
+                   for p in cuda.cuda_preload_list(dirs, root)), name
 
 
 @needs_cc
@@ -163,9 +163,9 @@ def test_preload_makes_a_real_dependent_library_loadable(tmp_path):
 
     def load(path):
         if path != "libcuda.so.1":  # no driver here; the rest is real
-            backend._load_global(path)
+            cuda._load_global(path)
 
-    loaded = backend.preload_cuda(backend.nvidia_lib_dirs([str(site)]), load,
+    loaded = cuda.preload_cuda(cuda.nvidia_lib_dirs([str(site)]), load,
                                   root=tmp_path / "libmxnet.so")
     assert [p.rsplit("/", 1)[-1] for p in loaded] == ["libw2vbase.so.1", "libw2vdep.so.1"]
     assert ctypes.CDLL("libw2vdep.so.1").w2v_dep() == 42  # found by soname, as MXNet would
@@ -193,12 +193,12 @@ def test_mxnet_refuses_two_builds_before_importing(monkeypatch):
 def test_fusion_is_off_when_the_driver_is_older_than_nvrtc(driver, fusion, caplog):
     environ = {}
     loaded = ["/x/nvidia/cuda_nvrtc/lib/libnvrtc.so.11.2", "/x/libcudart.so.11.0"]
-    backend.fusion_for_driver(loaded, lambda: driver, lambda path: 11070, environ)
+    cuda.fusion_for_driver(loaded, lambda: driver, lambda path: 11070, environ)
     assert environ.get("MXNET_USE_FUSION") == fusion
     if fusion:
         assert caplog.messages == [
             "the NVIDIA driver supports CUDA 11.4, older than NVRTC's 11.7: MXNet's operator "
             "fusion is off (MXNET_USE_FUSION=0)"]
     environ = {"MXNET_USE_FUSION": "1"}  # the user's choice stands
-    backend.fusion_for_driver(loaded, lambda: 11000, lambda path: 11070, environ)
+    cuda.fusion_for_driver(loaded, lambda: 11000, lambda path: 11070, environ)
     assert environ == {"MXNET_USE_FUSION": "1"}

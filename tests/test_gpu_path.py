@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import planted_sentences
-from w2v_cli import backend, dataset, params, train
+from w2v_cli import backend, cuda, dataset, params, train
 from w2v_cli.config import Config
 from w2v_cli.errors import BackendError
 
@@ -25,7 +25,7 @@ class FakeGpus(backend.GpuProbe):
         return self.n
 
     def info(self, index: int):
-        return backend.GpuInfo(self.name, self.capability, 12020)
+        return cuda.GpuInfo(self.name, self.capability, 12020)
 
 
 @pytest.mark.parametrize("capability", [(5, 0), (6, 1), (7, 5), (8, 6), (8, 9)])

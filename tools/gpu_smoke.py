@@ -19,7 +19,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from w2v_cli import backend  # noqa: E402  (the tree's own w2v_cli, not an installed one)
+from w2v_cli import backend, cuda  # noqa: E402  (the tree's own w2v_cli, not an installed one)
 
 TRAIN = ["--subsample", "0", "--embed-size", "16", "--batch-size", "128", "--window", "2",
          "--lr", "0.01", "--seed", "3"]
@@ -82,7 +82,7 @@ class Smoke:
 
     def gpu_info(self) -> str:
         try:
-            info = backend.cuda_gpu_info(0)
+            info = cuda.cuda_gpu_info(0)
         except OSError as e:
             raise Skip(f"no NVIDIA driver answers ({e})") from None
         if not backend.has_kernels(info.capability):

@@ -69,6 +69,11 @@ def split_rows(x, ctxs: list) -> list:
     return current_mxnet().gluon.utils.split_and_load(x, ctxs, even_split=False)
 
 
+def wait_all() -> None:
+    """Wait for every queued operation (before reading a clock)."""
+    current_mxnet().nd.waitall()
+
+
 def to_numpy(x) -> np.ndarray:
     return x.asnumpy()
 

@@ -157,32 +157,42 @@ def encode_stream(lines: corpus_mod.LineStream, min_count: int, workdir: Path,
         del tokens
         remap = np.zeros(len(counts), dtype=np.int32)
         remap[kept] = np.arange(1, len(kept) + 1, dtype=np.int32)
-        n_sentences = sum(n for _, n in chunks)
-        # ids.npy is the inner writer, so it is the first renamed into place (as save() does).
-        with _npy_writer(workdir / OFFSETS_FILE, np.int64, n_sentences + 1) as off_out, \
-                _npy_writer(workdir / IDS_FILE, np.int32, int(vocab.counts[1:].sum())) as ids_out, \
-                open(pid_path, "rb") as pids_in, open(ends_path, "rb") as ends_in:
-            off_out.write(np.zeros(1, dtype=np.int64))
-            done = longest = first = last_offset = 0  # kept ids, and tokens, before the chunk
-            for n_tok, n_ends in chunks:
-                final = remap[np.fromfile(pids_in, dtype=np.int32, count=n_tok)]
-                ends = np.fromfile(ends_in, dtype=np.int64, count=n_ends)
-                keep = final != 0
-                kept_before = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
-                offsets = done + kept_before[ends - first]
-                ids_out.write(final[keep])
-                off_out.write(offsets)
-                if offsets.size:
-                    longest = max(longest, int(np.diff(offsets, prepend=last_offset).max()))
-                    last_offset = int(offsets[-1])
-                done += int(kept_before[-1])
-                first += n_tok
-            if longest < 2:  # raised inside the writers: neither file is replaced
-                raise DataError(_NO_PAIRS.format(min_count=min_count))
+        _second_pass(workdir, (pid_path, ends_path), chunks, remap,
+                     int(vocab.counts[1:].sum()), min_count)
     # Memory-mapped, as load() gives them: training reads one chunk at a time.
     ids, offsets = (np.load(workdir / name, mmap_mode="r", allow_pickle=False)
                     for name in (IDS_FILE, OFFSETS_FILE))
     return Dataset(vocab, ids, offsets)
+
+
+def _second_pass(workdir: Path, scratch: tuple, chunks: list, remap: np.ndarray,
+                 n_kept: int, min_count: int) -> None:
+    """Re-map pass 1's provisional ids (``scratch``: the ids and sentence-end files) to final
+    ids chunk by chunk, drop ``<unk>``, and write ``ids.npy`` ((n_kept,) int32) and
+    ``offsets.npy``. remap: (provisional ids,) int32, 0 for <unk>."""
+    pid_path, ends_path = scratch
+    n_sentences = sum(n for _, n in chunks)
+    # ids.npy is the inner writer, so it is the first renamed into place (as save() does).
+    with _npy_writer(workdir / OFFSETS_FILE, np.int64, n_sentences + 1) as off_out, \
+            _npy_writer(workdir / IDS_FILE, np.int32, n_kept) as ids_out, \
+            open(pid_path, "rb") as pids_in, open(ends_path, "rb") as ends_in:
+        off_out.write(np.zeros(1, dtype=np.int64))
+        done = longest = first = last_offset = 0  # kept ids, and tokens, before the chunk
+        for n_tok, n_ends in chunks:
+            final = remap[np.fromfile(pids_in, dtype=np.int32, count=n_tok)]
+            ends = np.fromfile(ends_in, dtype=np.int64, count=n_ends)
+            keep = final != 0
+            kept_before = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
+            offsets = done + kept_before[ends - first]
+            ids_out.write(final[keep])
+            off_out.write(offsets)
+            if offsets.size:
+                longest = max(longest, int(np.diff(offsets, prepend=last_offset).max()))
+                last_offset = int(offsets[-1])
+            done += int(kept_before[-1])
+            first += n_tok
+        if longest < 2:  # raised inside the writers: neither file is replaced
+            raise DataError(_NO_PAIRS.format(min_count=min_count))
 
 
 def _first_pass(lines: corpus_mod.LineStream, pid_path: Path, ends_path: Path,

@@ -95,7 +95,7 @@ def read_hosts(path: str | Path) -> list[str]:
 
 def plan(command: list[str], num_workers: int, num_servers: int = 1, port: int = 0,
          root_uri: str = "127.0.0.1", hosts: Optional[list[str]] = None,
-         python: str = sys.executable, env: Optional[dict] = None) -> list[Node]:
+         env: Optional[dict] = None) -> list[Node]:
     """The job's processes: the scheduler first (here), then servers, then workers.
 
     With ``hosts``, server i runs on ``hosts[i % len]`` and worker i on
@@ -110,7 +110,7 @@ def plan(command: list[str], num_workers: int, num_servers: int = 1, port: int =
                          "`w2v launch -n 2 -- w2v train --kvstore dist_sync`")
     common = {**(env or {}), "DMLC_PS_ROOT_URI": root_uri, "DMLC_PS_ROOT_PORT": str(port or free_port()),
               "DMLC_NUM_SERVER": str(num_servers), "DMLC_NUM_WORKER": str(num_workers)}
-    serve = [python, "-c", SERVE_CODE]
+    serve = [sys.executable, "-c", SERVE_CODE]
     nodes = [Node("scheduler", 0, serve, {**common, "DMLC_ROLE": "scheduler"})]
     nodes += [Node("server", i, serve, {**common, "DMLC_ROLE": "server"}) for i in range(num_servers)]
     nodes += [Node("worker", i, list(command), {**common, "DMLC_ROLE": "worker"})
