@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +51,28 @@ def planted_sentences(n_clusters=4, words_per_cluster=8, n_sentences=2000, lengt
     cluster = rng.integers(0, n_clusters, size=n_sentences)
     word = rng.integers(0, words_per_cluster, size=(n_sentences, length))
     return [" ".join(f"c{c}w{w}" for w in row) for c, row in zip(cluster, word)]
+
+
+_SCRATCH: list = []
+
+
+@atexit.register
+def _remove_scratch():
+    for folder in _SCRATCH:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def encode(lines, min_count: int = 1, max_vocab: int = 0, chunk_tokens: int = 1 << 20):
+    """A Dataset of ``lines`` made the way `w2v prepare` makes one (the streaming path), in
+    a scratch folder; for tests that need a small dataset in one call."""
+    from w2v_cli import corpus, dataset
+
+    folder = Path(tempfile.mkdtemp(prefix="w2v-test-"))
+    _SCRATCH.append(folder)
+    path = folder / "corpus.txt"
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return dataset.encode_stream(corpus.stream_files([path]), min_count, folder / "work",
+                                 max_vocab, chunk_tokens)
 
 
 @pytest.fixture

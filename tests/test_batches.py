@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from w2v_cli import arrays, dataset, params
+from w2v_cli import arrays, params
 from w2v_cli import batches as B
 from w2v_cli import train as T
 from w2v_cli.backend import mxnet
@@ -14,7 +14,7 @@ from w2v_cli.config import Config
 from w2v_cli.examples import Rows
 from w2v_cli.model import build_net, masked_loss, skip_gram
 
-from conftest import planted_sentences
+from conftest import encode, planted_sentences
 
 mx = mxnet()
 
@@ -164,7 +164,7 @@ def test_each_table_is_looked_up_once_a_step_whatever_the_parts(parts):
 
 
 def test_runs_trimmed_and_padded_train_the_same_vectors(tmp_path, monkeypatch):
-    ds = dataset.encode(planted_sentences(), min_count=1)
+    ds = encode(planted_sentences(), min_count=1)
     tables = {}
     for name, grouping in (("padded", B.Padded()), ("trimmed", B.Trimmed())):
         monkeypatch.setattr(T, "layout_for", lambda *a, g=grouping: B.Layout(g, B.OwnNegatives()))

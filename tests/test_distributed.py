@@ -13,7 +13,7 @@ from w2v_cli.config import Config
 from w2v_cli.stream import EpochStream
 from w2v_cli.errors import LaunchError, UsageError
 
-from conftest import planted_sentences
+from conftest import encode, planted_sentences
 
 
 def test_shards_are_contiguous_disjoint_and_balanced_by_tokens():
@@ -30,7 +30,7 @@ def test_shards_are_contiguous_disjoint_and_balanced_by_tokens():
 
 
 def test_shard_rebases_offsets_and_views_ids():
-    ds = dataset.encode(["a b c", "b c", "a a a a"], min_count=1)
+    ds = encode(["a b c", "b c", "a a a a"], min_count=1)
     part = distributed.shard(ds, 1, 3)
     assert part.offsets.tolist() == [0, 2, 6]
     assert part.sentences() == [["b", "c"], ["a", "a", "a", "a"]]
@@ -38,7 +38,7 @@ def test_shard_rebases_offsets_and_views_ids():
 
 
 def test_expected_centers_matches_the_sampler():
-    ds = dataset.encode(planted_sentences(n_sentences=400, length=3), min_count=1)
+    ds = encode(planted_sentences(n_sentences=400, length=3), min_count=1)
     # t = 0: every token of a sentence of 2+ tokens is a center
     assert distributed.expected_centers(ds.ids, ds.offsets, ds.vocab.counts, 0.0) == ds.ids.size
     t = 1e-2  # keeps about a third of each word: many sentences drop below 2 tokens
@@ -55,7 +55,7 @@ def test_expected_centers_matches_the_sampler():
 
 
 def test_fixed_step_stream_draws_again_when_short():
-    ds = dataset.encode(["a b c d e"] * 4, min_count=1)  # 20 centers a pass
+    ds = encode(["a b c d e"] * 4, min_count=1)  # 20 centers a pass
     config = Config(batch_size=8, subsample=0, window=1, negatives=1)
     stream = EpochStream(ds, ds.vocab.counts, config, np.random.default_rng(0), steps=6)
     got = list(stream)  # 48 rows: two full passes and part of a third
@@ -203,7 +203,7 @@ def test_cli_launch_and_train_errors(tmp_path, workdir):
     assert {p.name for p in (tmp_path / "logs").iterdir()} == {"scheduler.log", "server-0.log",
                                                                "worker-0.log"}
     # train as a dist worker, but not started by a launcher
-    dataset.save(dataset.encode(["a b a b"], 1), workdir)
+    dataset.save(encode(["a b a b"], 1), workdir)
     env = {v: None for v in ("DMLC_ROLE", "DMLC_PS_ROOT_URI", "DMLC_PS_ROOT_PORT",
                            "DMLC_NUM_SERVER", "DMLC_NUM_WORKER")}
     result = runner.invoke(cli, ["train", "--kvstore", "dist_sync"], env=env)

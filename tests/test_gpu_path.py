@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import planted_sentences
+from conftest import encode, planted_sentences
 from w2v_cli import backend, cuda, dataset, params, train
 from w2v_cli.config import Config
 from w2v_cli.errors import BackendError
@@ -99,7 +99,7 @@ SETTINGS = dict(batch_size=160, embed_size=8, window=2, negatives=2, subsample=0
 def test_a_run_resumes_on_another_device_as_on_its_own(tmp_path, sparse_grad):
     """Adam's state is restored on the parameters' device: a sparse run's catch-up reads it
     before the first update moves it there ("Find multiple contexts in the input")."""
-    ds = dataset.encode(planted_sentences(n_sentences=120), min_count=1)
+    ds = encode(planted_sentences(n_sentences=120), min_count=1)
     first = tmp_path / "first"
     dataset.save(ds, first)
     train.train(Config(workdir=str(first), epochs=1, device="cpu", sparse_grad=sparse_grad,

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import planted_sentences
+from conftest import encode, planted_sentences
 from w2v_cli import checkpoint, dataset, params
 
 EPOCHS = 36  # 8 processes a lane, each killed within 3 epochs: at most 24 done
@@ -85,7 +85,7 @@ def _after_kill(workdir: Path, vocab_size: int, kills: list) -> None:
 
 
 def test_sigkill_during_checkpoint_writes_always_leaves_a_loadable_checkpoint(tmp_path):
-    ds = dataset.encode(planted_sentences(n_sentences=60), min_count=1)
+    ds = encode(planted_sentences(n_sentences=60), min_count=1)
     lanes = [tmp_path / f"lane{i}" for i in range(LANES)]
     for wd in lanes:
         dataset.save(ds, wd)

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from w2v_cli import dataset, params
+from w2v_cli import params
 from w2v_cli.backend import mxnet
 from w2v_cli.config import Config
 from w2v_cli.errors import ModelError, UsageError
@@ -12,7 +12,7 @@ from w2v_cli.model import build_net, masked_loss, skip_gram
 from w2v_cli.train import for_devices, train
 from w2v_cli.vectors import Vectors
 
-from conftest import planted_sentences
+from conftest import encode, planted_sentences
 
 mx = mxnet()
 mnp, npx = mx.np, mx.npx
@@ -37,7 +37,7 @@ def test_embedding_and_skip_gram_shapes_match_the_chapter():
 
 
 def _planted_dataset():
-    return dataset.encode(planted_sentences(), min_count=1)
+    return encode(planted_sentences(), min_count=1)
 
 
 def _config(tmp_path, **kw):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from w2v_cli import dataset, params, train
+from w2v_cli import params, train
 from w2v_cli.backend import devices, mxnet
 from w2v_cli.batches import Layout, OwnNegatives, Padded
 from w2v_cli.examples import Rows
@@ -11,7 +11,7 @@ from w2v_cli.config import Config
 from w2v_cli.errors import BackendError, UsageError
 from w2v_cli.model import build_net
 
-from conftest import planted_sentences
+from conftest import encode, planted_sentences
 
 
 def test_device_lists():
@@ -48,7 +48,7 @@ def test_split_batch_gives_the_whole_batch_gradient():
 
 
 def test_training_on_three_cpu_contexts_matches_one(tmp_path):
-    ds = dataset.encode(planted_sentences(n_sentences=300), min_count=1)  # 2400 centers
+    ds = encode(planted_sentences(n_sentences=300), min_count=1)  # 2400 centers
     results = {}
     for spec in ("cpu", "cpu:0,1,2"):
         # 2400 = 2 * 1199 + 2: the last batch has fewer rows than devices

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from w2v_cli import arrays, dataset
+from w2v_cli import arrays
 from w2v_cli import batches as B
 from w2v_cli.backend import mxnet
 from w2v_cli.config import Config, check
@@ -13,7 +13,7 @@ from w2v_cli.model import build_net, group_scores, masked_loss, part_loss, skip_
 from w2v_cli.train import forward_backward, train
 from w2v_cli.vectors import Vectors
 
-from conftest import planted_sentences
+from conftest import encode, planted_sentences
 
 mx = mxnet()
 
@@ -123,7 +123,7 @@ def _planted_config(tmp_path, **kw):
 
 @pytest.mark.parametrize("bucket", [False, True])
 def test_noise_groups_recover_planted_clusters(tmp_path, bucket):
-    ds = dataset.encode(planted_sentences(), min_count=1)
+    ds = encode(planted_sentences(), min_count=1)
     record = train(_planted_config(tmp_path, bucket=bucket), ds)
     losses = [e["loss"] for e in record["epochs"]]
     assert losses[-1] < losses[0] < 0.7
@@ -135,7 +135,7 @@ def test_noise_groups_recover_planted_clusters(tmp_path, bucket):
 
 
 def test_same_seed_same_noise_groups_and_vectors(tmp_path):
-    ds = dataset.encode(planted_sentences(n_sentences=300), min_count=1)
+    ds = encode(planted_sentences(n_sentences=300), min_count=1)
     runs = [train(_planted_config(tmp_path / name, epochs=2), ds) for name in ("a", "b")]
     assert runs[0]["final"]["loss"] == runs[1]["final"]["loss"]
     tables = [Vectors.load(tmp_path / name).matrix for name in ("a", "b")]

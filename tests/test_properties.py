@@ -6,6 +6,7 @@ import bz2
 import gzip
 import json
 import lzma
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from w2v_cli import checkpoint, corpus, dataset, params
+from w2v_cli.config import Config
 from w2v_cli.errors import DataError, ModelError, ResumeError
 from w2v_cli.model import CENTER_KEY, CONTEXT_KEY
 from w2v_cli.vocab import UNK, Vocab
+
+from reference import reference
+
 
 FAST = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -37,18 +42,17 @@ texty = st.lists(st.sampled_from([b"a", b"b", b"word", b" ", b"\n", b"\r\n", b"\
 def test_corpus_reader_loads_or_raises_data_error(tmp_path, raw, suffix, compressed, errors):
     path = tmp_path / f"c{suffix}"
     path.write_bytes(_COMPRESS[suffix](raw) if compressed else raw)
+    workdir = Path(tempfile.mkdtemp(dir=tmp_path))  # hypothesis reuses tmp_path
     try:
-        c = corpus.read_files([path], errors)
+        ds = dataset.prepare(Config(workdir=str(workdir), corpus=(str(path),), min_count=1,
+                                    encoding_errors=errors))
     except DataError:
+        assert not (workdir / "ids.npy").exists()  # refused whole, nothing half written
         return
     if compressed or suffix == ".txt":
-        text = raw.decode("utf-8", errors)  # only \n and \r\n end a line
-        assert c.lines == [s[:-1] if s.endswith("\r") else s for s in text.split("\n")][
-            : None if text.split("\n")[-1] else -1]
-    try:
-        ds = dataset.encode(c.lines, min_count=1)
-    except DataError:
-        return
+        want = reference(raw.decode("utf-8", errors), min_count=1)  # only \n, \r\n end a line
+        assert ds.vocab.tokens == want["tokens"] and ds.ids.tolist() == want["ids"]
+        assert ds.offsets.tolist() == want["offsets"]
     assert ds.offsets[-1] == ds.ids.size and ds.ids.min() >= 1
 
 

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import planted_sentences
+from conftest import encode, planted_sentences
 from w2v_cli import checkpoint, dataset, train, params
 from w2v_cli.config import Config
 from w2v_cli.errors import Interrupted, ResumeError
@@ -20,7 +20,7 @@ SETTINGS = dict(epochs=3, batch_size=160, embed_size=8, window=2, negatives=2, s
 
 
 def _prepare(wd, n_sentences=120, seed=0):
-    ds = dataset.encode(planted_sentences(n_sentences=n_sentences, seed=seed), min_count=1)
+    ds = encode(planted_sentences(n_sentences=n_sentences, seed=seed), min_count=1)
     dataset.save(ds, wd)
     return ds
 

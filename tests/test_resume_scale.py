@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import planted_sentences
+from conftest import encode, planted_sentences
 from w2v_cli import dataset, distributed, lock, train, params
 from w2v_cli.cli import cli
 from w2v_cli.config import Config
@@ -22,7 +22,7 @@ SETTINGS = dict(epochs=3, batch_size=160, embed_size=8, window=2, negatives=2, s
 
 
 def _prepare(wd):
-    dataset.save(dataset.encode(planted_sentences(n_sentences=120), min_count=1), wd)
+    dataset.save(encode(planted_sentences(n_sentences=120), min_count=1), wd)
     ds = dataset.load(wd)  # read-only memory maps, as `w2v train` gets them
     assert not ds.ids.flags.writeable and not ds.offsets.flags.writeable
     return ds
@@ -62,7 +62,7 @@ def test_resume_inside_a_chunked_epoch_gives_the_uninterrupted_parameters(tmp_pa
 
 
 def test_sample_once_draws_the_same_chunk_examples_every_epoch_and_after_a_resume():
-    ds = dataset.encode(planted_sentences(n_sentences=120), min_count=1)
+    ds = encode(planted_sentences(n_sentences=120), min_count=1)
     config = Config(**dict(SETTINGS, sample_once=True, chunk_tokens=10 ** 6))  # one chunk
 
     def rows(rng, cache):

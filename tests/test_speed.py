@@ -10,11 +10,10 @@ from types import SimpleNamespace
 from w2v_cli import params
 from w2v_cli import stream as B
 from w2v_cli.config import Config
-from w2v_cli.dataset import encode
 from w2v_cli.examples import draw_examples
 from w2v_cli.train import train
 
-from conftest import planted_sentences
+from conftest import encode, planted_sentences
 
 
 def _corpus(n_sentences=300, seed=0):
@@ -271,7 +270,7 @@ def test_sparse_run_resumed_inside_an_epoch_gives_the_uninterrupted_parameters(t
                     group_noise=3)
     runs = {}
     for name in ("whole", "cut"):
-        dataset.save(dataset.encode(planted_sentences(n_sentences=120), min_count=1),
+        dataset.save(encode(planted_sentences(n_sentences=120), min_count=1),
                      tmp_path / name)
         runs[name] = (Config(workdir=str(tmp_path / name), **settings),
                       dataset.load(tmp_path / name))

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import zipfile
 
 import numpy as np
 import pytest
@@ -17,7 +18,8 @@ from w2v_cli.config import Config
 from w2v_cli.errors import DataError
 from w2v_cli.vocab import UNK
 
-from conftest import REPO, planted_sentences
+from conftest import REPO, encode, planted_sentences
+from reference import reference
 
 TRICKY = ("b a c a b a d <unk> e e\r\n\n  \nx x y\u2028z a\n"
           "<unk> <unk>\nq\x85a b\n\te\u00a0e f\n" * 3) + "last line a b"
@@ -30,9 +32,7 @@ def _both(tmp_path, text, min_count, max_vocab=0, chunk_tokens=3, block_bytes=16
     monkeypatch.setattr(corpus, "BLOCK_BYTES", block_bytes)
     config = Config(workdir=str(tmp_path / "w"), corpus=(str(path),), min_count=min_count,
                     max_vocab=max_vocab, chunk_tokens=chunk_tokens)
-    streamed = dataset.prepare(config)
-    in_memory = dataset.encode(corpus.read_files([path]).lines, min_count, max_vocab)
-    return streamed, in_memory
+    return dataset.prepare(config), reference(text, min_count, max_vocab)
 
 
 @pytest.mark.parametrize("min_count,max_vocab,chunk_tokens,block_bytes",
@@ -40,10 +40,10 @@ def _both(tmp_path, text, min_count, max_vocab=0, chunk_tokens=3, block_bytes=16
 def test_streaming_prepare_equals_in_memory(tmp_path, monkeypatch, min_count, max_vocab,
                                             chunk_tokens, block_bytes):
     s, m = _both(tmp_path, TRICKY, min_count, max_vocab, chunk_tokens, block_bytes, monkeypatch)
-    assert s.vocab.tokens == m.vocab.tokens
-    assert s.vocab.counts.tolist() == m.vocab.counts.tolist()
-    assert s.ids.tolist() == m.ids.tolist() and s.ids.dtype == np.int32
-    assert s.offsets.tolist() == m.offsets.tolist() and s.offsets.dtype == np.int64
+    assert s.vocab.tokens == m["tokens"]
+    assert s.vocab.counts.tolist() == m["counts"]
+    assert s.ids.tolist() == m["ids"] and s.ids.dtype == np.int32
+    assert s.offsets.tolist() == m["offsets"] and s.offsets.dtype == np.int64
     assert isinstance(s.ids, np.memmap)  # training reads it through the memory map
     assert not list((tmp_path / "w").glob(".prepare*"))  # temporary files are gone
 
@@ -85,7 +85,7 @@ def test_streaming_reads_gzip_and_names_the_line_of_bad_utf8(tmp_path, monkeypat
     assert not (tmp_path / "w2" / "ids.npy").exists()
 
 
-def test_streaming_refuses_what_read_files_refuses_on_the_right_line(tmp_path, monkeypatch):
+def test_streaming_refuses_what_is_not_text_on_the_right_line(tmp_path, monkeypatch):
     monkeypatch.setattr(corpus, "BLOCK_BYTES", 8)  # several blocks before the bad line
     lines = [b"a b", b"c d", b"e f", b"g h"]
     for name, bad, error in [
@@ -98,13 +98,13 @@ def test_streaming_refuses_what_read_files_refuses_on_the_right_line(tmp_path, m
             dataset.prepare(Config(workdir=str(tmp_path / name), corpus=(str(path),),
                                    min_count=1))
         assert not (tmp_path / name / "ids.npy").exists()
-    # --encoding-errors replace: the same dataset as the in-memory reader gives
+    # --encoding-errors replace: the dataset of the text decoded with U+FFFD for bad bytes
     path = tmp_path / "utf8.txt"
     streamed = dataset.prepare(Config(workdir=str(tmp_path / "r"), corpus=(str(path),),
                                       min_count=1, encoding_errors="replace"))
-    in_memory = dataset.encode(corpus.read_files([path], "replace").lines, 1)
-    assert streamed.vocab.tokens == in_memory.vocab.tokens and "\ufffd" in streamed.vocab.tokens
-    assert streamed.ids.tolist() == in_memory.ids.tolist()
+    want = reference(path.read_bytes().decode("utf-8", "replace"), 1)
+    assert streamed.vocab.tokens == want["tokens"] and "\ufffd" in streamed.vocab.tokens
+    assert streamed.ids.tolist() == want["ids"]
 
 
 def test_long_token_prefilter_never_misses_what_the_regex_finds():
@@ -127,9 +127,10 @@ def test_long_token_prefilter_never_misses_what_the_regex_finds():
 def test_streaming_ptb_equals_in_memory(ptb_archive, tmp_path):
     s = dataset.prepare(Config(workdir=str(tmp_path), data_dir=str(ptb_archive.parent),
                                chunk_tokens=100_000))
-    m = dataset.encode(corpus.read_ptb(ptb_archive).lines, 10)
-    assert s.vocab.tokens == m.vocab.tokens and len(s.vocab) == 6719
-    assert np.array_equal(s.ids, m.ids) and np.array_equal(s.offsets, m.offsets)
+    with zipfile.ZipFile(ptb_archive) as z:
+        m = reference(z.read("ptb/ptb.train.txt").decode("utf-8"), 10)
+    assert s.vocab.tokens == m["tokens"] and len(s.vocab) == 6719
+    assert s.ids.tolist() == m["ids"] and s.offsets.tolist() == m["offsets"]
 
 
 def test_cli_prepare_max_vocab(tmp_path, planted_corpus):
@@ -144,7 +145,7 @@ def test_cli_prepare_max_vocab(tmp_path, planted_corpus):
 
 
 def test_one_chunk_epoch_is_the_whole_corpus_path():
-    ds = dataset.encode(planted_sentences(n_sentences=100), min_count=1)
+    ds = encode(planted_sentences(n_sentences=100), min_count=1)
     config = Config(batch_size=64, window=2, negatives=2, subsample=1e-2)
     a = list(stream.EpochStream(ds, ds.vocab.counts, config, np.random.default_rng(5)))
     rng = np.random.default_rng(5)
@@ -157,7 +158,7 @@ def test_one_chunk_epoch_is_the_whole_corpus_path():
 
 
 def test_chunked_epoch_uses_every_center_once_in_full_batches():
-    ds = dataset.encode(planted_sentences(n_sentences=100, length=5), min_count=1)
+    ds = encode(planted_sentences(n_sentences=100, length=5), min_count=1)
     config = Config(batch_size=64, window=2, negatives=1, subsample=0, chunk_tokens=37)
     epoch = stream.EpochStream(ds, ds.vocab.counts, config, np.random.default_rng(1))
     assert epoch.n_chunks == 14  # 500 tokens in sentence-aligned chunks of about 37
@@ -189,8 +190,10 @@ MEMORY_SCRIPT = textwrap.dedent("""
               min_count=1, chunk_tokens=1 << 14, device="cpu")
     # Warm up first (MXNet's threads and pools), then cap the heap at what is used + headroom:
     # RLIMIT_DATA counts private writable memory, not the memory-mapped id files.
-    warm = dataset.encode(["a b c a b", "c a b a"], 1)
-    train.train(Config(workdir=str(work / "warm"), **kw), warm)
+    (work / "warm.txt").parent.mkdir(parents=True, exist_ok=True)
+    (work / "warm.txt").write_text("a b c a b\\nc a b a\\n")
+    warm = Config(workdir=str(work / "warm"), corpus=(str(work / "warm.txt"),), **kw)
+    train.train(warm, dataset.prepare(warm))
     limit = (data_kb() + headroom_mb * 1024) * 1024
     resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     config = Config(workdir=str(work / "run"), corpus=(corpus_path,), **kw)
@@ -198,10 +201,10 @@ MEMORY_SCRIPT = textwrap.dedent("""
         if mode == "stream":
             ds = dataset.prepare(config)
             record = train.train(config, ds)
-        else:
-            from w2v_cli import corpus
-            ds = dataset.encode(corpus.read_files([corpus_path]).lines, 1)
-            record = train.train(config, ds)
+        else:  # the control: the corpus's tokens as Python strings, as a reader in memory holds them
+            tokens = open(corpus_path, encoding="utf-8").read().split()
+            print(json.dumps({"memory_error": False, "tokens": len(tokens)}))
+            sys.exit(0)
     except MemoryError:
         print(json.dumps({"memory_error": True}))
         sys.exit(0)
@@ -233,10 +236,10 @@ def test_prepare_and_an_epoch_stream_under_a_memory_cap(tmp_path):
             f.write(" ".join(row) + "\n")
     n_tokens = n_sentences * length
     # Measured on this corpus above the warmed-up process: streaming peaks near 23 MB in prepare
-    # and 33 MB in the epoch; in memory the same steps need 150 MB and 365 MB.
+    # and 37 MB in the epoch; the corpus's tokens alone, as Python strings, need ~70 MB.
     headroom_mb = 48
     got = _run_limited("stream", path, tmp_path / "s", headroom_mb)
     assert not got["memory_error"]
     assert got["tokens"] == n_tokens and got["centers"] == n_tokens
-    # the in-memory path, same corpus, same cap: it does not fit
-    assert _run_limited("memory", path, tmp_path / "m", headroom_mb)["memory_error"]
+    # the cap bites: the corpus read into memory as tokens does not fit under it
+    assert _run_limited("control", path, tmp_path / "m", headroom_mb)["memory_error"]

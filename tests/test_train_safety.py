@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import planted_sentences
+from conftest import encode, planted_sentences
 from w2v_cli import fileio, sampling, stream
 from w2v_cli import train as train_mod
 from w2v_cli.cli import cli
 from w2v_cli.config import Config
-from w2v_cli.dataset import Dataset, encode
+from w2v_cli.dataset import Dataset
 from w2v_cli.errors import DataError
 
 SMALL = ["--epochs", "1", "--batch-size", "256", "--embed-size", "8", "--window", "2",

@@ -18,7 +18,7 @@ import stat
 import urllib.error
 import urllib.request
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -44,14 +44,6 @@ ENCODING_ERRORS = ("strict", "replace")
 # (or has no spaces), and one such "token" would bloat the vocabulary file.
 MAX_TOKEN_CHARS = 1000
 _LONG_TOKEN = re.compile(r"\S{%d}" % (MAX_TOKEN_CHARS + 1))
-
-
-@dataclass
-class Corpus:
-    """Text lines plus a record of where they came from (paths and SHA-1 of each file)."""
-
-    lines: list[str]
-    source: dict = field(default_factory=dict)
 
 
 def ensure_ptb(data_dir: Path, progress: Optional[Progress] = None,
@@ -119,25 +111,6 @@ def download(url: str, dest: Path, sha1: str, progress: Optional[Progress] = Non
     fileio.atomic_write(dest, fetch)
 
 
-def read_ptb(archive: Path, split: str = "train") -> Corpus:
-    """Read one split of the PTB archive, as the d2l chapter does: one sentence a line."""
-    try:
-        with zipfile.ZipFile(archive) as z:
-            raw = z.read(PTB_SPLITS[split])
-    except (zipfile.BadZipFile, KeyError, OSError) as e:
-        raise DataError(f"cannot read {PTB_SPLITS[split]} from {archive}: {e}") from None
-    lines = split_lines(_decode(raw, f"{archive}:{PTB_SPLITS[split]}", "strict"))
-    return Corpus(lines, {"kind": "ptb", "split": split, "path": str(archive), "sha1": PTB_SHA1})
-
-
-def split_lines(text: str) -> list[str]:
-    """The lines of ``text``, cut at \n and \r\n only (see the module's docstring)."""
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
-
-
 def _inside(path: Path, folder: Optional[Path]) -> bool:
     if folder is None:
         return False
@@ -169,28 +142,6 @@ def corpus_files(paths: list[str | Path], exclude: Optional[Path] = None) -> lis
         else:
             raise DataError(f"corpus file {p} does not exist")
     return files
-
-
-def read_files(paths: list[str | Path], errors: str = "strict") -> Corpus:
-    """Read plain, .gz, .bz2 or .xz text files (or folders of them) as UTF-8 lines.
-
-    ``errors``: ``strict`` (invalid UTF-8 is a DataError naming file and line) or ``replace``.
-    Binary files (a NUL byte) and runs of over MAX_TOKEN_CHARS non-space characters are
-    DataErrors either way."""
-    if errors not in ENCODING_ERRORS:
-        raise DataError(f"--encoding-errors must be one of {', '.join(ENCODING_ERRORS)}")
-    lines: list[str] = []
-    records = []
-    for path in corpus_files(paths):
-        opener = _OPENERS.get(path.suffix, open)
-        try:
-            with opener(path, "rb") as f:
-                raw = f.read()
-        except (OSError, EOFError, lzma.LZMAError, ValueError) as e:
-            raise DataError(f"cannot read corpus file {path}: {e}") from None
-        lines.extend(split_lines(_decode(raw, str(path), errors)))
-        records.append({"path": str(path.resolve()), "sha1": sha1_of(path)})
-    return Corpus(lines, {"kind": "files", "files": records})
 
 
 def _decode(raw: bytes, name: str, errors: str, first_line: int = 1) -> str:
@@ -233,14 +184,14 @@ BLOCK_BYTES = 1 << 18  # bytes of text decoded and split at once when streaming 
 
 @dataclass
 class LineStream:
-    """A corpus read block by block instead of whole: the same lines ``read_files`` or
-    ``read_ptb`` give, never all in memory. ``total_bytes``: size of the text when known
-    (plain files), for progress; ``source`` as in ``Corpus``."""
+    """A corpus read block by block, never all in memory. ``total_bytes``: size of the text
+    when known (plain files), for progress; ``source``: where the lines come from (the PTB
+    archive, or each file's path and SHA-1), saved in vocab.json."""
 
     opens: list  # (name, zero-argument function returning a binary file object)
     source: dict
     total_bytes: Optional[int] = None
-    errors: str = "strict"  # as read_files' ``errors``
+    errors: str = "strict"  # invalid UTF-8: strict (an error naming file and line) or replace
     lowercase: bool = False  # str.lower on each decoded block: one C call, not one per token
 
     def blocks(self, block_bytes: Optional[int] = None):
@@ -249,7 +200,7 @@ class LineStream:
         after ASCII whitespace: then ``open_end`` is true and the block's last line goes on as
         the next block's first. So no character or token is cut between two blocks, and memory
         does not grow with the length of a line. Raises DataError naming file and line for
-        what ``read_files`` refuses: bytes that are not UTF-8 (unless ``errors`` is
+        what is not text: bytes that are not UTF-8 (unless ``errors`` is
         ``replace``), a NUL byte, a run of over MAX_TOKEN_CHARS characters without a space."""
         block_bytes = block_bytes or BLOCK_BYTES
         for name, open_ in self.opens:
@@ -338,7 +289,7 @@ def _open_checked(path: Path, record: dict):
 
 def stream_files(paths: list[str | Path], errors: str = "strict",
                  exclude: Optional[Path] = None) -> LineStream:
-    """``read_files`` as a LineStream: plain, .gz, .bz2 or .xz files, or folders of them
+    """UTF-8 text files as a LineStream: plain, .gz, .bz2 or .xz files, or folders of them
     (``exclude`` as in ``corpus_files``). Each file is read once: its SHA-1 in ``source`` is
     filled in as it is read, and a file that changes meanwhile is a DataError."""
     if errors not in ENCODING_ERRORS:
@@ -352,7 +303,7 @@ def stream_files(paths: list[str | Path], errors: str = "strict",
 
 
 def stream_ptb(archive: Path, split: str = "train") -> LineStream:
-    """``read_ptb`` as a LineStream."""
+    """One split of the PTB archive as a LineStream, one sentence a line (as the chapter)."""
     member = PTB_SPLITS[split]
     try:
         with zipfile.ZipFile(archive) as z:

@@ -51,30 +51,6 @@ _NO_PAIRS = ("no sentence has two or more words in the vocabulary, so there is n
              "train on; use longer sentences (one a line) or a lower --min-count ({min_count})")
 
 
-def encode(lines: list[str], min_count: int, max_vocab: int = 0) -> Dataset:
-    """Count, build the vocabulary and encode in memory, with no Python loop over single
-    tokens. ``prepare`` streams instead (``encode_stream``); both give the same dataset."""
-    sentences = [line.split() for line in lines]
-    sentences = [s for s in sentences if s]
-    if not sentences:
-        raise DataError("the corpus holds no tokens")
-    flat = list(chain.from_iterable(sentences))
-    vocab = Vocab.build(flat, min_count, max_vocab)
-    if len(vocab) < 2:
-        raise DataError(
-            f"no token occurs at least {min_count} times (--min-count); the vocabulary is empty"
-        )
-    ids = vocab.encode(flat)
-    lengths = np.fromiter(map(len, sentences), dtype=np.int64, count=len(sentences))
-    keep = ids != 0
-    sentence_of = np.repeat(np.arange(len(sentences)), lengths)
-    kept_lengths = np.bincount(sentence_of[keep], minlength=len(sentences))
-    if kept_lengths.max() < 2:
-        raise DataError(_NO_PAIRS.format(min_count=min_count))
-    offsets = np.concatenate([[0], np.cumsum(kept_lengths)]).astype(np.int64)
-    return Dataset(vocab, ids[keep], offsets)
-
-
 @dataclass
 class PrepareProgress:
     """Where a streaming prepare stands: tokens and bytes read; ``total_bytes`` when known."""

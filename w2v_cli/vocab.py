@@ -9,9 +9,6 @@ or past ``max_vocab``, plus literal ``<unk>`` tokens). The id of a token is its 
 
 from __future__ import annotations
 
-import difflib
-from collections import Counter
-from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -58,13 +55,6 @@ class Vocab:
             raise DataError("vocabulary has duplicate tokens")
         self.meta = dict(meta or {})
 
-    @classmethod
-    def build(cls, tokens: list[str], min_count: int, max_vocab: int = 0) -> "Vocab":
-        """Count a flat list of tokens and keep those seen at least ``min_count`` times."""
-        counter = Counter(tokens)  # keys in order of first appearance
-        return cls.from_counts(list(counter), np.fromiter(counter.values(), dtype=np.int64,
-                                                          count=len(counter)),
-                               min_count, max_vocab)
 
     @classmethod
     def from_counts(cls, tokens: list[str], counts: np.ndarray, min_count: int,
@@ -90,14 +80,6 @@ class Vocab:
     def __contains__(self, token: str) -> bool:
         return token in self.index
 
-    def encode(self, tokens: list[str]) -> np.ndarray:
-        """Map tokens to ids, unknown ones to 0. Returns (len(tokens),) int32."""
-        return np.fromiter(
-            map(self.index.get, tokens, repeat(0)), dtype=np.int32, count=len(tokens)
-        )
-
-    def close_matches(self, word: str, n: int = 5) -> list[str]:
-        return difflib.get_close_matches(word, self.tokens[1:], n=n)
 
     def to_dict(self) -> dict:
         return {"format": FORMAT, "version": VERSION, **self.meta,
