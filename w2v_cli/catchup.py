@@ -3,8 +3,8 @@
 With row_sparse gradients MXNet's adam updates only the rows a batch touched (lazy_update).
 Dense Adam also moves every other row at every step: its gradient is zero there, but its
 moments are not, so the row keeps drifting along its momentum while both moments decay.
-On PTB at lr 0.002 losing that drift on the center table cost WordSim-353 (0.31 dense against
-0.20 lazy, see benchmarks/README.md); on the context table it cost little.
+On PTB losing that drift on the center table cost much of its word-similarity quality; on
+the context table it cost little.
 
 A row's drift over the steps it missed has a closed form, so it can be applied in one go just
 before the row is read again. Take a row last updated at Adam step ``a`` with moments ``m``
@@ -22,8 +22,8 @@ one table, ``S[s] = sum_{j>=1} lr_{s+j} r**j``: ``S[a] - r**g * S[a+g]``.
 Before each step the batch's own center rows are caught up (their ids are known in numpy, so
 nothing waits for the device), then lazy adam updates them as dense Adam would. The rows of
 the step after it that this step leaves alone can be caught up in the same call, to where
-they will stand after it: then every other step needs no catch-up (one call's fixed cost,
-~16 MXNet operators and ~0.5 ms of Python, saved every other step). Rows no batch
+they will stand after it: then every other step needs no catch-up (one call's fixed cost of
+operators and Python saved every other step). Rows no batch
 read since are caught up by :meth:`CatchUp.flush`, before anything reads or saves the table,
 so checkpoints and the vectors a user sees are dense Adam's (to float rounding).
 """
