@@ -6,7 +6,8 @@
 For every seed and every epoch count, `w2v train --epochs E --lr 0.002 --seed S` (defaults
 otherwise) and gensim's skip-gram with the same settings each run as their own process. Both
 tools' vectors are scored by w2v's own evaluation code on WordSim-353, the dev half of
-SimLex-999 and the dev half of the Google analogies. The table goes to stdout as Markdown,
+SimLex-999 and the dev half of the Google analogies, through `w2v evaluate --json` (gensim's
+with `--vectors`). The table goes to stdout as Markdown,
 every figure to JSON (--out); progress goes to stderr. Wall time is what a user waits for:
 see ``time_w2v`` and ``time_gensim``.
 """
@@ -112,67 +113,37 @@ def gensim_job(job: dict) -> dict:
 
 # --- scoring --------------------------------------------------------------------------------
 
-def read_vectors(path: Path):
-    """gensim's saved vectors as a Vectors object, through w2v's own reader (the one behind
-    `w2v evaluate --vectors FILE`) where this tree has it, else the stand-in below."""
-    try:
-        from w2v_cli import vectorfile
-    except ImportError:
-        return load_word2vec_text(path)
-    return vectorfile.load(path, "word2vec")
-
-
-def load_word2vec_text(path: Path):
-    """word2vec text (a ``count dim`` header, then ``word v1 .. vdim`` lines) as a Vectors
-    object, <unk> prepended as a zero row so that ids match w2v's (0 is never an answer).
-
-    TEMPORARY stand-in for ``w2v_cli.vectorfile.load`` (branch query-cli): delete it and
-    the fallback in ``read_vectors`` once that module is on main.
+def score(data_dir: Path, source: list[str]) -> dict:
+    """Scores from `w2v evaluate --json` (case folded, 3CosAdd: its defaults) on the three test
+    sets, of a workdir (``source`` = ["--workdir", DIR]) or of any tool's word2vec file
+    (["--vectors", FILE]): both tools go through the one command a user would run.
+    Returns {set name: {"value": rho or accuracy in %, "used": items scored, "total": items}}.
     """
-    import numpy as np
-
-    from w2v_cli.vectors import Vectors
-    from w2v_cli.vocab import UNK, Vocab
-
-    with open(path, encoding="utf-8") as f:
-        count, dim = (int(x) for x in f.readline().split())
-        words, matrix = [UNK], np.zeros((count + 1, dim), dtype=np.float32)
-        for i, line in enumerate(f, start=1):
-            fields = line.rstrip("\n").split(" ")
-            words.append(fields[0])
-            matrix[i] = np.asarray(fields[1:dim + 1], dtype=np.float32)
-    if len(words) != count + 1:
-        raise ValueError(f"{path}: header says {count} words, file holds {len(words) - 1}")
-    return Vectors(Vocab(words, np.zeros(len(words), dtype=np.int64)), matrix)
+    args = ["evaluate", "--json", *source]
+    for name, (f, _) in TEST_SETS.items():
+        args += ["--analogy" if name == "analogy_dev" else "--similarity", str(data_dir / f)]
+    _, stdout = _run(_w2v(*args), "w2v evaluate", _env())
+    return parse_scores(json.loads(stdout))
 
 
-def read_test_sets(data_dir: Path) -> dict:
-    """The three test sets, read once. Raises FileNotFoundError naming any that are missing."""
-    from w2v_cli import evaluate as ev
+def parse_scores(report: dict) -> dict:
+    """`w2v evaluate --json` output -> the bench's per-set figures, in TEST_SETS order."""
+    sims, (analogy,) = report["similarity"], report["analogy"]
+    out = {}
+    for name, r in zip(("wordsim353", "simlex999_dev"), sims):
+        out[name] = {"value": r["rho"], "used": r["pairs"], "total": r["total"]}
+    acc = analogy["overall"]["accuracy"]
+    out["analogy_dev"] = {"value": None if acc is None else 100 * acc,
+                          "used": analogy["overall"]["questions"],
+                          "total": analogy["overall"]["total"]}
+    return out
 
+
+def check_test_sets(data_dir: Path) -> None:
+    """Raises FileNotFoundError naming any test set that is missing."""
     missing = [str(data_dir / f) for f, _ in TEST_SETS.values() if not (data_dir / f).is_file()]
     if missing:
         raise FileNotFoundError(f"test sets missing: {', '.join(missing)}")
-    return {name: (ev.read_analogies if name == "analogy_dev" else ev.read_similarity)(
-        data_dir / f) for name, (f, _) in TEST_SETS.items()}
-
-
-def score(vectors, sets: dict) -> dict:
-    """w2v's evaluation (case folded, 3CosAdd, as `w2v evaluate` by default) of ``vectors``:
-    {set name: {"value": rho or accuracy in %, "used": items scored, "total": items}}."""
-    from w2v_cli import evaluate as ev
-
-    out = {}
-    for name, data in sets.items():
-        if name == "analogy_dev":
-            r = ev.evaluate_analogies(vectors, data)["overall"]
-            acc = r["accuracy"]
-            out[name] = {"value": None if acc is None else 100 * acc, "used": r["questions"],
-                         "total": r["total"]}
-        else:
-            r = ev.evaluate_similarity(vectors, data)
-            out[name] = {"value": r["rho"], "used": r["pairs"], "total": r["total"]}
-    return out
 
 
 # --- summaries and the table ----------------------------------------------------------------
@@ -279,10 +250,8 @@ def _epochs(text: str) -> list[int]:
 
 
 def bench(args) -> dict:
-    from w2v_cli.vectors import Vectors
-
     data_dir = Path(args.data_dir).expanduser()
-    sets = read_test_sets(data_dir)
+    check_test_sets(data_dir)
     results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                            "load_before": os.getloadavg()[0]},
                "versions": _versions(),
@@ -303,7 +272,8 @@ def bench(args) -> dict:
                 run_dir = tmp / "run"
                 seconds = time_w2v(prepared, run_dir, epochs, seed)
                 results["runs"].append({"tool": "w2v", "epochs": epochs, "seed": seed,
-                                        "wall": seconds, "scores": score(Vectors.load(run_dir), sets)})
+                                        "wall": seconds,
+                                        "scores": score(data_dir, ["--workdir", str(run_dir)])})
                 shutil.rmtree(run_dir)
                 _log(f"gensim, epochs {epochs}, seed {seed}")
                 out = tmp / "gensim.txt"
@@ -311,7 +281,7 @@ def bench(args) -> dict:
                 results["runs"].append({"tool": "gensim", "epochs": epochs, "seed": seed,
                                         "wall": g["wall"], "save_seconds": g["save_seconds"],
                                         "vocab": g["vocab"],
-                                        "scores": score(read_vectors(out), sets)})
+                                        "scores": score(data_dir, ["--vectors", str(out)])})
                 out.unlink()
         if args.cores and (os.cpu_count() or 1) >= 2 and shutil.which("taskset"):
             results["cores"] = {}

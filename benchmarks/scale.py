@@ -78,7 +78,7 @@ def child(stage: str, corpus: str, workdir: str, chunk_tokens: int, settings: di
         ds = dataset.load(config.workdir_path)
         record = train.train(config, ds)
         tokens = int(ds.ids.size)
-        extra = {"centers": record["epochs"][0]["centers"], "loss": record["final"]["loss"]}
+        extra = {"tokens": record["epochs"][0]["tokens"], "loss": record["final"]["loss"]}
     seconds = time.perf_counter() - start
     stop.set()
     thread.join()

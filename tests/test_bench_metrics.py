@@ -1,12 +1,11 @@
 """The bench's arithmetic and table on made-up runs: mean and spread, ratios, formatting,
-the temporary word2vec loader and scoring through w2v's evaluation. No training."""
+and scoring through `w2v evaluate --vectors`. No training."""
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 _spec = importlib.util.spec_from_file_location(
@@ -113,33 +112,25 @@ def test_epoch_lists_parse_from_text():
     assert bench._epochs("1") == [1]
 
 
-def test_word2vec_text_loads_with_unk_first_and_scores_through_evaluate(tmp_path):
+def test_scores_come_from_w2v_evaluate_on_another_tools_file(tmp_path):
     path = tmp_path / "v.txt"
     path.write_text("3 2\nking 1 0\nqueen 0.8 0.6\napple 0 1\n", encoding="utf-8")
-    vectors = bench.load_word2vec_text(path)
-    assert vectors.vocab.tokens == ["<unk>", "king", "queen", "apple"]
-    np.testing.assert_array_equal(vectors.matrix[0], [0, 0])
-    np.testing.assert_allclose(vectors.matrix[2], [0.8, 0.6])
-
-    ws = tmp_path / "ws.tsv"
+    (tmp_path / "dev").mkdir()
     # cosines king-queen 0.8, king-apple 0, queen-apple 0.6; human 9, 5, 1 -> rho 0.5
-    ws.write_text("King\tQueen\t9\nking\tapple\t5\nqueen\tapple\t1\nking\tpear\t3\n",
-                  encoding="utf-8")
-    an = tmp_path / "an.txt"
-    an.write_text(": s\nking queen king queen\nking pear king queen\n", encoding="utf-8")
-    from w2v_cli import evaluate as ev
-
-    sets = {"wordsim353": ev.read_similarity(ws), "analogy_dev": ev.read_analogies(an)}
-    got = bench.score(vectors, sets)
+    (tmp_path / "wordsim353.tsv").write_text(
+        "King\tQueen\t9\nking\tapple\t5\nqueen\tapple\t1\nking\tpear\t3\n", encoding="utf-8")
+    (tmp_path / "dev" / "simlex999-dev.txt").write_text("king queen 9\nqueen apple 1\n",
+                                                         encoding="utf-8")
+    (tmp_path / "dev" / "questions-words-dev.txt").write_text(
+        ": s\nking queen king queen\nking pear king queen\n", encoding="utf-8")
+    bench.check_test_sets(tmp_path)
+    got = bench.score(tmp_path, ["--vectors", str(path)])
     assert got["wordsim353"] == {"value": pytest.approx(0.5), "used": 3, "total": 4}
+    assert got["simlex999_dev"] == {"value": pytest.approx(1.0), "used": 2, "total": 2}
     # one question in the vocabulary; its answer excludes the query words, so it is wrong
     assert got["analogy_dev"] == {"value": 0.0, "used": 1, "total": 2}
-    # what the bench calls: w2v's own reader where the tree has it, the same scores either way
-    assert bench.score(bench.read_vectors(path), sets) == got
 
 
-def test_a_word2vec_file_shorter_than_its_header_is_an_error(tmp_path):
-    path = tmp_path / "v.txt"
-    path.write_text("3 2\nking 1 0\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="header says 3 words, file holds 1"):
-        bench.load_word2vec_text(path)
+def test_missing_test_sets_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="wordsim353.tsv"):
+        bench.check_test_sets(tmp_path)
