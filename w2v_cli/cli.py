@@ -7,6 +7,7 @@ import functools
 import logging
 import signal
 import sys
+import time
 
 import click
 from click.core import ParameterSource
@@ -269,17 +270,28 @@ def train(epochs, lr, batch_size, embed_size, window, negatives, noise_group, gr
                f"on {record['device']}")
 
 
-def _train_progress(tty: bool):
+# Without a terminal (a log file, a launched worker) progress is a line this often, not a
+# line redrawn in place: a long job's log shows how far it has got without growing fast.
+PROGRESS_LINE_SECONDS = 10.0
+
+
+def _train_progress(tty: bool, every: float = PROGRESS_LINE_SECONDS, clock=time.monotonic):
+    last = {"at": clock()}
+
     def report(p):
         eta = (p.batches - p.batch) * p.batch_size / max(p.tokens_per_sec, 1e-9) \
             if p.batch_size else 0.0
-        line = (f"epoch {p.epoch}/{p.epochs}  batch {p.batch}/{p.batches}  "
+        who = f"worker {p.worker[0]}/{p.worker[1]}: " if p.worker else ""
+        line = (f"{who}epoch {p.epoch}/{p.epochs}  batch {p.batch}/{p.batches}  "
                 f"loss {p.loss:.4f}  {p.tokens_per_sec:,.0f} tokens/sec"
                 + ("" if p.epoch_done else f"  ETA {eta:.0f} s"))
-        if p.epoch_done:
-            click.echo(("\r" if tty else "") + line + "  " * 4, err=True)
-        elif tty:
-            click.echo("\r" + line, err=True, nl=False)
+        if tty:
+            # the spaces clear what is left of a longer line drawn before
+            click.echo("\r" + line + ("  " * 4 if p.epoch_done else ""), err=True,
+                       nl=p.epoch_done)
+        elif p.epoch_done or clock() - last["at"] >= every:
+            click.echo(line, err=True)
+            last["at"] = clock()
     return report
 
 
