@@ -33,8 +33,13 @@ Workers may share one workdir (several on one machine, or a shared filesystem): 
 worker's ``w2v train`` takes no workdir lock until it knows its rank, and then only rank 0
 takes it, so the workers never block one another but other w2v commands wait for the job.
 
-The launcher stops the local ssh clients when the job fails or times out; an ssh client
-does not always take its remote process with it, so check the hosts after a failure.
+No process outlives the job. Any process failing stops the others (ps-lite would make them
+wait for it forever, inside a step, deaf to SIGTERM); SIGINT or SIGTERM to the launcher goes
+to the workers, then everything left is stopped within ``SIGNAL_GRACE`` seconds; and a local
+process whose launcher died anyway (SIGKILL) stops by itself (``watch_launcher``). Rank 0's
+workdir lock is an flock, which the kernel drops with its process, however it ends.
+The launcher stops the local ssh clients too, but an ssh client does not always take its
+remote process with it, so check the hosts after a failure.
 The ``worker-i`` log names follow launch order; each worker's rank comes from the
 scheduler and is recorded in its ``run.json`` / ``run.rank{r}.json``.
 """
