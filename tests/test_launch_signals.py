@@ -31,8 +31,8 @@ def marked(marker: str) -> list[int]:
     tag = f"W2V_TEST_MARKER={marker}".encode()
     pids = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue  # never this test process, whatever os.environ says
         try:
             env = (entry / "environ").read_bytes().split(b"\0")
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -153,3 +153,37 @@ def test_children_stop_when_their_launcher_is_killed(tmp_path, marker):
     assert wait_until(lambda: not marked(marker), 10)
     err = launcher.stderr.read().decode()
     assert err.count("its launcher (w2v launch) is gone; stopping") == 2, err
+
+
+def test_sigint_reaches_the_workers_and_a_deaf_process_is_killed_within_the_grace(
+        tmp_path, marker, monkeypatch):
+    """The worker gets SIGINT itself (and records it); the server ignores SIGTERM and is
+    killed; the launcher raises Interrupted with SIGINT's exit code, 130."""
+    import threading
+
+    from w2v_cli.errors import Interrupted
+
+    monkeypatch.setenv("W2V_TEST_MARKER", marker)
+    got = tmp_path / "worker-got-sigint"
+    worker = ("import signal, sys, time, pathlib\n"
+              "def on_int(*_):\n"
+              "    pathlib.Path(sys.argv[1]).write_text('yes'); sys.exit(130)\n"
+              "signal.signal(signal.SIGINT, on_int)\n"
+              "time.sleep(120)")
+    deaf = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"
+    nodes = [launch.Node("server", 0, [sys.executable, "-c", deaf]),
+             launch.Node("worker", 0, [sys.executable, "-c", worker, str(got)])]
+
+    def interrupt_when_started():
+        wait_until(lambda: len(marked(marker)) >= 2, 30, step=0.05)
+        time.sleep(0.5)  # the children have set their handlers
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_when_started, daemon=True).start()
+    start = time.monotonic()
+    with pytest.raises(Interrupted, match="interrupted by SIGINT; stopped the job") as e:
+        launch.run(nodes, timeout=60)
+    assert e.value.exit_code == 130
+    assert time.monotonic() - start < 30 + launch.SIGNAL_GRACE + 2
+    assert got.read_text() == "yes"
+    assert wait_until(lambda: not marked(marker), 3)
