@@ -159,11 +159,17 @@ def test_two_workers_one_server_dist_sync_on_loopback(tmp_path):
     nodes = launch.plan(worker, num_workers=2, num_servers=1)
     logs = tmp_path / "logs"
     try:
-        launch.run(nodes, timeout=150, log_dir=logs)
+        results = launch.run(nodes, timeout=150, log_dir=logs)
     except LaunchError as e:
         text = "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in logs.glob("*.log"))
         pytest.fail(f"{e}\n{text}")
     records = [json.loads((wd / name).read_text()) for name in ("run.json", "run.rank1.json")]
+    # the launcher's summary: each worker's final tokens/sec, by rank; progress lines say whose
+    assert [(r["rank"], r["tokens_per_sec"]) for r in results] == [
+        (rec["worker"]["rank"], rec["final"]["tokens_per_sec"]) for rec in records]
+    for r in range(2):
+        log = (logs / f"worker-{r}.log").read_text()
+        assert "\r" not in log and "/2: epoch 3/3  batch" in log, log
     shards = [r["worker"] for r in records]
     assert [s["rank"] for s in shards] == [0, 1]
     assert all(s["num_workers"] == 2 and s["kvstore"] == "dist_sync" for s in shards)

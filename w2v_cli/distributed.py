@@ -33,6 +33,9 @@ def make_worker(config: Config) -> Worker:
         raise UsageError(f"--kvstore {config.kvstore} runs as one worker of a parameter server "
                          f"and needs {', '.join(missing)} in the environment: start it with "
                          "`w2v launch -n WORKERS -- w2v train --kvstore ...`")
+    from .launch import watch_launcher
+
+    watch_launcher("worker")  # joining, and every step, would wait forever for a dead job
     mx = mxnet()
     try:
         kv = mx.kv.create(config.kvstore)

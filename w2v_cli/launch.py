@@ -33,29 +33,38 @@ Workers may share one workdir (several on one machine, or a shared filesystem): 
 worker's ``w2v train`` takes no workdir lock until it knows its rank, and then only rank 0
 takes it, so the workers never block one another but other w2v commands wait for the job.
 
-The launcher stops the local ssh clients when the job fails or times out; an ssh client
-does not always take its remote process with it, so check the hosts after a failure.
+No process outlives the job. Any process failing stops the others (ps-lite would make them
+wait for it forever, inside a step, deaf to SIGTERM); SIGINT or SIGTERM to the launcher goes
+to the workers, then everything left is stopped within ``SIGNAL_GRACE`` seconds; and a local
+process whose launcher died anyway (SIGKILL) stops by itself (``watch_launcher``). Rank 0's
+workdir lock is an flock, which the kernel drops with its process, however it ends.
+The launcher stops the local ssh clients too, but an ssh client does not always take its
+remote process with it, so check the hosts after a failure.
 The ``worker-i`` log names follow launch order; each worker's rank comes from the
 scheduler and is recorded in its ``run.json`` / ``run.rank{r}.json``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shlex
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .errors import DataError, LaunchError, UsageError
+from . import interrupt
+from .errors import DataError, Interrupted, LaunchError, UsageError
 
-# A server or scheduler imports MXNet and serves until the workers are done.
-SERVE_CODE = "from w2v_cli.backend import mxnet; mxnet()"
+# A server or scheduler imports MXNet and serves until the workers are done (serve()).
+SERVE_CODE = "from w2v_cli.launch import serve; serve()"
 
 
 @dataclass
@@ -130,62 +139,174 @@ def ssh_argv(node: Node, cwd: str) -> list[str]:
 
 
 def run(nodes: list[Node], timeout: float, log_dir: Optional[Path] = None,
-        cwd: Optional[str] = None) -> None:
+        cwd: Optional[str] = None, stop: Optional[interrupt.StopFlag] = None) -> list[dict]:
     """Start every node, wait for the workers, and stop whatever is left, on success or not.
 
     Each process gets its own process group, so stopping it stops its children too. Output
     goes to ``log_dir/<name>.log`` when given, else to this process's stdout and stderr.
-    Raises LaunchError when a process fails or the job outlives ``timeout`` seconds.
+    Returns each worker's final result line, parsed (``worker_result``), by rank.
+    Raises LaunchError when a process fails or the job outlives ``timeout`` seconds, and
+    Interrupted on SIGINT / SIGTERM (or ``stop`` set by hand), after passing the signal on
+    to the workers and stopping every process within ``SIGNAL_GRACE`` seconds.
     """
     cwd = cwd or os.getcwd()
-    procs: list[tuple[Node, subprocess.Popen]] = []
-    logs = []
+    job = _Job()
     deadline = time.monotonic() + timeout
-    try:
-        for node in nodes:
-            out = None
-            if log_dir is not None:
-                try:
-                    log_dir.mkdir(parents=True, exist_ok=True)
-                    out = open(log_dir / f"{node.name}.log", "wb")
-                except OSError as e:
-                    raise LaunchError(f"cannot write the log of {node.name} in {log_dir}: "
-                                      f"{e.strerror or e}") from None
-                logs.append(out)
-            argv = ssh_argv(node, cwd) if node.host else node.argv
-            env = None if node.host else {**os.environ, **node.env}
+    # Local children hold the read end of this pipe: when this process dies, however it
+    # dies, the pipe closes and they stop (watch_launcher) instead of serving nobody.
+    alive_r, alive_w = os.pipe()
+    signum = None
+    with interrupt.catch_signals(stop) as stop:
+        try:
+            for node in nodes:
+                job.start(node, cwd, log_dir, alive_r)
+                if stop.is_set():
+                    break
+            _wait_for_workers(job.procs, deadline, stop)
+            # With the workers done the servers and scheduler exit by themselves; give them a
+            # moment.
+            grace = min(deadline, time.monotonic() + 30)
+            while time.monotonic() < grace and any(p.poll() is None for _, p in job.procs):
+                time.sleep(0.1)
+        except Interrupted as e:
+            signum = e.signum
+            raise
+        finally:
+            _stop_all(job.procs, signum)
+            os.close(alive_w)
+            os.close(alive_r)
+            job.close()
+    return job.results(log_dir)
+
+
+SIGNAL_GRACE = 8.0  # seconds from a SIGINT / SIGTERM to the last process of the job killed
+
+
+class _Job:
+    """The processes started so far, their log files, and the result lines of the workers
+    whose output comes through this process (no log dir)."""
+
+    def __init__(self):
+        self.procs: list[tuple[Node, subprocess.Popen]] = []
+        self.logs: list = []
+        self.tees: list[tuple[Node, threading.Thread, list]] = []
+
+    def start(self, node: Node, cwd: str, log_dir: Optional[Path], alive_fd: int) -> None:
+        out = None
+        if log_dir is not None:
             try:
-                proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out,
-                                        stderr=subprocess.STDOUT if out else None,
-                                        start_new_session=True)
-            except OSError as e:  # the finally below stops the nodes already started
-                raise LaunchError(f"cannot start {node.name} ({shlex.join(argv)}): "
+                log_dir.mkdir(parents=True, exist_ok=True)
+                out = open(log_dir / f"{node.name}.log", "wb")
+            except OSError as e:
+                raise LaunchError(f"cannot write the log of {node.name} in {log_dir}: "
                                   f"{e.strerror or e}") from None
-            procs.append((node, proc))
-        _wait_for_workers(procs, deadline)
-        # With the workers done the servers and scheduler exit by themselves; give them a moment.
-        grace = min(deadline, time.monotonic() + 30)
-        while time.monotonic() < grace and any(p.poll() is None for _, p in procs):
-            time.sleep(0.1)
-    finally:
-        for _, p in procs:
-            _stop(p)
-        for f in logs:
+            self.logs.append(out)
+        elif node.role == "worker":
+            out = subprocess.PIPE  # passed on line by line, its result line kept (_tee)
+        argv = ssh_argv(node, cwd) if node.host else node.argv
+        env = None if node.host else {**os.environ, **node.env, ALIVE_FD_VAR: str(alive_fd)}
+        try:
+            proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out,
+                                    stderr=subprocess.STDOUT if log_dir is not None else None,
+                                    start_new_session=True,
+                                    pass_fds=() if node.host else (alive_fd,))
+        except OSError as e:  # run() stops the nodes already started
+            raise LaunchError(f"cannot start {node.name} ({shlex.join(argv)}): "
+                              f"{e.strerror or e}") from None
+        self.procs.append((node, proc))
+        if out is subprocess.PIPE:
+            kept: list = []
+            thread = threading.Thread(target=_tee, args=(proc.stdout, kept), daemon=True)
+            thread.start()
+            self.tees.append((node, thread, kept))
+
+    def results(self, log_dir: Optional[Path]) -> list[dict]:
+        found = []
+        for node, _ in self.procs:
+            if node.role != "worker":
+                continue
+            lines: list = []
+            if log_dir is not None:
+                with contextlib.suppress(OSError):
+                    lines = (log_dir / f"{node.name}.log").read_text(
+                        encoding="utf-8", errors="replace").splitlines()
+            else:
+                lines = next(kept for n, _, kept in self.tees if n is node)
+            parsed = [r for r in map(worker_result, lines) if r]
+            if parsed:
+                found.append(parsed[-1])
+        return sorted(found, key=lambda r: r["rank"])
+
+    def close(self) -> None:
+        for _, thread, _ in self.tees:
+            thread.join(timeout=5)
+        for f in self.logs:
             f.close()
 
 
-def _wait_for_workers(procs, deadline: float, grace: float = 30.0) -> None:
+def _tee(pipe, kept: list) -> None:
+    """Copy a worker's output to this process's stdout; keep its last result line."""
+    out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
+    for raw in iter(pipe.readline, b""):
+        if out is not None:
+            out.write(raw)
+            out.flush()
+        line = raw.decode("utf-8", errors="replace")
+        if worker_result(line):
+            kept[:] = [line]
+    pipe.close()
+
+
+# The last line of `w2v train` as a dist worker (cli.py): "worker 1/2 (4400 tokens): loss
+# 1.234, 12571.3 tokens/sec on cpu(0)"
+_RESULT = re.compile(r"^worker (\d+)/(\d+) \((\d+) tokens\): loss ([-\d.e+naif]+), "
+                     r"([\d.]+) tokens/sec")
+
+
+def worker_result(line: str) -> Optional[dict]:
+    """A worker's result line as {"rank", "num_workers", "tokens", "loss",
+    "tokens_per_sec"}, or None for any other line."""
+    m = _RESULT.match(line.strip())
+    if not m:
+        return None
+    rank, n, tokens, loss, speed = m.groups()
+    return {"rank": int(rank), "num_workers": int(n), "tokens": int(tokens),
+            "loss": float(loss), "tokens_per_sec": float(speed)}
+
+
+def summary(results: list[dict]) -> str:
+    """One line: tokens/sec of each worker and of the job."""
+    each = ", ".join(f"worker {r['rank']} {r['tokens_per_sec']:,.0f}" for r in results)
+    total = sum(r["tokens_per_sec"] for r in results)
+    return f"tokens/sec: {each}; total {total:,.0f}"
+
+
+def _status(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+def _wait_for_workers(procs, deadline: float, stop: interrupt.StopFlag,
+                      grace: float = 30.0) -> None:
     """Wait until every worker exits 0. Any process failing ends the job at once: the others
-    would wait for it forever. The scheduler and servers may end a moment before the workers
-    (they finish together), but not much sooner."""
+    would wait for it forever (a worker whose server died hangs inside its step). The
+    failure named is the first one seen; a worker's among those seen together (the others
+    may be exiting because of it). The scheduler and servers may end a moment before the
+    workers (they finish together), but not much sooner."""
     workers = [p for n, p in procs if n.role == "worker"]
     services_done_at = None
     while not all(p.poll() == 0 for p in workers):
+        if stop.is_set():
+            raise Interrupted(f"interrupted by {stop.name}; stopped the job's {len(procs)} "
+                              "processes", stop.signum)
         failed = [(n, p) for n, p in procs if p.poll() not in (None, 0)]
         if failed:
-            # The others may be exiting because of it: name a worker's failure first.
             node, p = sorted(failed, key=lambda e: e[0].role != "worker")[0]
-            raise LaunchError(f"{node.name} exited with status {p.poll()}")
+            raise LaunchError(f"{node.name} {_status(p.poll())}; stopped the job")
         if services_done_at is None and any(p.poll() == 0 for n, p in procs
                                             if n.role != "worker"):
             services_done_at = time.monotonic()
@@ -199,17 +320,66 @@ def _wait_for_workers(procs, deadline: float, grace: float = 30.0) -> None:
         time.sleep(0.1)
 
 
-def _stop(p: subprocess.Popen) -> None:
-    """Stop one process we started, and its process group: TERM, then KILL after 5 s."""
-    if p.poll() is not None:
+def _stop_all(procs, signum: Optional[int] = None) -> None:
+    """Stop every process we started, and its process group, within SIGNAL_GRACE seconds.
+
+    ``signum`` (the launcher was interrupted): the workers get it first, so they can stop
+    after their step as `w2v train` does on its own, while the servers they need still run;
+    then every process left gets SIGTERM, then SIGKILL. Without it: SIGTERM, then SIGKILL.
+    """
+    start = time.monotonic()
+    if signum is not None:
+        _signal([p for n, p in procs if n.role == "worker"], signum)
+        _wait([p for n, p in procs if n.role == "worker"], start + SIGNAL_GRACE / 2)
+    _signal([p for _, p in procs], signal.SIGTERM)
+    _wait([p for _, p in procs], start + SIGNAL_GRACE)
+    _signal([p for _, p in procs], signal.SIGKILL)
+    _wait([p for _, p in procs], time.monotonic() + 5)
+
+
+def _signal(procs: list, sig: int) -> None:
+    for p in procs:
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(p.pid, sig)
+
+
+def _wait(procs: list, until: float) -> None:
+    while any(p.poll() is None for p in procs) and time.monotonic() < until:
+        time.sleep(0.05)
+
+
+ALIVE_FD_VAR = "W2V_LAUNCHER_FD"
+
+
+def watch_launcher(role: str) -> None:
+    """In a process `w2v launch` started here: exit when the launcher is gone.
+
+    The launcher holds the write end of a pipe whose read end is this process's fd
+    ``$W2V_LAUNCHER_FD``; reading it returns only at its end, when the launcher has died.
+    ps-lite would otherwise wait for its peers forever, inside C code that no signal
+    handler of Python's reaches: the thread ends the process with ``os._exit``.
+    """
+    fd = os.environ.get(ALIVE_FD_VAR)
+    if not fd or not fd.isdigit():
         return
-    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+
+    def watch():
         try:
-            os.killpg(p.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            p.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+            while os.read(int(fd), 1):
+                pass
+        except OSError:
+            return  # not our pipe (a stale variable): nothing to watch
+        os.write(2, f"Error: {role}: its launcher (w2v launch) is gone; stopping\n".encode())
+        os._exit(LaunchError.exit_code)
+
+    threading.Thread(target=watch, name="watch-launcher", daemon=True).start()
+
+
+def serve() -> None:
+    """A server or the scheduler: importing MXNet with that DMLC_ROLE serves until the job
+    ends."""
+    watch_launcher(os.environ.get("DMLC_ROLE", "server"))
+    from .backend import mxnet
+
+    mxnet()

@@ -30,6 +30,7 @@ class Progress:
     seconds: float = 0.0  # training time of this epoch so far
     # The center table as it is now, (V, E) float32; reading it waits for the device.
     center: Optional[Callable[[], np.ndarray]] = None
+    worker: Optional[tuple] = None  # (rank, num_workers) of a parameter-server worker
 
 
 class Meter:

@@ -138,6 +138,9 @@ class Run:
         self.config, self.ds, self.ctxs, self.edge = config, ds, ctxs, edge
         self.on_progress, self.stop = on_progress, interrupt.StopFlag()
         worker = edge.worker
+        if worker.distributed and on_progress:  # every report says which worker it is from
+            self.on_progress = lambda p: on_progress(
+                dataclasses.replace(p, worker=(worker.rank, worker.num_workers)))
         self.part, shard_info = edge.shard(ds)
         # Each worker samples its own shard with its own stream; all start from the same weights.
         self.rng = np.random.default_rng([config.seed, worker.rank] if worker.distributed
