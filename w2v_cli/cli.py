@@ -83,9 +83,10 @@ data_dir_option = _opt(
     help="Where the PTB archive is kept (downloaded once) [env W2V_DATA_DIR].")
 seed_option = _opt("--seed", type=click.IntRange(0, MAX_SEED),
                    help="Random seed for sampling and initialization.")
-device_option = _opt("--device", type=str, help="auto, cpu, gpu, gpu:N, or gpu:0,1,... to "
-                     "split each batch across several GPUs. auto uses GPU 0 when MXNet sees "
-                     "one, else the CPU.")
+device_option = _opt("--device", type=str, help="auto, cpu, cpu:N, gpu, gpu:N, or gpu:0,1,... "
+                     "to split each batch across several GPUs. auto uses GPU 0 when MXNet sees "
+                     "one that this build has kernels for (compute capability 5.0 to 8.9), "
+                     "else the CPU.")
 chunk_option = _opt("--chunk-tokens", type=click.IntRange(min=1), help="Corpus tokens held "
                     "in memory at once (prepare reads, train samples, chunk by chunk).")
 
@@ -221,7 +222,8 @@ def _download_progress():
               "checkpoint, with its settings (options given must match them, except --epochs, "
               "--device and --log-interval).")
 @click.option("--restart", is_flag=True, help="Start a new run even though the workdir holds "
-              "an unfinished one (whose checkpoints are then deleted).")
+              "an unfinished one (whose checkpoints go once the new run has written its "
+              "first).")
 @_errors_to_exit
 def train(epochs, lr, batch_size, embed_size, window, negatives, noise_group, group_noise,
           subsample, sample_once, sparse_grad, bucket, log_interval, kvstore, chunk_tokens, seed,
