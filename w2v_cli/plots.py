@@ -58,7 +58,8 @@ def loss_curve(curve, path: str | Path, epochs: int | None = None, title: str = 
         seg = points[epoch_of == e]
         ax.plot(seg[:, 0], seg[:, 1], marker=".", color="tab:blue")
     ax.set_ylabel("loss (running mean in each epoch)")
-    ax.set_title(title or "training loss")
+    ax.set_title(title or ("training loss, and the scores after each epoch" if scores
+                           else "training loss"))
     ax.set_xlim(0, epochs or max(1.0, float(np.ceil(points[:, 0].max()))))
     ax.grid(True, alpha=0.3)
     if below is not None:
