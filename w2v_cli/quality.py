@@ -155,9 +155,12 @@ class Monitor:
             return
         last = record["epochs"][-1]["epoch"]
         best = q.get("best") if self.keep == "best" else None
+        path = run.config.workdir_path / BEST_FILE
+        if best and best["epoch"] != last and not path.is_file():
+            best = None  # removed by hand: the last epoch's parameters are all there is
         q["kept"] = {"epoch": best["epoch"] if best else last, "why": "best" if best else "last"}
         if best and best["epoch"] != last:
-            record["params_sha1"] = fileio.sha1_of(run.config.workdir_path / BEST_FILE)
+            record["params_sha1"] = fileio.sha1_of(path)
 
     def finished(self, run, record: dict) -> None:
         """After run.json is written: link model.params to the best epoch's parameters. In
