@@ -218,6 +218,19 @@ def _download_progress():
 @seed_option
 @device_option
 @workdir_option
+@_opt("--eval-similarity", multiple=True, type=click.Path(exists=True, dir_okay=False),
+      show_default=False, help="Word-similarity file to score the center vectors on after "
+      "every epoch, as `w2v evaluate --similarity` does; repeatable. One line per set on "
+      "stderr, a row in metrics.jsonl, a panel in loss.png.")
+@_opt("--eval-analogy", multiple=True, type=click.Path(exists=True, dir_okay=False),
+      show_default=False, help="Analogy file to score after every epoch, as `w2v evaluate "
+      "--analogy` does (3CosAdd); repeatable.")
+@_opt("--early-stop", type=click.IntRange(min=0), help="Stop when the first --eval-similarity "
+      "set's score (else the first --eval-analogy set's) has not improved for this many "
+      "epochs; 0: never.")
+@_opt("--keep", type=click.Choice(["best", "last"]), show_default="best with --early-stop, "
+      "else last", help="Which epoch's parameters model.params holds at the end: the best "
+      "scoring (see --early-stop) or the last.")
 @click.option("--resume", is_flag=True, help="Continue the run in the workdir from its latest "
               "checkpoint, with its settings (options given must match them, except --epochs, "
               "--device and --log-interval).")
@@ -227,7 +240,7 @@ def _download_progress():
 @_errors_to_exit
 def train(epochs, lr, batch_size, embed_size, window, negatives, noise_group, group_noise,
           subsample, sample_once, sparse_grad, bucket, log_interval, kvstore, chunk_tokens, seed,
-          device, workdir, resume, restart):
+          device, workdir, eval_similarity, eval_analogy, early_stop, keep, resume, restart):
     """Train skip-gram with negative sampling on the prepared dataset.
 
     Ctrl-C (or SIGTERM) stops after the current step with a checkpoint; continue with
@@ -242,7 +255,9 @@ def train(epochs, lr, batch_size, embed_size, window, negatives, noise_group, gr
                     noise_group=noise_group, group_noise=group_noise,
                     subsample=subsample, sample_once=sample_once, sparse_grad=sparse_grad,
                     bucket=bucket, log_interval=log_interval, kvstore=kvstore,
-                    chunk_tokens=chunk_tokens, seed=seed, device=device)
+                    chunk_tokens=chunk_tokens, seed=seed, device=device,
+                    eval_similarity=eval_similarity, eval_analogy=eval_analogy,
+                    early_stop=early_stop, keep=keep)
     config = Config(**settings)
     if resume and restart:  # before touching the workdir
         raise click.UsageError("--resume and --restart exclude each other")
@@ -260,9 +275,13 @@ def train(epochs, lr, batch_size, embed_size, window, negatives, noise_group, gr
         config = train_mod.settings_for(config, given, resume=resume, restart=restart)
         ds = dataset.load(config.workdir_path)
         record = train_mod.train(config, ds, on_progress=_train_progress(_stderr_is_tty()),
-                                 resume=resume)
+                                 resume=resume, on_scores=_eval_report(config.epochs))
         if record.get("worker", {}).get("rank", 0) == 0:  # one curve per workdir, under the lock
             _plot_loss(record, config.workdir_path)
+    from .quality import summary
+
+    for line in summary(record):
+        click.echo(line, err=True)
     final = record["final"]
     who = ""
     if "worker" in record:
@@ -297,15 +316,23 @@ def _train_progress(tty: bool, every: float = PROGRESS_LINE_SECONDS, clock=time.
     return report
 
 
+def _eval_report(epochs: int):
+    from .quality import format_row
+
+    return lambda row, _quality: click.echo("\n".join(format_row(row, epochs)), err=True)
+
+
 def _plot_loss(record: dict, workdir) -> None:
     """Draw loss.png in the workdir after training. The run is already saved, so no failure
     here (a missing matplotlib, a full disk) may turn it into an error: it only skips the plot."""
     from . import plots
     from .info import LOSS_PLOT_FILE
+    from .quality import curves
 
     try:
         path = plots.loss_curve(record.get("curve", []), workdir / LOSS_PLOT_FILE,
-                                epochs=len(record["epochs"]))
+                                epochs=len(record["epochs"]), scores=curves(record),
+                                marked=record.get("quality", {}).get("kept", {}).get("epoch"))
     except W2VError as e:
         click.echo(f"loss plot skipped: {e}", err=True)
     else:

@@ -60,17 +60,25 @@ class Config:
     # reporting
     log_interval: int = 50  # batches between progress reports (and device syncs)
 
+    # quality while training (quality.py): scored after every epoch; they change nothing trained
+    eval_similarity: tuple[str, ...] = ()  # word-similarity files, as `w2v evaluate --similarity`
+    eval_analogy: tuple[str, ...] = ()  # analogy files, as `w2v evaluate --analogy`
+    early_stop: int = 0  # stop when the first set has not improved for this many epochs; 0: never
+    keep: Optional[str] = None  # best | last: the epoch model.params holds; None: best with early_stop
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d["corpus"] = list(self.corpus)
+        for name in TUPLES:
+            d[name] = list(d[name])
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
         names = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in d.items() if k in names}
-        if "corpus" in kwargs:
-            kwargs["corpus"] = tuple(kwargs["corpus"])
+        for name in TUPLES:
+            if name in kwargs:
+                kwargs[name] = tuple(kwargs[name])
         return cls(**kwargs)
 
     @property
@@ -80,6 +88,9 @@ class Config:
     @property
     def data_dir_path(self) -> Path:
         return Path(self.data_dir).expanduser()
+
+
+TUPLES = ("corpus", "eval_similarity", "eval_analogy")  # lists in JSON
 
 
 def default(name: str):
@@ -126,6 +137,7 @@ def check(config: Config) -> None:
     if config.sparse_grad and config.kvstore.startswith("dist"):
         raise UsageError(f"--sparse-grad does not work with --kvstore {config.kvstore}: "
                          "train with --dense-grad, or on one machine")
+    check_quality(config)
     # Each of these shapes one device's batch or update; several devices split by rows.
     one_device = (("--sparse-grad", config.sparse_grad, "train with --dense-grad"),
                   ("--noise-group", config.noise_group, "train without --noise-group"))
@@ -133,3 +145,25 @@ def check(config: Config) -> None:
         if on and "," in config.device:
             raise UsageError(f"{option} works on one device, not --device {config.device}: "
                              f"name one device, or {otherwise}")
+
+
+KEEP = ("best", "last")
+
+
+def check_quality(config: Config) -> None:
+    """Raise UsageError for --early-stop / --keep / --eval-* settings that cannot work."""
+    sets = (*config.eval_similarity, *config.eval_analogy)
+    if config.early_stop < 0:
+        raise UsageError("--early-stop must be 0 or more")
+    if config.keep not in (None, *KEEP):
+        raise UsageError(f"--keep {config.keep!r}: expected one of {', '.join(KEEP)}")
+    for option, on in (("--early-stop", config.early_stop), ("--keep best", config.keep == "best")):
+        if on and not sets:
+            raise UsageError(f"{option} needs a score to follow: give --eval-similarity FILE "
+                             "or --eval-analogy FILE")
+    twice = sorted({p for p in sets if sets.count(p) > 1})
+    if twice:
+        raise UsageError(f"{twice[0]} is given twice as an evaluation set")
+    if sets and config.kvstore.startswith("dist"):
+        raise UsageError(f"--eval-similarity and --eval-analogy work on one machine, not with "
+                         f"--kvstore {config.kvstore}: score the result with `w2v evaluate`")

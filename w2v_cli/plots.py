@@ -35,27 +35,45 @@ def _save(fig, path: Path) -> None:
     fileio.atomic_write(path, write)
 
 
-def loss_curve(curve, path: str | Path, epochs: int | None = None, title: str = "") -> Path:
+def loss_curve(curve, path: str | Path, epochs: int | None = None, title: str = "",
+               scores: dict | None = None, marked: int | None = None) -> Path:
     """Draw the running mean loss against training progress in epochs, as the d2l chapter's
     animator does. curve: sequence of [epoch_fraction, loss] pairs (epoch_fraction 0.5 is
-    halfway through the first epoch). Returns the path written."""
+    halfway through the first epoch). scores: {set name: [(epoch, score)]}, drawn in a
+    second panel below, on the same epochs (quality.curves); marked: an epoch to mark in
+    both (the one model.params holds). Returns the path written."""
     points = np.asarray(curve, dtype=np.float64).reshape(-1, 2)
     if len(points) == 0:
         raise UsageError("no loss values to plot (the run record has no curve)")
     Figure = require_matplotlib()
-    fig = Figure(figsize=(6, 4))
-    ax = fig.add_subplot()
+    fig = Figure(figsize=(6, 6.5) if scores else (6, 4))
+    if scores:
+        ax, below = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    else:
+        ax, below = fig.add_subplot(), None
     # One line per epoch: the running mean restarts with each epoch, so joining the last
     # point of one epoch to the first of the next would draw a drop that never happened.
     epoch_of = np.ceil(points[:, 0] - 1e-9).astype(int)
     for e in np.unique(epoch_of):
         seg = points[epoch_of == e]
         ax.plot(seg[:, 0], seg[:, 1], marker=".", color="tab:blue")
-    ax.set_xlabel("epoch")
     ax.set_ylabel("loss (running mean in each epoch)")
-    ax.set_title(title or "training loss")
+    ax.set_title(title or ("training loss, and the scores after each epoch" if scores
+                           else "training loss"))
     ax.set_xlim(0, epochs or max(1.0, float(np.ceil(points[:, 0].max()))))
     ax.grid(True, alpha=0.3)
+    if below is not None:
+        for name, pairs in scores.items():
+            xy = np.asarray(pairs, dtype=np.float64).reshape(-1, 2)
+            below.plot(xy[:, 0], xy[:, 1], marker="o", label=name)
+        below.set_ylabel("score (rho or accuracy)")
+        below.grid(True, alpha=0.3)
+        below.legend(loc="best", fontsize=8)
+    for a in (ax, below):
+        if a is not None and marked is not None:
+            a.axvline(marked, color="gray", linestyle="--", linewidth=1)
+    (below if below is not None else ax).set_xlabel(
+        "epoch" + ("" if marked is None else f" (dashed: epoch {marked}, kept in model.params)"))
     fig.tight_layout()
     path = Path(path)
     _save(fig, path)

@@ -11,7 +11,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from . import arrays, checkpoint, interrupt, limits, params, stream
+from . import arrays, checkpoint, interrupt, limits, params, quality, stream
 from .arrays import HostArrays
 from .backend import devices as resolve_devices
 from .backend import current_mxnet as mxnet  # mxnet() would end a sparse run's front end
@@ -75,7 +75,8 @@ def settings_for(config: Config, given: dict, *, resume: bool = False,
 
 def train(config: Config, ds: Dataset,
           on_progress: Optional[Callable[[Progress], None]] = None, *,
-          resume: bool = False, stop: Optional[interrupt.StopFlag] = None) -> dict:
+          resume: bool = False, stop: Optional[interrupt.StopFlag] = None,
+          on_scores: Optional[Callable[[dict, dict], None]] = None) -> dict:
     """Train on ``ds``; checkpoint every epoch into the workdir. Returns the run record (also
     saved as run.json): settings, device, per-epoch metrics.
 
@@ -83,9 +84,11 @@ def train(config: Config, ds: Dataset,
     SIGINT / SIGTERM (or ``stop`` set by hand) stop after the current step with a checkpoint
     and raise Interrupted. Run it under the workdir lock (lock.acquire), as the CLI does.
     With ``--kvstore dist_*`` this process is one worker of a parameter server
-    (distributed.py says what that changes).
+    (distributed.py says what that changes). ``--eval-*`` sets: scored after every epoch
+    (quality.py), each row passed to ``on_scores(row, record["quality"])``.
     """
     check(config)
+    sets = quality.EvalSets.read(config)  # a bad file is an error before any disk change
     with interrupt.catch_signals(stop) as stop:
         if config.kvstore.startswith("dist"):
             from . import distributed  # the one-machine path never loads the dist code
@@ -94,7 +97,8 @@ def train(config: Config, ds: Dataset,
         ctxs = resolve_devices(config.device)
         config = for_devices(config, ctxs)
         limits.check_memory(config, ds.vocab.counts, int(ds.ids.size))  # before any disk change
-        run = Run(config, ds, ctxs, Local(), on_progress)
+        run = Run(config, ds, ctxs, Local(), on_progress,
+                  monitor=quality.Monitor(config, sets, on_scores))
         return run.train(resume, stop)
 
 
@@ -131,12 +135,15 @@ class Run:
     """One training process: settings, data, network, trainer, devices, where it stands.
 
     ``edge``: Local, or a distributed.Session for one worker of a parameter server.
+    ``monitor``: a quality.Monitor scoring each epoch, or None.
     """
 
-    def __init__(self, config: Config, ds: Dataset, ctxs: list, edge, on_progress=None):
+    def __init__(self, config: Config, ds: Dataset, ctxs: list, edge, on_progress=None,
+                 monitor: Optional[quality.Monitor] = None):
         mx = mxnet()
         self.config, self.ds, self.ctxs, self.edge = config, ds, ctxs, edge
         self.on_progress, self.stop = on_progress, interrupt.StopFlag()
+        self.monitor = monitor
         worker = edge.worker
         if worker.distributed and on_progress:  # every report says which worker it is from
             self.on_progress = lambda p: on_progress(
@@ -184,12 +191,17 @@ class Run:
                 mx.random.seed(checkpoint.mx_seed(config.seed, epoch))  # every device
                 done = self._epoch(epoch, epoch_stream, rows)
                 self.record["epochs"].append(done)
-                self.record["complete"] = epoch == config.epochs
+                early = self.monitor.after_epoch(self, epoch, done) if self.monitor else False
+                self.record["complete"] = epoch == config.epochs or early
                 # The RNG state where the next epoch starts: the producer's snapshot, as it
                 # has drawn into that epoch already.
                 self.edge.save_epoch(self, checkpoint.Position(
                     epoch, 0, epoch_stream.end_state, record=self.record))
                 self._report_epoch(epoch, done)
+                if self.monitor:
+                    self.monitor.saved(self, epoch)
+                if early:
+                    break
                 if stop.is_set() and epoch < config.epochs:
                     self.edge.interrupted(self, None, f"the end of epoch {epoch}/{config.epochs}")
         return self._finish()
@@ -209,6 +221,8 @@ class Run:
         checkpoint.restore_rng(self.rng, self.pos)
         self.record = {**self.pos.record, "config": self.config.to_dict(),
                        "device": self.record["device"], "complete": False}
+        if self.monitor:
+            self.monitor.resumed(self)
 
     def _finish(self) -> dict:
         """Totals over every epoch (across resumes too); write the final run record."""
@@ -219,7 +233,11 @@ class Run:
         record["final"] = {"loss": record["epochs"][-1]["loss"],
                            "train_seconds": round(seconds, 3),
                            "tokens_per_sec": round(tokens / max(seconds, 1e-9), 1)}
+        if self.monitor:
+            self.monitor.finish(self, record)
         self.edge.finish(self, record)
+        if self.monitor:
+            self.monitor.finished(self, record)
         return record
 
     # -- one epoch --
