@@ -111,6 +111,21 @@ def gensim_job(job: dict) -> dict:
     return {"save_seconds": time.perf_counter() - start, "vocab": len(model.wv)}
 
 
+def eval_cost(data_dir: Path, prepared: Path, run_dir: Path) -> dict:
+    """What scoring after every epoch costs: a 2-epoch run with the three test sets as
+    --eval-* sets; metrics.jsonl's seconds of scoring against the epoch's seconds."""
+    shutil.copytree(prepared, run_dir)
+    args = ["train", "--workdir", str(run_dir), "--epochs", "2", *W2V_TRAIN]
+    for name, (f, _) in TEST_SETS.items():
+        args += ["--eval-analogy" if name == "analogy_dev" else "--eval-similarity",
+                 str(data_dir / f)]
+    _run(_w2v(*args), "w2v train --eval-*", _env())
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    shutil.rmtree(run_dir)
+    return {"eval_seconds": [r["eval_seconds"] for r in rows],
+            "train_seconds": [r["train_seconds"] for r in rows]}
+
+
 # --- scoring --------------------------------------------------------------------------------
 
 def score(data_dir: Path, source: list[str]) -> dict:
@@ -218,6 +233,13 @@ def markdown(results: dict) -> str:
               "gensim reading the zip, vocabulary and training, its vector save subtracted)",
               coverage(results["runs"]) if results["runs"] else "no runs"]
     lines += [f"w2v prepare (once, shared by every w2v run): {results['prepare']['wall']:.2f} s"]
+    cost = results.get("eval_cost")
+    if cost:
+        shares = [e / t for e, t in zip(cost["eval_seconds"], cost["train_seconds"])]
+        lines.append("scoring after each epoch (--eval-similarity x2, --eval-analogy): "
+                     + ", ".join(f"{e:.2f} s" for e in cost["eval_seconds"])
+                     + f" against epochs of {', '.join(f'{t:.1f} s' for t in cost['train_seconds'])}"
+                     f" ({100 * max(shares):.1f}% at most)")
     cores = results.get("cores")
     if cores:
         lines.append(f"w2v train --epochs 1 on 1 core (taskset -c 0): {cores['1']:.1f} s; "
@@ -283,6 +305,8 @@ def bench(args) -> dict:
                                         "vocab": g["vocab"],
                                         "scores": score(data_dir, ["--vectors", str(out)])})
                 out.unlink()
+        _log("w2v, 2 epochs scored after each (--eval-similarity, --eval-analogy)")
+        results["eval_cost"] = eval_cost(data_dir, prepared, tmp / "eval")
         if args.cores and (os.cpu_count() or 1) >= 2 and shutil.which("taskset"):
             results["cores"] = {}
             for n, pin in (("1", "0"), ("2", "0,1")):

@@ -97,6 +97,14 @@ def test_the_markdown_table_exactly():
     ]
 
 
+def test_the_scoring_cost_line():
+    results = _results([_run("w2v", 1, 0, 16.0, 0.1, 0.02, 0.1)])
+    results["eval_cost"] = {"eval_seconds": [0.12, 0.1], "train_seconds": [8.0, 10.0]}
+    line = next(x for x in bench.markdown(results).splitlines() if x.startswith("scoring"))
+    assert line == ("scoring after each epoch (--eval-similarity x2, --eval-analogy): 0.12 s, "
+                    "0.10 s against epochs of 8.0 s, 10.0 s (1.5% at most)")
+
+
 def test_one_seed_prints_no_spread_and_a_vocabulary_mismatch_shows():
     runs = [_run("w2v", 1, 0, 16.0, 0.1, 0.02, 0.1),
             _run("gensim", 1, 0, 2.9, 0.05, 0.04, 0.1, used=(216, 211, 1488))]

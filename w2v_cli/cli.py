@@ -233,7 +233,7 @@ def _download_progress():
       "scoring (see --early-stop) or the last.")
 @click.option("--resume", is_flag=True, help="Continue the run in the workdir from its latest "
               "checkpoint, with its settings (options given must match them, except --epochs, "
-              "--device and --log-interval).")
+              "--device, --log-interval and the --eval-*, --early-stop and --keep options).")
 @click.option("--restart", is_flag=True, help="Start a new run even though the workdir holds "
               "an unfinished one (whose checkpoints go once the new run has written its "
               "first).")
