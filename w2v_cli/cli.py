@@ -13,7 +13,7 @@ from click.core import ParameterSource
 
 from . import __version__
 from .clitypes import FiniteFloat
-from .config import MAX_SEED, Config, default
+from .config import LOSSES, MAX_SEED, MODELS, NS_OPTIONS, Config, default
 from .errors import Interrupted, W2VError
 
 
@@ -189,7 +189,14 @@ def _download_progress():
 @_opt("--embed-size", type=click.IntRange(min=1), help="Embedding dimension.")
 @_opt("--window", type=click.IntRange(min=1), help="Largest context window; each center "
       "draws its size uniformly from 1..window.")
-@_opt("--negatives", type=click.IntRange(min=1), help="Noise words per context word.")
+@_opt("--model", type=click.Choice(MODELS), help="skipgram: each center predicts its "
+      "context words; cbow: the mean of the context vectors predicts the center (faster "
+      "per pass). docs/objectives.md compares them.")
+@_opt("--loss", type=click.Choice(LOSSES), help="ns: negative sampling; hs: hierarchical "
+      "softmax over a Huffman tree of the vocabulary (then --negatives, --noise-group and "
+      "--group-noise do not apply).")
+@_opt("--negatives", type=click.IntRange(min=1), help="Noise words per context word "
+      "(skipgram), or per center (cbow).")
 @_opt("--noise-group", type=click.IntRange(min=0), help="Let every this many centers of a "
       "batch share one draw of --group-noise noise words (a small matrix product per group), "
       "weighted as --negatives per context word, instead of each context word drawing "
@@ -222,10 +229,11 @@ def _download_progress():
 @click.option("--restart", is_flag=True, help="Start a new run even though the workdir holds "
               "an unfinished one (whose checkpoints are then deleted).")
 @_errors_to_exit
-def train(epochs, lr, batch_size, embed_size, window, negatives, noise_group, group_noise,
-          subsample, sample_once, sparse_grad, bucket, log_interval, kvstore, chunk_tokens, seed,
-          device, workdir, resume, restart):
-    """Train skip-gram with negative sampling on the prepared dataset.
+def train(epochs, lr, batch_size, embed_size, window, model, loss, negatives, noise_group,
+          group_noise, subsample, sample_once, sparse_grad, bucket, log_interval, kvstore,
+          chunk_tokens, seed, device, workdir, resume, restart):
+    """Train skip-gram or CBOW, with negative sampling or hierarchical softmax, on the
+    prepared dataset.
 
     Ctrl-C (or SIGTERM) stops after the current step with a checkpoint; continue with
     `w2v train --resume`. With --kvstore dist_* this process is one worker of a parameter
@@ -235,7 +243,8 @@ def train(epochs, lr, batch_size, embed_size, window, negatives, noise_group, gr
     from . import train as train_mod
 
     settings = dict(workdir=workdir, epochs=epochs, lr=lr, batch_size=batch_size,
-                    embed_size=embed_size, window=window, negatives=negatives,
+                    embed_size=embed_size, window=window, model=model, loss=loss,
+                    negatives=negatives,
                     noise_group=noise_group, group_noise=group_noise,
                     subsample=subsample, sample_once=sample_once, sparse_grad=sparse_grad,
                     bucket=bucket, log_interval=log_interval, kvstore=kvstore,
@@ -254,6 +263,7 @@ def train(epochs, lr, batch_size, embed_size, window, negatives, noise_group, gr
         given = {k: v for k, v in settings.items()
                  if ctx.get_parameter_source(k) in (ParameterSource.COMMANDLINE,
                                                     ParameterSource.ENVIRONMENT)}
+        _refuse_noise_options_with_hs(config, given, resume)
         config = train_mod.settings_for(config, given, resume=resume, restart=restart)
         ds = dataset.load(config.workdir_path)
         record = train_mod.train(config, ds, on_progress=_train_progress(_stderr_is_tty()),
@@ -267,6 +277,23 @@ def train(epochs, lr, batch_size, embed_size, window, negatives, noise_group, gr
         who = f"worker {w['rank']}/{w['num_workers']} ({w['tokens']} tokens): "
     click.echo(f"{who}loss {final['loss']:.3f}, {final['tokens_per_sec']:.1f} tokens/sec "
                f"on {record['device']}")
+
+
+def _refuse_noise_options_with_hs(config: Config, given: dict, resume: bool) -> None:
+    """--negatives, --noise-group or --group-noise given with --loss hs (given now, or the
+    run's on --resume) is a usage error: hierarchical softmax draws no noise words."""
+    named = [f"--{k.replace('_', '-')}" for k in NS_OPTIONS if k in given]
+    if not named:
+        return
+    loss = config.loss
+    if resume and "loss" not in given:
+        from . import checkpoint
+
+        with contextlib.suppress(W2VError):  # no checkpoint: settings_for says so
+            loss = checkpoint.saved_config(config.workdir_path).get("loss", loss)
+    if loss == "hs":
+        raise click.UsageError(f"{', '.join(named)} does not apply with --loss hs "
+                               "(hierarchical softmax draws no noise words)")
 
 
 def _train_progress(tty: bool):
