@@ -68,11 +68,12 @@ class Batch:
 
     center: (R, 1) int32, the parts' centers in order (R >= rows: a group's padding rows are
     id 0 with weight 0); with ``mix`` (R, 1, C) float32, center is (R, C) and each center
-    vector is the mix of those C rows of the first table (the parts' C padded with weight 0). parts: (ids (G_p, W_p) int32, g_p) per part. weight, label: (M,)
-    float32, every part's (G_p, W_p, g_p) positions flattened in order, then zeros. With more
-    than one part, ``words`` (U,) int32 lists the distinct ids of all parts (sorted) and
-    ``slots`` holds each part's ids as positions in it (``words[slots[p]] == parts[p][0]``),
-    so the context table is looked up once a step.
+    vector is the mix of those C rows of the first table (the parts' C padded with weight 0).
+    parts: (ids (G_p, W_p) int32, g_p) per part. weight, label: (M,) float32, every part's
+    (G_p, W_p, g_p) positions flattened in order, then zeros. With more than one part,
+    ``words`` (U,) int32 lists the distinct ids of all parts (sorted) and ``slots`` holds
+    each part's ids as positions in it (``words[slots[p]] == parts[p][0]``), so the context
+    table is looked up once a step.
     """
 
     center: np.ndarray
