@@ -96,7 +96,7 @@ def _stderr_is_tty() -> bool:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="w2v")
 def cli():
-    """Pretrain skip-gram word2vec embeddings with MXNet Gluon.
+    """Pretrain word2vec embeddings (skip-gram or CBOW) with MXNet Gluon.
 
     \b
     w2v prepare                      build the dataset (PTB by default)
