@@ -17,6 +17,16 @@ Objectives, what a center is scored against:
     (the chapter); one center a group.
   - :class:`SharedNegatives`: groups of --noise-group centers share --group-noise noise words,
     weighted as --negatives per context word (a cheaper estimate of the same loss).
+  - :class:`SkipGramPaths` (--loss hs): each context word's vector against the nodes of its
+    center's Huffman path (huffman.py), as the word2vec C tool's skip-gram does: a group is
+    one row, its g "centers" are the row's contexts, its words the center's path nodes.
+  - :class:`CbowNegatives` (--model cbow): the mean of a row's context vectors against its
+    center (label 1) and --negatives noise words drawn per center (label 0).
+  - :class:`CbowPaths` (--model cbow --loss hs): the mean of the contexts against the nodes
+    of the center's path.
+CBOW's input side is a mean: a part's ``center`` holds the ids of each row's contexts and
+``mix`` their weights, 1 / n_ctx at real contexts and 0 at padding, so the mean is over a
+row's real contexts only (model.input_vectors).
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ from typing import Iterable, Iterator, Optional
 
 import numpy as np
 
-from . import sampling
+from . import huffman, sampling
 from .config import Config
 from .examples import Rows
 
@@ -36,12 +46,16 @@ TRIM_PARTS = 3  # parts of a trimmed batch: fewer padded positions against more 
 
 @dataclass
 class Part:
-    """One part's numbers. words: (G, W) int32; weight, label: (G, W, g) float32."""
+    """One part's numbers. center: (G * g,) int32 ids of the first table, or with ``mix``
+    (G * g, C) int32 ids whose rows are mixed with the weights ``mix`` (G * g, C) float32
+    (CBOW's mean of the contexts). words: (G, W) int32 ids of the second table; weight,
+    label: (G, W, g) float32."""
 
     center: np.ndarray
     words: np.ndarray
     weight: np.ndarray
     label: np.ndarray
+    mix: Optional[np.ndarray] = None
 
     @property
     def group(self) -> int:
@@ -53,11 +67,13 @@ class Batch:
     """What a step trains on.
 
     center: (R, 1) int32, the parts' centers in order (R >= rows: a group's padding rows are
-    id 0 with weight 0). parts: (ids (G_p, W_p) int32, g_p) per part. weight, label: (M,)
-    float32, every part's (G_p, W_p, g_p) positions flattened in order, then zeros. With more
-    than one part, ``words`` (U,) int32 lists the distinct ids of all parts (sorted) and
-    ``slots`` holds each part's ids as positions in it (``words[slots[p]] == parts[p][0]``),
-    so the context table is looked up once a step.
+    id 0 with weight 0); with ``mix`` (R, 1, C) float32, center is (R, C) and each center
+    vector is the mix of those C rows of the first table (the parts' C padded with weight 0).
+    parts: (ids (G_p, W_p) int32, g_p) per part. weight, label: (M,) float32, every part's
+    (G_p, W_p, g_p) positions flattened in order, then zeros. With more than one part,
+    ``words`` (U,) int32 lists the distinct ids of all parts (sorted) and ``slots`` holds
+    each part's ids as positions in it (``words[slots[p]] == parts[p][0]``), so the context
+    table is looked up once a step.
     """
 
     center: np.ndarray
@@ -67,16 +83,31 @@ class Batch:
     rows: int
     words: Optional[np.ndarray] = None
     slots: Optional[list] = None
+    mix: Optional[np.ndarray] = None
 
     def arrays(self) -> list:
         """The numpy arrays a device needs, in model.batch_loss's order."""
         ids = [self.words] + self.slots if self.words is not None else [self.parts[0][0]]
-        return [self.center, self.weight, self.label, *ids]
+        mix = [] if self.mix is None else [self.mix]
+        return [self.center, self.weight, self.label, *ids, *mix]
 
 
 def join(parts: list, rows: int) -> Batch:
     """One Batch of ``parts`` (Part each), ``rows`` real centers among them."""
-    center = np.concatenate([p.center for p in parts])[:, None].astype(np.int32)
+    if parts[0].mix is None:
+        center, mix = np.concatenate([p.center for p in parts])[:, None].astype(np.int32), None
+    else:  # each part's contexts padded to the widest part's, with weight 0
+        c = max(p.center.shape[1] for p in parts)
+        center = np.concatenate([np.pad(p.center, ((0, 0), (0, c - p.center.shape[1])))
+                                 for p in parts]).astype(np.int32)
+        mix = np.concatenate([np.pad(p.mix, ((0, 0), (0, c - p.mix.shape[1])))
+                              for p in parts])[:, None, :].astype(np.float32)
+    batch = _join(parts, rows, center)
+    batch.mix = mix
+    return batch
+
+
+def _join(parts: list, rows: int, center: np.ndarray) -> Batch:
     weight = np.concatenate([p.weight.ravel() for p in parts]).astype(np.float32)
     label = np.concatenate([p.label.ravel() for p in parts]).astype(np.float32)
     ids = [(p.words.astype(np.int32), p.group) for p in parts]
@@ -213,6 +244,79 @@ def share(center: np.ndarray, items: np.ndarray, n_ctx: np.ndarray, noise: np.nd
     return Part(center, words.astype(np.int32), weight, label)
 
 
+class SkipGramPaths:
+    """Hierarchical softmax for skip-gram, as the word2vec C tool trains it: each context
+    word's vector (first table) against the inner nodes of its center's Huffman path
+    (second table), labelled 1 - code. A group is one row: its g "centers" are the row's
+    context slots, its words the center's path. A row's loss is the mean over its contexts
+    of -log p(center | context), each the sum over the path's nodes."""
+
+    def __init__(self, counts: np.ndarray):
+        self.tree = huffman.build(counts)
+        self.targets = self.tree.targets
+
+    def part(self, rows: Rows, idx: np.ndarray, width: int,
+             rng: Optional[np.random.Generator] = None) -> Part:
+        center, n_ctx = rows.center[idx], rows.n_ctx[idx]
+        depth = max(int(self.tree.length[center].max()), 1)
+        on_path = np.arange(depth)[None, :] < self.tree.length[center][:, None]  # (G, D)
+        real = np.arange(width)[None, :] < n_ctx[:, None]  # (G, g)
+        weight = on_path[:, :, None] * (real / np.maximum(n_ctx, 1)[:, None])[:, None, :]
+        label = np.broadcast_to(self.targets[center, :depth, None], weight.shape)
+        return Part(rows.items[idx, :width].ravel(), self.tree.nodes[center, :depth],
+                    weight, label)
+
+
+def context_mean(rows: Rows, idx: np.ndarray, width: int) -> tuple:
+    """CBOW's input: rows ``idx``'s contexts (n, width) int32 and the weights of their mean,
+    (n, width) float32, 1 / n_ctx at a row's real contexts and 0 at its padding."""
+    n_ctx = rows.n_ctx[idx]
+    real = np.arange(width)[None, :] < n_ctx[:, None]
+    return rows.items[idx, :width], real / np.maximum(n_ctx, 1)[:, None]
+
+
+class CbowNegatives:
+    """CBOW with negative sampling: the mean of a row's contexts against its center (label
+    1) and ``negatives`` noise words drawn per center from the batch's generator (label 0),
+    as the C tool and gensim draw per center for CBOW. A noise word equal to the center
+    weighs 0 (the C tool skips it). A row's loss is the mean over its 1 + k positions."""
+
+    def __init__(self, counts: np.ndarray, negatives: int):
+        self.cdf = sampling.Inverse(np.cumsum(sampling.noise_distribution(counts)))
+        self.negatives = negatives
+
+    def part(self, rows: Rows, idx: np.ndarray, width: int,
+             rng: Optional[np.random.Generator] = None) -> Part:
+        center = rows.center[idx]
+        k = self.negatives
+        noise = sampling.draw(self.cdf, idx.size * k, rng).reshape(idx.size, k)
+        words = np.concatenate([center[:, None], noise], axis=1)
+        weight = np.concatenate([np.ones((idx.size, 1)), noise != center[:, None]], axis=1)
+        label = np.zeros(words.shape, np.float32)
+        label[:, 0] = 1
+        ids, mix = context_mean(rows, idx, width)
+        return Part(ids, words, (weight / (1 + k))[:, :, None], label[:, :, None], mix)
+
+
+class CbowPaths:
+    """CBOW with hierarchical softmax: the mean of a row's contexts against the inner nodes
+    of its center's Huffman path, labelled 1 - code. A row's loss is -log p(center |
+    contexts): the sum over the path's nodes."""
+
+    def __init__(self, counts: np.ndarray):
+        self.tree = huffman.build(counts)
+        self.targets = self.tree.targets
+
+    def part(self, rows: Rows, idx: np.ndarray, width: int,
+             rng: Optional[np.random.Generator] = None) -> Part:
+        center = rows.center[idx]
+        depth = max(int(self.tree.length[center].max()), 1)
+        weight = np.arange(depth)[None, :] < self.tree.length[center][:, None]
+        ids, mix = context_mean(rows, idx, width)
+        return Part(ids, self.tree.nodes[center, :depth], weight[:, :, None],
+                    self.targets[center, :depth, None], mix)
+
+
 # --- a grouping and an objective together ------------------------------------------------
 
 class Layout:
@@ -241,6 +345,13 @@ def layout_for(config: Config, counts: np.ndarray, n_devices: int, rank: int = 0
     padded part; one device trims the chapter's batches (the same loss, less padding).
     Shared negatives keep one part a batch: trimming changes which rows share noise, and
     its quality is not measured."""
+    seed = (config.seed, rank)
+    if config.model == "cbow":  # one part: trimming by contexts leaves the words' width
+        objective = CbowPaths(counts) if config.loss == "hs" else \
+            CbowNegatives(counts, config.negatives)
+        return Layout(Padded(), objective, seed)
+    if config.loss == "hs":  # one device (config.check): trimmed by contexts, i.e. by g
+        return Layout(Trimmed(), SkipGramPaths(counts), seed)
     if config.noise_group:
         objective = SharedNegatives(counts, config.noise_group, config.group_noise,
                                     config.negatives)

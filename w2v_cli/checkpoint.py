@@ -46,7 +46,7 @@ KEEP = 2
 
 # Settings that change what a run computes: resuming with any of them changed is an error.
 # The others (epochs, device, log_interval, paths, speed knobs) may change between resumes.
-MODEL_SETTINGS = ("embed_size", "window", "negatives", "noise_group", "group_noise",
+MODEL_SETTINGS = ("model", "loss", "embed_size", "window", "negatives", "noise_group", "group_noise",
                   "subsample", "sample_once", "seed",
                   "batch_size", "lr", "chunk_tokens",  # chunks decide each epoch's draws
                   "bucket",  # decides each epoch's batches
@@ -322,6 +322,8 @@ def check_resume(saved: dict, config: Config, fingerprint: dict, saved_fingerpri
     saved = {k: saved.get(k, config_default(k)) for k in MODEL_SETTINGS}
     # Without noise groups their size decides nothing.
     unused = {"group_noise"} if not (saved["noise_group"] or current["noise_group"]) else set()
+    if saved["loss"] == current["loss"] == "hs":  # no noise words at all
+        unused.add("negatives")
     diffs = [f"--{k.replace('_', '-')} is {current[k]!r} but the checkpoint has {saved[k]!r}"
              for k in MODEL_SETTINGS if saved[k] != current[k] and k not in unused]
     for key, what in (("vocab_size", "vocabulary size"), ("vocab_sha1", "vocabulary"),

@@ -7,14 +7,15 @@ import functools
 import logging
 import signal
 import sys
-import time
 
 import click
 from click.core import ParameterSource
 
 from . import __version__
 from .clitypes import FiniteFloat
-from .config import MAX_SEED, Config, default
+from .config import LOSSES, MAX_SEED, MODELS, NS_OPTIONS, Config, default
+from .cli_report import (_download_progress, _eval_report, _plot_loss, _prepare_progress,
+                         _train_progress)
 from .errors import Interrupted, W2VError
 
 
@@ -98,7 +99,7 @@ def _stderr_is_tty() -> bool:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="w2v")
 def cli():
-    """Pretrain skip-gram word2vec embeddings with MXNet Gluon.
+    """Pretrain word2vec embeddings (skip-gram or CBOW) with MXNet Gluon.
 
     \b
     w2v prepare                      build the dataset (PTB by default)
@@ -157,33 +158,6 @@ def prepare(corpus, min_count, max_vocab, encoding_errors, lowercase, chunk_toke
                f"-> {config.workdir_path} ({stats['seconds']:.2f} s)")
 
 
-def _prepare_progress(tty: bool):
-    def report(p):
-        if not tty:
-            return
-        line = f"read {p.tokens:,} tokens ({p.tokens / max(p.seconds, 1e-9):,.0f}/s)"
-        if p.total_bytes:
-            frac = min(p.bytes / p.total_bytes, 1.0)
-            eta = p.seconds * (1 - frac) / frac if frac > 0 else 0.0
-            line += f"  {100 * frac:.0f}%  ETA {eta:.0f} s"
-        click.echo("\r" + line, err=True, nl=False)
-    return report
-
-
-def _download_progress():
-    shown = {"last": -1}
-
-    def report(done, total):
-        pct = int(100 * done / total) if total else -1
-        if pct != shown["last"]:
-            shown["last"] = pct
-            text = f"{pct}%" if total else f"{done / 1e6:.1f} MB"
-            click.echo(f"\rdownloading PTB: {text}", err=True, nl=False)
-            if total and done >= total:
-                click.echo("", err=True)
-    return report
-
-
 @cli.command()
 @_opt("--epochs", type=click.IntRange(min=1), help="Passes over the corpus.")
 @_opt("--lr", type=FiniteFloat(min=0, min_open=True), help="Adam learning rate.")
@@ -191,7 +165,14 @@ def _download_progress():
 @_opt("--embed-size", type=click.IntRange(min=1), help="Embedding dimension.")
 @_opt("--window", type=click.IntRange(min=1), help="Largest context window; each center "
       "draws its size uniformly from 1..window.")
-@_opt("--negatives", type=click.IntRange(min=1), help="Noise words per context word.")
+@_opt("--model", type=click.Choice(MODELS), help="skipgram: each center predicts its "
+      "context words; cbow: the mean of the context vectors predicts the center (faster "
+      "per pass). docs/objectives.md compares them.")
+@_opt("--loss", type=click.Choice(LOSSES), help="ns: negative sampling; hs: hierarchical "
+      "softmax over a Huffman tree of the vocabulary (then --negatives, --noise-group and "
+      "--group-noise do not apply).")
+@_opt("--negatives", type=click.IntRange(min=1), help="Noise words per context word "
+      "(skipgram), or per center (cbow).")
 @_opt("--noise-group", type=click.IntRange(min=0), help="Let every this many centers of a "
       "batch share one draw of --group-noise noise words (a small matrix product per group), "
       "weighted as --negatives per context word, instead of each context word drawing "
@@ -238,10 +219,12 @@ def _download_progress():
               "an unfinished one (whose checkpoints go once the new run has written its "
               "first).")
 @_errors_to_exit
-def train(epochs, lr, batch_size, embed_size, window, negatives, noise_group, group_noise,
-          subsample, sample_once, sparse_grad, bucket, log_interval, kvstore, chunk_tokens, seed,
-          device, workdir, eval_similarity, eval_analogy, early_stop, keep, resume, restart):
-    """Train skip-gram with negative sampling on the prepared dataset.
+def train(epochs, lr, batch_size, embed_size, window, model, loss, negatives, noise_group,
+          group_noise, subsample, sample_once, sparse_grad, bucket, log_interval, kvstore,
+          chunk_tokens, seed, device, workdir, eval_similarity, eval_analogy, early_stop, keep,
+          resume, restart):
+    """Train skip-gram or CBOW, with negative sampling or hierarchical softmax, on the
+    prepared dataset.
 
     Ctrl-C (or SIGTERM) stops after the current step with a checkpoint; continue with
     `w2v train --resume`. With --kvstore dist_* this process is one worker of a parameter
@@ -251,7 +234,8 @@ def train(epochs, lr, batch_size, embed_size, window, negatives, noise_group, gr
     from . import train as train_mod
 
     settings = dict(workdir=workdir, epochs=epochs, lr=lr, batch_size=batch_size,
-                    embed_size=embed_size, window=window, negatives=negatives,
+                    embed_size=embed_size, window=window, model=model, loss=loss,
+                    negatives=negatives,
                     noise_group=noise_group, group_noise=group_noise,
                     subsample=subsample, sample_once=sample_once, sparse_grad=sparse_grad,
                     bucket=bucket, log_interval=log_interval, kvstore=kvstore,
@@ -272,6 +256,7 @@ def train(epochs, lr, batch_size, embed_size, window, negatives, noise_group, gr
         given = {k: v for k, v in settings.items()
                  if ctx.get_parameter_source(k) in (ParameterSource.COMMANDLINE,
                                                     ParameterSource.ENVIRONMENT)}
+        _refuse_noise_options_with_hs(config, given, resume)
         config = train_mod.settings_for(config, given, resume=resume, restart=restart)
         ds = dataset.load(config.workdir_path)
         record = train_mod.train(config, ds, on_progress=_train_progress(_stderr_is_tty()),
@@ -291,52 +276,21 @@ def train(epochs, lr, batch_size, embed_size, window, negatives, noise_group, gr
                f"on {record['device']}")
 
 
-# Without a terminal (a log file, a launched worker) progress is a line this often, not a
-# line redrawn in place: a long job's log shows how far it has got without growing fast.
-PROGRESS_LINE_SECONDS = 10.0
+def _refuse_noise_options_with_hs(config: Config, given: dict, resume: bool) -> None:
+    """--negatives, --noise-group or --group-noise given with --loss hs (given now, or the
+    run's on --resume) is a usage error: hierarchical softmax draws no noise words."""
+    named = [f"--{k.replace('_', '-')}" for k in NS_OPTIONS if k in given]
+    if not named:
+        return
+    loss = config.loss
+    if resume and "loss" not in given:
+        from . import checkpoint
 
-
-def _train_progress(tty: bool, every: float = PROGRESS_LINE_SECONDS, clock=time.monotonic):
-    last = {"at": clock()}
-
-    def report(p):
-        eta = (p.batches - p.batch) * p.batch_size / max(p.tokens_per_sec, 1e-9) \
-            if p.batch_size else 0.0
-        who = f"worker {p.worker[0]}/{p.worker[1]}: " if p.worker else ""
-        line = (f"{who}epoch {p.epoch}/{p.epochs}  batch {p.batch}/{p.batches}  "
-                f"loss {p.loss:.4f}  {p.tokens_per_sec:,.0f} tokens/sec"
-                + ("" if p.epoch_done else f"  ETA {eta:.0f} s"))
-        if tty:
-            # the spaces clear what is left of a longer line drawn before
-            click.echo("\r" + line + ("  " * 4 if p.epoch_done else ""), err=True,
-                       nl=p.epoch_done)
-        elif p.epoch_done or clock() - last["at"] >= every:
-            click.echo(line, err=True)
-            last["at"] = clock()
-    return report
-
-
-def _eval_report(epochs: int):
-    from .quality import format_row
-
-    return lambda row, _quality: click.echo("\n".join(format_row(row, epochs)), err=True)
-
-
-def _plot_loss(record: dict, workdir) -> None:
-    """Draw loss.png in the workdir after training. The run is already saved, so no failure
-    here (a missing matplotlib, a full disk) may turn it into an error: it only skips the plot."""
-    from . import plots
-    from .info import LOSS_PLOT_FILE
-    from .quality import curves
-
-    try:
-        path = plots.loss_curve(record.get("curve", []), workdir / LOSS_PLOT_FILE,
-                                epochs=len(record["epochs"]), scores=curves(record),
-                                marked=record.get("quality", {}).get("kept", {}).get("epoch"))
-    except W2VError as e:
-        click.echo(f"loss plot skipped: {e}", err=True)
-    else:
-        click.echo(f"loss curve -> {path}", err=True)
+        with contextlib.suppress(W2VError):  # no checkpoint: settings_for says so
+            loss = checkpoint.saved_config(config.workdir_path).get("loss", loss)
+    if loss == "hs":
+        raise click.UsageError(f"{', '.join(named)} does not apply with --loss hs "
+                               "(hierarchical softmax draws no noise words)")
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})

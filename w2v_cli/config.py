@@ -13,6 +13,9 @@ from .errors import UsageError
 DEFAULT_WORKDIR = "w2v-work"
 DEFAULT_DATA_DIR = "~/.cache/w2v"
 KVSTORES = ("local", "device", "dist_sync", "dist_async")
+MODELS = ("skipgram", "cbow")
+LOSSES = ("ns", "hs")
+NS_OPTIONS = ("negatives", "noise_group", "group_noise")  # meaningless with --loss hs
 
 
 @dataclass
@@ -29,6 +32,10 @@ class Config:
     min_count: int = 10
     max_vocab: int = 0  # keep at most this many words (besides <unk>), the most frequent; 0: no cap
     lowercase: bool = False  # prepare lower-cases the corpus first (str.lower), so The and the are one word
+
+    # architecture and objective (docs/objectives.md)
+    model: str = "skipgram"  # skipgram | cbow (the mean of the contexts predicts the center)
+    loss: str = "ns"  # ns (negative sampling) | hs (hierarchical softmax over a Huffman tree)
 
     # sampling
     subsample: float = 1e-4  # t in keep probability sqrt(t / f(w)); 0 disables
@@ -93,6 +100,14 @@ class Config:
 TUPLES = ("corpus", "eval_similarity", "eval_analogy")  # lists in JSON
 
 
+def noise_per_context(config: Config) -> int:
+    """Noise words drawn with the examples for each context word: --negatives for the
+    chapter's skip-gram; 0 when an objective draws its own per batch (--noise-group, CBOW)
+    or needs none (--loss hs)."""
+    own = (config.model, config.loss) == ("skipgram", "ns") and not config.noise_group
+    return config.negatives if own else 0
+
+
 def default(name: str):
     """The default of one Config field, for the CLI's option declarations."""
     return {f.name: f.default for f in dataclasses.fields(Config)}[name]
@@ -125,6 +140,15 @@ def check(config: Config) -> None:
         raise UsageError("--noise-group must be 0 or more")
     if config.group_noise < 1:
         raise UsageError("--group-noise must be at least 1")
+    if config.model not in MODELS:
+        raise UsageError(f"--model {config.model!r}: expected one of {', '.join(MODELS)}")
+    if config.loss not in LOSSES:
+        raise UsageError(f"--loss {config.loss!r}: expected one of {', '.join(LOSSES)}")
+    if config.noise_group and (config.model, config.loss) != ("skipgram", "ns"):
+        raise UsageError(f"--noise-group works with --model skipgram --loss ns, not --model "
+                         f"{config.model} --loss {config.loss}")
+    if config.model == "cbow" and config.loss == "ns" and not config.negatives:
+        raise UsageError("--model cbow --loss ns needs --negatives of 1 or more")
     if config.noise_group and not config.negatives:
         raise UsageError("--noise-group needs --negatives of 1 or more (it weights the shared "
                          "noise words as that many per context word)")
@@ -140,7 +164,9 @@ def check(config: Config) -> None:
     check_quality(config)
     # Each of these shapes one device's batch or update; several devices split by rows.
     one_device = (("--sparse-grad", config.sparse_grad, "train with --dense-grad"),
-                  ("--noise-group", config.noise_group, "train without --noise-group"))
+                  ("--noise-group", config.noise_group, "train without --noise-group"),
+                  ("--model cbow", config.model == "cbow", "train --model skipgram"),
+                  ("--loss hs", config.loss == "hs", "train --loss ns"))
     for option, on, otherwise in one_device:
         if on and "," in config.device:
             raise UsageError(f"{option} works on one device, not --device {config.device}: "

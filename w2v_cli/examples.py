@@ -13,7 +13,7 @@ from typing import Iterator
 import numpy as np
 
 from . import sampling
-from .config import Config
+from .config import Config, noise_per_context
 
 
 @dataclass
@@ -72,7 +72,7 @@ def draw_examples(ids: np.ndarray, offsets: np.ndarray, counts: np.ndarray, conf
         probs = sampling.noise_distribution(counts)
     kept, kept_offsets = sampling.subsample(ids, offsets, counts, config.subsample, rng)
     w = sampling.windows(kept, kept_offsets, config.window, rng)
-    k = 0 if config.noise_group else config.negatives  # noise groups: drawn per batch
+    k = noise_per_context(config)  # noise groups, CBOW: drawn per batch; hs: none
     noise = sampling.negatives(w, probs, k, rng)
     return assemble(w, noise, k)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import params
+from .config import NS_OPTIONS
 from .dataset import IDS_FILE, OFFSETS_FILE, VOCAB_FILE
 from .errors import DataError, ModelError
 from .vocab import Vocab
@@ -15,8 +16,8 @@ from .vocab import Vocab
 LOSS_PLOT_FILE = "loss.png"
 # The run's training settings. Not min_count: a train run carries the Config default, not
 # what prepare used; the vocabulary line shows that one, from vocab.json.
-SETTINGS = ("embed_size", "window", "negatives", "noise_group", "group_noise", "subsample",
-            "sample_once", "batch_size", "lr", "epochs", "seed", "bucket", "sparse_grad")
+SETTINGS = ("model", "loss", "embed_size", "window", "negatives", "noise_group", "group_noise",
+            "subsample", "sample_once", "batch_size", "lr", "epochs", "seed", "bucket", "sparse_grad")
 
 
 def describe(workdir: Path) -> dict:
@@ -64,8 +65,7 @@ def format_lines(info: dict) -> list[str]:
         state = "complete" if run.get("complete") else "incomplete"
         rows.append(("epochs", f"{len(epochs)} of {planned} done ({state})"))
         rows.append(("settings", ", ".join(f"{k.replace('_', '-')} {cfg[k]}"
-                                           for k in SETTINGS if k in cfg
-                                           and (k != "group_noise" or cfg.get("noise_group")))))
+                                           for k in SETTINGS if k in cfg and _applies(k, cfg))))
         rows.append(("device", str(run.get("device", "?"))))
         if epochs:
             rows.append(("loss", "  ".join(f"{e['epoch']}: {e['loss']:.4f}" for e in epochs)))
@@ -78,6 +78,14 @@ def format_lines(info: dict) -> list[str]:
     rows.append(("files", ", ".join(f"{n} ({_size(s)})" for n, s in info["files"].items())))
     width = max(len(name) for name, _ in rows)
     return [f"{name:<{width}}  {value}" for name, value in rows]
+
+
+def _applies(name: str, cfg: dict) -> bool:
+    """Whether setting ``name`` shaped the run of ``cfg``: not the noise options with
+    hierarchical softmax, nor a noise group's size without noise groups."""
+    if cfg.get("loss") == "hs" and name in NS_OPTIONS:
+        return False
+    return name != "group_noise" or bool(cfg.get("noise_group"))
 
 
 def _size(n: int) -> str:

@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from .config import Config
+from .config import Config, noise_per_context
 from .errors import DivergedError, UsageError
 from .sampling import keep_probability
 
@@ -45,7 +45,7 @@ def memory_needs(config: Config, counts: np.ndarray, tokens: int) -> list[tuple[
     largest arrays of its part, so the sum underestimates the peak: a refusal is certain.
     """
     vocab, embed, window = len(counts), config.embed_size, config.window
-    k = 0 if config.noise_group else config.negatives
+    k = noise_per_context(config)
     # Params and Adam's two moments per table, plus dense gradients unless sparse.
     tables = (6 if config.sparse_grad in (None, True) else 8) * vocab * embed * _FLOAT32
     # One chunk's centers (after the expected subsampling) with 2 * window context slots:

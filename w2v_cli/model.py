@@ -1,6 +1,8 @@
 """The Gluon network: two embedding tables, a batch_dot forward and the masked loss.
 
-net[0] holds the center vectors v, net[1] the context (and noise) vectors u. Every batch
+net[0] holds the center vectors v, net[1] the context (and noise) vectors u, or with
+hierarchical softmax the Huffman tree's inner-node vectors. For CBOW a "center" vector is the
+mean of a row's context vectors, taken from net[0] (:func:`input_vectors`). Every batch
 layout (batches.py) is scored by :func:`batch_loss`: each part's (G, W, g) scores are one
 ``batch_dot`` of its words' u with its centers' v, and the loss is SigmoidBCELoss weighted by
 the batch. :func:`skip_gram` and :func:`masked_loss` are the chapter's own forward and loss,
@@ -68,15 +70,27 @@ def batch_loss(net, batch, lent: list):
     """The summed loss of ``batch`` (batches.Batch), a () array on the device of ``lent``:
     the batch's arrays there, in ``Batch.arrays()`` order."""
     center, weight, label, *ids = lent
+    mixed = batch.mix is not None
+    mix = ids.pop() if mixed else None
     if batch.words is None:
-        return part_loss(net, batch.parts[0][1])(center, ids[0], weight, label)
-    return _parts_loss(net, batch, center, weight, label, ids)
+        return part_loss(net, batch.parts[0][1], mixed)(center, ids[0], weight, label,
+                                                        *([mix] if mixed else []))
+    return _parts_loss(net, batch, center, weight, label, ids, mix)
 
 
-def _parts_loss(net, batch, center, weight, label, ids):
+def input_vectors(embed_v, center, mix=None, batch_dot=None):
+    """(R, 1, E): the first table's rows of ``center`` (R, 1), or with ``mix`` (R, 1, C) the
+    mix of the rows of ``center`` (R, C): CBOW's mean of the contexts, padding weighted 0."""
+    v = embed_v(center)
+    if mix is None:
+        return v
+    return (batch_dot or arrays.batch_dot)(mix, v)
+
+
+def _parts_loss(net, batch, center, weight, label, ids, mix=None):
     """A batch of several parts: one lookup per table, then each part's rows from those."""
     words, slots = ids[0], ids[1:]
-    v = net[0](center)  # (R, 1, E)
+    v = input_vectors(net[0], center, mix)  # (R, 1, E)
     u = net[1](words)   # (U, E): a sparse lookup's backward walks the whole table, so once
     e = v.shape[2]
     scores, start = [], 0
@@ -99,16 +113,18 @@ def group_scores(u, v, g: int, e: int, batch_dot=None):
     return batch_dot(u, v.reshape((-1, g, e)), transpose_b=True)
 
 
-def part_loss(net, group: int):
+def part_loss(net, group: int, mixed: bool = False):
     """The hybridized loss of a one-part batch of groups of ``group`` centers: called with
     center (G * g, 1), words (G, W), weight and label ((G * W * g,) float32), gives ().
+    ``mixed``: called with a fifth array, mix (G * g, 1, C), and center (G * g, C): each
+    center vector is that mix of C rows (input_vectors).
 
     One cached graph call a step instead of ~15 operator calls from Python. One per net,
-    group size and front end (a graph is traced for one kind of array)."""
+    group size, mixing and front end (a graph is traced for one kind of array)."""
     blocks = _PART_LOSS.setdefault(net, {})
-    key = (group, arrays.numpy_front_end())
+    key = (group, mixed, arrays.numpy_front_end())
     if key not in blocks:
-        blocks[key] = _part_loss_class()(net[0], net[1], group)
+        blocks[key] = _part_loss_class(mixed)(net[0], net[1], group)
         blocks[key].hybridize()
     return blocks[key]
 
@@ -117,8 +133,9 @@ _PART_LOSS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # net -> {k
 
 
 @functools.lru_cache(maxsize=None)
-def _part_loss_class():
-    """The block class of part_loss (defined once MXNet is loaded)."""
+def _part_loss_class(mixed: bool = False):
+    """The block class of part_loss (defined once MXNet is loaded); ``mixed``: the one
+    whose centers are mixes of rows (CBOW)."""
     gluon = _mx().gluon
 
     class PartLoss(gluon.HybridBlock):
@@ -128,14 +145,22 @@ def _part_loss_class():
             self.embed_size = embed_v.weight.shape[1]
             self.loss = gluon.loss.SigmoidBCELoss()
 
-        def hybrid_forward(self, F, center, words, weight, label):
+        def hybrid_forward(self, F, center, words, weight, label, mix=None):
             # F's batch_dot: hybridized, this traces symbols.
             batch_dot = F.npx.batch_dot if _mx().util.is_np_array() else F.batch_dot
-            scores = group_scores(self.embed_u(words), self.embed_v(center), self.group,
-                             self.embed_size, batch_dot)
+            v = input_vectors(self.embed_v, center, mix, batch_dot)
+            scores = group_scores(self.embed_u(words), v, self.group, self.embed_size,
+                                  batch_dot)
             return self.loss(scores.reshape((-1,)), label, weight).sum()
 
-    return PartLoss
+    if not mixed:
+        return PartLoss
+
+    class MixedPartLoss(PartLoss):
+        def hybrid_forward(self, F, center, words, weight, label, mix):
+            return super().hybrid_forward(F, center, words, weight, label, mix)
+
+    return MixedPartLoss
 
 
 @functools.lru_cache(maxsize=None)
