@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import planted_sentences
+from conftest import encode, planted_sentences
 from w2v_cli import batches as B
 from w2v_cli import checkpoint, dataset, huffman, info, params, train
 from w2v_cli.backend import mxnet
@@ -160,7 +160,7 @@ def _planted_config(tmp_path, model, loss, **kw):
 
 @pytest.mark.parametrize("model,loss", COMBINATIONS)
 def test_each_combination_recovers_planted_clusters(tmp_path, model, loss):
-    ds = dataset.encode(planted_sentences(), min_count=1)
+    ds = encode(planted_sentences(), min_count=1)
     record = train.train(_planted_config(tmp_path, model, loss), ds)
     losses = [e["loss"] for e in record["epochs"]]
     assert losses[-1] < losses[0]
@@ -182,7 +182,7 @@ def _interrupt_at(epoch, batch):
 @pytest.mark.parametrize("sparse", [True, False])
 @pytest.mark.parametrize("model,loss", COMBINATIONS)
 def test_resume_is_exact_on_each_combination(tmp_path, model, loss, sparse):
-    ds = dataset.encode(planted_sentences(n_sentences=120), min_count=1)
+    ds = encode(planted_sentences(n_sentences=120), min_count=1)
     runs = {}
     for name in ("whole", "resumed"):
         wd = tmp_path / name
@@ -202,7 +202,7 @@ def test_resume_is_exact_on_each_combination(tmp_path, model, loss, sparse):
 
 
 def test_resume_with_another_model_or_loss_is_refused(tmp_path):
-    ds = dataset.encode(planted_sentences(n_sentences=120), min_count=1)
+    ds = encode(planted_sentences(n_sentences=120), min_count=1)
     dataset.save(ds, tmp_path)
     train.train(_planted_config(tmp_path, "cbow", "hs", epochs=1), ds)
     with pytest.raises(ResumeError, match="cannot resume: --model is 'skipgram' but the "
@@ -232,7 +232,7 @@ def test_new_objectives_refuse_several_devices_and_noise_groups():
 @pytest.fixture
 def planted_workdir(tmp_path):
     wd = tmp_path / "work"
-    dataset.save(dataset.encode(planted_sentences(n_sentences=200), min_count=1), wd)
+    dataset.save(encode(planted_sentences(n_sentences=200), min_count=1), wd)
     return wd
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import planted_sentences
+from conftest import encode, planted_sentences
 from w2v_cli import checkpoint, dataset, evaluate, params, plots, quality, train
 from w2v_cli.cli import cli
 from w2v_cli.config import Config, check
@@ -25,7 +25,7 @@ ARGS = ["--batch-size", "160", "--embed-size", "8", "--window", "2", "--negative
 
 
 def _prepare(wd):
-    ds = dataset.encode(planted_sentences(n_sentences=120), min_count=1)
+    ds = encode(planted_sentences(n_sentences=120), min_count=1)
     dataset.save(ds, wd)
     return ds
 
