@@ -195,3 +195,13 @@ def test_a_catch_up_resumed_with_its_positions_goes_on_as_if_never_stopped():
     np.testing.assert_array_equal(tables["whole"], tables["resumed"])
     np.testing.assert_allclose(tables["whole"], tables["flushed"], rtol=1e-5, atol=1e-7)
     assert not np.array_equal(tables["whole"], tables["flushed"])  # float32 rounding apart
+
+
+def test_saved_positions_that_do_not_fit_the_table_are_refused():
+    with mx.util.np_array(False):
+        net, trainer = _table(True, np.ones((V, E), np.float32), 0.01)
+        catch = CatchUp(trainer, net[0].weight)
+        for bad in (np.zeros(V - 1, np.int64), np.zeros(V, np.int32), np.full(V, 1, np.int64)):
+            with pytest.raises(ValueError, match="do not fit the table and Adam's 0 steps"):
+                catch.resumed(bad)
+        catch.resumed(np.zeros(V, np.int64))

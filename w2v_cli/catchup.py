@@ -78,10 +78,14 @@ class CatchUp:
         """After loading a checkpoint: ``last`` as it was saved ((V,) int64), or None for a
         checkpoint without it (saved flushed: every row is where dense Adam left it, and rows
         with zero moments were never updated and are left out of later flushes)."""
+        done = self._count()
         if last is not None:
+            if last.shape != self.last.shape or last.dtype != np.int64 or not (
+                    last.size == 0 or (last.min() >= 0 and last.max() <= done)):
+                raise ValueError(f"the catch-up positions do not fit the table and Adam's "
+                                 f"{done} steps")
             self.last[:] = last
             return
-        done = self._count()
         if not done:
             return
         mean, var = (x.asnumpy() for x in self._moments())  # once per resume
