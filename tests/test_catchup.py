@@ -140,3 +140,68 @@ def test_a_resumed_catch_up_knows_the_rows_adam_has_touched():
     np.testing.assert_array_equal(np.flatnonzero(fresh.last), [1, 2, 5])
     assert set(fresh.last[[1, 2, 5]]) == {2}
     np.testing.assert_array_equal(fresh.last, catch.last)
+
+
+def _step(net, trainer, catch, ids, target):
+    catch.rows(ids)
+    with mx.autograd.record():
+        loss = (net[0](mx.nd.array(ids[None, :])) * mx.nd.array(target)).sum()
+    loss.backward()
+    trainer.step(1)
+
+
+def test_a_caught_up_copy_has_the_bits_of_a_flush_and_leaves_the_run_as_it_was():
+    init = np.random.default_rng(1).uniform(-0.1, 0.1, (V, E)).astype(np.float32)
+    with mx.util.np_array(False):
+        net, trainer = _table(True, init, 0.02)
+        catch = CatchUp(trainer, net[0].weight)
+        for ids, target in _steps(30):
+            _step(net, trainer, catch, ids, target)
+        assert catch.behind().size > 10  # rows idle since their last step
+
+        def state():
+            return [x.asnumpy() for x in (net[0].weight.data(), *catch._moments())]
+
+        before, last = state(), catch.last.copy()
+        copy = catch.caught_up().asnumpy()
+        for a, b in zip(before, state()):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(catch.last, last)
+        assert not np.array_equal(copy, before[0])
+        catch.flush()
+        np.testing.assert_array_equal(copy, net[0].weight.data().asnumpy())
+
+
+def test_a_catch_up_resumed_with_its_positions_goes_on_as_if_never_stopped():
+    """What a checkpoint inside an epoch saves: the table and moments as they are, and
+    ``last``. Catching a row up in one go, not in two pieces around a flush, keeps the bits."""
+    init = np.random.default_rng(1).uniform(-0.1, 0.1, (V, E)).astype(np.float32)
+    steps = _steps(80)
+    tables = {}
+    for how in ("whole", "resumed", "flushed"):
+        with mx.util.np_array(False):
+            net, trainer = _table(True, init, 0.02)
+            catch = CatchUp(trainer, net[0].weight)
+            for k, (ids, target) in enumerate(steps, start=1):
+                if k == 41 and how == "resumed":
+                    fresh = CatchUp(trainer, net[0].weight)  # as after loading the checkpoint
+                    fresh.resumed(catch.last.copy())
+                    catch = fresh
+                if k == 41 and how == "flushed":
+                    catch.flush()
+                _step(net, trainer, catch, ids, target)
+            catch.flush()
+            tables[how] = net[0].weight.data().asnumpy()
+    np.testing.assert_array_equal(tables["whole"], tables["resumed"])
+    np.testing.assert_allclose(tables["whole"], tables["flushed"], rtol=1e-5, atol=1e-7)
+    assert not np.array_equal(tables["whole"], tables["flushed"])  # float32 rounding apart
+
+
+def test_saved_positions_that_do_not_fit_the_table_are_refused():
+    with mx.util.np_array(False):
+        net, trainer = _table(True, np.ones((V, E), np.float32), 0.01)
+        catch = CatchUp(trainer, net[0].weight)
+        for bad in (np.zeros(V - 1, np.int64), np.zeros(V, np.int32), np.full(V, 1, np.int64)):
+            with pytest.raises(ValueError, match="do not fit the table and Adam's 0 steps"):
+                catch.resumed(bad)
+        catch.resumed(np.zeros(V, np.int64))

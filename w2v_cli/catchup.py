@@ -24,8 +24,14 @@ nothing waits for the device), then lazy adam updates them as dense Adam would. 
 the step after it that this step leaves alone can be caught up in the same call, to where
 they will stand after it: then every other step needs no catch-up (one call's fixed cost of
 operators and Python saved every other step). Rows no batch
-read since are caught up by :meth:`CatchUp.flush`, before anything reads or saves the table,
-so checkpoints and the vectors a user sees are dense Adam's (to float rounding).
+read since are caught up by :meth:`CatchUp.flush`, before anything reads the table, so the
+vectors a user sees are dense Adam's (to float rounding).
+
+A catch-up in one go and the same steps caught up in two pieces differ in float32 rounding.
+So a checkpoint inside an epoch holds the table and its moments as they are, with
+:attr:`CatchUp.last`, and the vectors for queries come from :meth:`CatchUp.caught_up`, a
+copy: the run resumed from it catches each row up over the same steps as a run never
+stopped, and ends with the same bits.
 """
 
 from __future__ import annotations
@@ -48,8 +54,9 @@ class CatchUp:
     ``param``: the Gluon Parameter (a (V, E) table with a row_sparse gradient, on one device).
     Call :meth:`rows` with the ids a step will read and update (and those of the step after
     it, when known), before that step's forward;
-    :meth:`flush` before reading or saving the table. Issues MXNet operations only: nothing
-    here waits for the device.
+    :meth:`flush` (or :meth:`caught_up`) before reading the table; a checkpoint saves the table
+    as it is, with :attr:`last`. Issues MXNet operations only: nothing here waits for the
+    device.
     """
 
     def __init__(self, trainer, param):
@@ -67,10 +74,18 @@ class CatchUp:
         """Adam steps taken on the table so far (restored with the optimizer on resume)."""
         return self.trainer._optimizer._index_update_count.get(self.index, 0)
 
-    def resumed(self) -> None:
-        """After loading a checkpoint (saved flushed): every row is where dense Adam left
-        it. Rows with zero moments were never updated and are left out of later flushes."""
+    def resumed(self, last: np.ndarray | None = None) -> None:
+        """After loading a checkpoint: ``last`` as it was saved ((V,) int64), or None for a
+        checkpoint without it (saved flushed: every row is where dense Adam left it, and rows
+        with zero moments were never updated and are left out of later flushes)."""
         done = self._count()
+        if last is not None:
+            if last.shape != self.last.shape or last.dtype != np.int64 or not (
+                    last.size == 0 or (last.min() >= 0 and last.max() <= done)):
+                raise ValueError(f"the catch-up positions do not fit the table and Adam's "
+                                 f"{done} steps")
+            self.last[:] = last
+            return
         if not done:
             return
         mean, var = (x.asnumpy() for x in self._moments())  # once per resume
@@ -107,21 +122,36 @@ class CatchUp:
             self._ready = (upcoming, coming)
         self.last[rows] = done + 1
 
+    def behind(self) -> np.ndarray:
+        """(n,) int64: the rows not caught up to the last step taken."""
+        # A row never updated (last 0) has zero moments: dense Adam never moved it either.
+        return np.flatnonzero((self.last > 0) & (self.last < self._count()))
+
     def flush(self) -> None:
         """Catch up every row to the last step taken, FLUSH_ROWS rows at a time (the
         temporaries are a few (rows, E) arrays: bounded for a large vocabulary)."""
-        done = self._count()
-        # A row never updated (last 0) has zero moments: dense Adam never moved it either.
-        behind = np.flatnonzero((self.last > 0) & (self.last < done))
+        behind, done = self.behind(), self._count()
         for start in range(0, behind.size, FLUSH_ROWS):
             self._catch_up(behind[start:start + FLUSH_ROWS], done)
 
-    def _catch_up(self, rows: np.ndarray, upto, host: HostArrays | None = None) -> None:
+    def caught_up(self):
+        """A copy of the table with every row caught up, the same bits :meth:`flush` would
+        leave in it; the table, its moments and :attr:`last` stay as they are."""
+        table = self.param.data().copy()
+        behind, done = self.behind(), self._count()
+        for start in range(0, behind.size, FLUSH_ROWS):
+            self._catch_up(behind[start:start + FLUSH_ROWS], done, into=table)
+        return table
+
+    def _catch_up(self, rows: np.ndarray, upto, host: HostArrays | None = None,
+                  into=None) -> None:
         """Apply the steps ``last[rows] + 1 .. upto`` (those ``rows`` missed); ``upto``: one
-        step count, or one per row."""
+        step count, or one per row. ``into``: a copy of the table to write the rows into
+        instead (the table, the moments and ``last`` are left alone)."""
         upto = np.broadcast_to(np.asarray(upto, dtype=np.int64), rows.shape)
         last = self.last[rows]
-        self.last[rows] = np.where(last > 0, upto, 0)  # 0 stays 0: no moments to apply
+        if into is None:
+            self.last[rows] = np.where(last > 0, upto, 0)  # 0 stays 0: no moments to apply
         missed = upto - last
         behind = (last > 0) & (missed > 0)  # a row never updated has nothing to catch up
         if not behind.any():
@@ -134,7 +164,7 @@ class CatchUp:
         drift = sums[last] - r ** missed * sums[upto]
         # One (n, 3) array: the drift factor and the moments' decays, sliced on the device.
         factors = np.stack([drift, b1 ** missed, b2 ** missed], axis=1).astype(np.float32)
-        self._apply(rows, factors, opt.epsilon, host)
+        self._apply(rows, factors, opt.epsilon, host, into)
 
     def _drift_sums(self, upto: int, lr: float, b1: float, b2: float, eps: float) -> np.ndarray:
         """S[s] for s = 0 .. at least ``upto`` (float64), cached per run settings."""
@@ -154,10 +184,11 @@ class CatchUp:
         return self._sums
 
     def _apply(self, rows: np.ndarray, factors: np.ndarray, eps: float,
-               host: HostArrays | None) -> None:
+               host: HostArrays | None, into=None) -> None:
         """w[rows] -= m / (sqrt(v) + eps) * drift; m[rows] *= b1**g; v[rows] *= b2**g.
 
-        rows: (n,) int64; factors: (n, 3) float32 columns drift, b1**g, b2**g.
+        rows: (n,) int64; factors: (n, 3) float32 columns drift, b1**g, b2**g. ``into``: a
+        copy of the table that gets the new rows of w instead (m and v stay).
         """
         weight = self.param.data()
         ctx = weight.context
@@ -168,7 +199,8 @@ class CatchUp:
         if self._block is None or self._block.eps != eps:
             self._block = _caught_up_rows(eps)
         at = idx.reshape((1, -1))
-        for target, value in zip((weight, mean, var), self._block(weight, mean, var, idx, f)):
+        targets = (weight, mean, var) if into is None else (into,)
+        for target, value in zip(targets, self._block(weight, mean, var, idx, f)):
             arrays.scatter_rows(target, at, value)
 
     def _moments(self):

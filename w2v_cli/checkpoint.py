@@ -6,9 +6,19 @@ Layout in the working directory::
         model.params                   BBBBBBBB batches of the next one (0 at an epoch end)
         trainer.states                 Adam's state, as ``trainer.save_states`` pickles it but
         state-N.npy                    with each state array in a file of its own
+        catchup.npy                    sparse runs: CatchUp.last, (V,) int64 (optional: a
+                                       checkpoint before version 3 has none)
         state.json                     position, RNG states, settings, run record, SHA-1s
-    model.params                       the latest parameters (a hard link into the checkpoint)
+    model.params                       the latest parameters (a hard link into the checkpoint,
+                                       or, inside an epoch of a sparse run, a caught-up copy)
     run.json                           the run record: settings and per-epoch metrics
+
+A sparse run's checkpoint holds the center table and Adam's moments as training has them,
+idle rows not caught up to dense Adam (catchup.py), with each row's position in
+``catchup.npy``: a run resumed from it catches every row up over the same steps as a run never
+stopped, so it ends with the same bits. Where rows are behind (inside an epoch: an epoch's end
+catches every row up) the ``model.params`` to query is the caught-up copy, written beside the
+checkpoint, its SHA-1 in state.json's ``query_params``.
 
 A checkpoint folder is written under a temporary name and renamed only once every file in it
 is fsynced, so a folder with its final name is always complete; ``state.json`` also holds the
@@ -19,6 +29,7 @@ after the checkpoint, so a crash leaves the previous pair or the new one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -41,7 +52,10 @@ CHECKPOINT_DIR = "checkpoints"
 TRAINER_FILE = "trainer.states"
 STATE_FILE = "state.json"
 STATE_FORMAT = "w2v-checkpoint"
-STATE_VERSION = 2  # 2: adam's state arrays in state-N.npy files (1: inside trainer.states)
+# 3: the table and moments of a sparse run as they are, with catchup.npy (2: caught up;
+# 1: adam's state arrays inside trainer.states, not in state-N.npy files)
+STATE_VERSION = 3
+CATCHUP_FILE = "catchup.npy"
 KEEP = 2
 
 # Settings that change what a run computes: resuming with any of them changed is an error.
@@ -67,6 +81,19 @@ def _save_params(net, path: Path) -> None:
             net.save_parameters(str(tmp))
         except (OSError, mx.base.MXNetError) as e:
             raise fileio.storage_error(path, first_line(e)) from None
+
+
+def _save_caught_up(net, catch, path: Path) -> None:
+    """Write to ``path`` the file ``net.save_parameters`` would, with ``catch``'s table caught
+    up (CatchUp.caught_up) and the run's own table left as it is."""
+    mx = current_mxnet()
+    try:
+        # save_parameters' own names and arrays ("0.weight": ...), one table swapped.
+        tables = {name: catch.caught_up() if p is catch.param else p._reduce()
+                  for name, p in net._collect_params_with_prefix().items()}
+        (mx.npx.save if mx.util.is_np_array() else mx.nd.save)(str(path), tables)
+    except (OSError, mx.base.MXNetError) as e:
+        raise fileio.storage_error(path, first_line(e)) from None
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -126,37 +153,52 @@ def _checkpoint_dirs(workdir: Path) -> list[Path]:
                   key=lambda p: p.name, reverse=True)
 
 
-def save_checkpoint(workdir: Path, net, trainer, config: Config, ds, pos: Position) -> Path:
-    """Write one checkpoint folder, then ``model.params`` and ``run.json``; prune old ones."""
+def save_checkpoint(workdir: Path, net, trainer, config: Config, ds, pos: Position,
+                    catch=None) -> Path:
+    """Write one checkpoint folder, then ``model.params`` and ``run.json``; prune old ones.
+
+    ``catch``: a sparse run's CatchUp, saved as it is (its rows behind stay behind in the
+    checkpoint, and ``model.params`` gets them caught up)."""
     mx = current_mxnet()  # a sparse run calls these in its legacy front end
     limits.check_params(net, f"after {pos.epoch} epochs and {pos.batch} batches")
     root = workdir / CHECKPOINT_DIR
     final = root / f"step-{pos.epoch:05d}-{pos.batch:08d}"
-    with fileio.atomic_dir(final) as tmp:
-        try:
-            net.save_parameters(str(tmp / PARAMS_FILE))
-            arrays = save_states(trainer, tmp)
-        except (OSError, mx.base.MXNetError) as e:
-            raise fileio.storage_error(final, first_line(e)) from None
-        state = {
-            "format": STATE_FORMAT, "version": STATE_VERSION,
-            "epoch": pos.epoch, "batch": pos.batch,
-            "numpy_rng": pos.rng_state, "mx_seed": mx_seed(config.seed, pos.epoch + 1),
-            "loss_sum": pos.loss_sum, "seconds": pos.seconds,
-            "config": config.to_dict(), "dataset": dataset_fingerprint(ds),
-            "files": {name: sha1_of(tmp / name) for name in (PARAMS_FILE, TRAINER_FILE, *arrays)},
-            "record": pos.record,
-        }
-        try:  # atomic_dir fsyncs it with the rest, then renames the whole folder
-            (tmp / STATE_FILE).write_text(json.dumps(state, indent=1, ensure_ascii=False) + "\n",
-                                          encoding="utf-8")
-        except OSError as e:
-            raise fileio.storage_error(final, e.strerror or str(e)) from None
-    for old in _superseded(workdir, final, pos.record.get("run")):
-        shutil.rmtree(old, ignore_errors=True)
-    fileio.link_or_copy(final / PARAMS_FILE, workdir / PARAMS_FILE)
+    with contextlib.ExitStack() as then:
+        query = None  # a caught-up model.params, renamed into place once the checkpoint is
+        if catch is not None and catch.behind().size:
+            query = then.enter_context(fileio.atomic_path(workdir / PARAMS_FILE))
+            _save_caught_up(net, catch, query)
+        with fileio.atomic_dir(final) as tmp:
+            try:
+                net.save_parameters(str(tmp / PARAMS_FILE))
+                arrays = save_states(trainer, tmp)
+                if catch is not None:
+                    np.save(tmp / CATCHUP_FILE, catch.last, allow_pickle=False)
+                    arrays.append(CATCHUP_FILE)
+            except (OSError, mx.base.MXNetError) as e:
+                raise fileio.storage_error(final, first_line(e)) from None
+            state = {
+                "format": STATE_FORMAT, "version": STATE_VERSION,
+                "epoch": pos.epoch, "batch": pos.batch,
+                "numpy_rng": pos.rng_state, "mx_seed": mx_seed(config.seed, pos.epoch + 1),
+                "loss_sum": pos.loss_sum, "seconds": pos.seconds,
+                "config": config.to_dict(), "dataset": dataset_fingerprint(ds),
+                "files": {name: sha1_of(tmp / name)
+                          for name in (PARAMS_FILE, TRAINER_FILE, *arrays)},
+                "query_params": sha1_of(query) if query else None,
+                "record": pos.record,
+            }
+            try:  # atomic_dir fsyncs it with the rest, then renames the whole folder
+                (tmp / STATE_FILE).write_text(
+                    json.dumps(state, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+            except OSError as e:
+                raise fileio.storage_error(final, e.strerror or str(e)) from None
+        for old in _superseded(workdir, final, pos.record.get("run")):
+            shutil.rmtree(old, ignore_errors=True)
+    if query is None:
+        fileio.link_or_copy(final / PARAMS_FILE, workdir / PARAMS_FILE)
     save_record(workdir, {**pos.record, "checkpoint": f"{CHECKPOINT_DIR}/{final.name}",
-                          "params_sha1": state["files"][PARAMS_FILE],
+                          "params_sha1": state["query_params"] or state["files"][PARAMS_FILE],
                           "dataset": state["dataset"]})
     return final
 
@@ -339,9 +381,10 @@ def check_resume(saved: dict, config: Config, fingerprint: dict, saved_fingerpri
                           "--resume")
 
 
-def resume(workdir: Path, config: Config, ds, net, trainer, ctx) -> Position:
-    """Load the newest intact checkpoint into ``net`` and ``trainer`` (after checking that it
-    was trained with the same model settings and dataset) and return where it stands."""
+def resume(workdir: Path, config: Config, ds, net, trainer, ctx, catch=None) -> Position:
+    """Load the newest intact checkpoint into ``net``, ``trainer`` and a sparse run's CatchUp
+    ``catch`` (after checking that it was trained with the same model settings and dataset)
+    and return where it stands."""
     mx = current_mxnet()  # a sparse run calls these in its legacy front end
     for folder in (workdir, workdir / CHECKPOINT_DIR):
         fileio.remove_stale_temps(folder)  # what a killed writer left; we hold the lock
@@ -353,6 +396,9 @@ def resume(workdir: Path, config: Config, ds, net, trainer, ctx) -> Position:
     try:
         net.load_parameters(str(d / PARAMS_FILE), ctx=ctx)
         load_states(trainer, d)
+        if catch is not None:  # a checkpoint before version 3 was saved caught up, without it
+            catch.resumed(np.load(d / CATCHUP_FILE, allow_pickle=False)
+                          if CATCHUP_FILE in state["files"] else None)
     except (OSError, mx.base.MXNetError, AssertionError, ValueError, pickle.UnpicklingError) as e:
         raise ResumeError(f"cannot load the checkpoint {d}: {first_line(e)}") from None
     record = dict(state["record"])

@@ -165,12 +165,12 @@ def load_tables(workdir: Path, vocab_size: int, record=_READ) -> dict[str, np.nd
 
 def _checkpointed_digests(workdir: Path) -> set:
     """The SHA-1s of model.params that the checkpoints' state.json files record (checkpoint.py
-    writes them; unreadable ones are passed over)."""
+    writes them; unreadable ones are passed over): their own, or the caught-up copy's."""
     digests = set()
     for state in sorted((workdir / "checkpoints").glob("step-*/state.json")):
         try:
-            files = json.loads(state.read_text(encoding="utf-8")).get("files", {})
-            digests.add(files.get(PARAMS_FILE))
+            saved = json.loads(state.read_text(encoding="utf-8"))
+            digests.update((saved.get("files", {}).get(PARAMS_FILE), saved.get("query_params")))
         except (OSError, ValueError, AttributeError):
             continue
     return digests

@@ -215,9 +215,7 @@ class Run:
         workdir = self.config.workdir_path
         with arrays.scope(self.config.sparse_grad):
             self.pos = checkpoint.resume(workdir, self.config, self.ds, self.net, self.trainer,
-                                         self.ctxs)
-        if self.catch:
-            self.catch.resumed()
+                                         self.ctxs, self.catch)
         checkpoint.restore_rng(self.rng, self.pos)
         self.record = {**self.pos.record, "config": self.config.to_dict(),
                        "device": self.record["device"], "complete": False}
@@ -263,8 +261,7 @@ class Run:
             last = upcoming is None
             if i % self.config.log_interval == 0 or last:
                 meter.report(i, last)
-            if self.stop.is_set() and not last:
-                self.flush()
+            if self.stop.is_set() and not last:  # saved as it is: see checkpoint.py
                 self.edge.interrupted(self, meter.position(i), meter.where(i))
         if meter.tokens == 0:
             raise DataError("no training pairs: every sentence has fewer than 2 tokens "
@@ -288,14 +285,17 @@ class Run:
                 self.catch.flush()
 
     def center_table(self) -> np.ndarray:
-        """(V, E) float32: the center table now (every row caught up)."""
-        self.flush()
+        """(V, E) float32: the center table now (every row caught up, in a copy: a run whose
+        table is read goes on with the same bits as one whose is not)."""
+        if self.catch:
+            with arrays.scope(True):
+                return arrays.to_numpy(self.catch.caught_up())
         return table(self.net, 0, self.ctxs[0])
 
     def save(self, pos: checkpoint.Position) -> None:
         with arrays.scope(self.config.sparse_grad):
             checkpoint.save_checkpoint(self.config.workdir_path, self.net, self.trainer,
-                                       self.config, self.ds, pos)
+                                       self.config, self.ds, pos, self.catch)
 
     def _report_epoch(self, epoch: int, done: dict) -> None:
         if self.on_progress:
