@@ -222,7 +222,7 @@ def test_resume_inside_an_epoch_with_rows_idle_across_the_stop_is_exact(tmp_path
                                                                        noise_group, batch):
     config = dict(SETTINGS, epochs=2, log_interval=10, sparse_grad=sparse_grad,
                   noise_group=noise_group, group_noise=3)
-    ds = dataset.encode(_zipf_sentences(), min_count=1)
+    ds = encode(_zipf_sentences(), min_count=1)
     a, b = tmp_path / "a", tmp_path / "b"
     for wd in (a, b):
         dataset.save(ds, wd)
