@@ -72,22 +72,25 @@ def prepare(data_dir: Path, workdir: Path) -> dict:
     return {"wall": round(seconds, 3)}
 
 
-def time_w2v(prepared: Path, run_dir: Path, epochs: int, seed: int, pin: str = "") -> float:
+def time_w2v(prepared: Path, run_dir: Path, epochs: int, seed: int, pin: str = "",
+             extra: tuple = ()) -> float:
     """Seconds of one whole `w2v train` process (interpreter start to exit: imports, training,
     checkpoints, the loss plot) in a copy of the prepared workdir (the copy is not timed).
-    pin: CPUs for `taskset -c`, or '' for all."""
+    pin: CPUs for `taskset -c`, or '' for all; extra: more options."""
     shutil.copytree(prepared, run_dir)
     cmd = _w2v("train", "--workdir", str(run_dir), "--epochs", str(epochs), "--seed", str(seed),
-               *W2V_TRAIN)
+               *W2V_TRAIN, *extra)
     seconds, _ = _run(["taskset", "-c", pin, *cmd] if pin else cmd, "w2v train", _env())
     return seconds
 
 
-def time_gensim(data_dir: Path, out: Path, epochs: int, seed: int) -> dict:
+def time_gensim(data_dir: Path, out: Path, epochs: int, seed: int, params=None) -> dict:
     """Seconds of one whole gensim process (interpreter start, import, reading the PTB train
     split from the zip, vocabulary, training) to exit, less the saving of the vectors, which
-    the process times itself and reports. Writes word2vec text to ``out``."""
-    job = {"data_dir": str(data_dir), "out": str(out), "epochs": epochs, "seed": seed}
+    the process times itself and reports. Writes word2vec text to ``out``. params: gensim
+    settings that differ from GENSIM."""
+    job = {"data_dir": str(data_dir), "out": str(out), "epochs": epochs, "seed": seed,
+           "params": params or {}}
     seconds, stdout = _run([sys.executable, __file__, "--gensim-job", json.dumps(job)],
                            "gensim")
     report = json.loads(stdout.strip().splitlines()[-1])
@@ -105,10 +108,55 @@ def gensim_job(job: dict) -> dict:
         text = z.read("ptb/ptb.train.txt").decode("utf-8")
     # w2v drops <unk> (PTB's rare-word marker) before windows are drawn; give gensim the same.
     sentences = [[t for t in line.split() if t != "<unk>"] for line in text.splitlines()]
-    model = Word2Vec(sentences, epochs=job["epochs"], seed=job["seed"], **GENSIM)
+    model = Word2Vec(sentences, epochs=job["epochs"], seed=job["seed"],
+                     **{**GENSIM, **job.get("params", {})})
     start = time.perf_counter()
     model.wv.save_word2vec_format(job["out"])
     return {"save_seconds": time.perf_counter() - start, "vocab": len(model.wv)}
+
+
+# w2v's --model/--loss and gensim's settings for the same architecture and objective
+OBJECTIVES = [("skipgram", "ns", dict(sg=1, hs=0, negative=5)),
+              ("skipgram", "hs", dict(sg=1, hs=1, negative=0)),
+              ("cbow", "ns", dict(sg=0, hs=0, negative=5)),
+              ("cbow", "hs", dict(sg=0, hs=1, negative=0))]
+
+
+def objectives(data_dir: Path, prepared: Path, tmp: Path, epoch_counts: list) -> list:
+    """Each architecture and objective against gensim's same combination, seed 0, at each of
+    ``epoch_counts``: `w2v train --model M --loss L` with nothing else changed."""
+    out = []
+    for epochs in epoch_counts:
+        for model, loss, params in OBJECTIVES:
+            _log(f"w2v and gensim, --model {model} --loss {loss}, epochs {epochs}")
+            run_dir = tmp / "objective"
+            wall = time_w2v(prepared, run_dir, epochs, 0, extra=("--model", model, "--loss", loss))
+            w2v = {"wall": wall, "scores": score(data_dir, ["--workdir", str(run_dir)])}
+            shutil.rmtree(run_dir)
+            vectors = tmp / "gensim-objective.txt"
+            g = time_gensim(data_dir, vectors, epochs, 0, params)
+            gensim = {"wall": g["wall"], "scores": score(data_dir, ["--vectors", str(vectors)])}
+            vectors.unlink()
+            out.append({"model": model, "loss": loss, "epochs": epochs, "w2v": w2v,
+                        "gensim": gensim, "gensim_params": params})
+    return out
+
+
+def objectives_table(rows: list) -> list[str]:
+    """The architectures-and-objectives table (one seed) as Markdown lines."""
+    def figures(r):
+        s = r["scores"]
+        return [f"{r['wall']:.1f}"] + ["n/a" if s[m]["value"] is None else
+                                       f"{s[m]['value']:.{1 if m == 'analogy_dev' else 3}f}"
+                                       for m in TEST_SETS]
+    lines = ["", "### Architectures and objectives against gensim's (seed 0)", "",
+             "| model | loss | epochs | w2v wall s | WordSim-353 | SimLex-999 dev | analogy dev % "
+             "| gensim wall s | WordSim-353 | SimLex-999 dev | analogy dev % |",
+             "|---|---|---:|" + "---:|" * 8]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['loss']} | {r['epochs']} | "
+                     + " | ".join(figures(r["w2v"]) + figures(r["gensim"])) + " |")
+    return lines
 
 
 def eval_cost(data_dir: Path, prepared: Path, run_dir: Path) -> dict:
@@ -233,6 +281,8 @@ def markdown(results: dict) -> str:
               "gensim reading the zip, vocabulary and training, its vector save subtracted)",
               coverage(results["runs"]) if results["runs"] else "no runs"]
     lines += [f"w2v prepare (once, shared by every w2v run): {results['prepare']['wall']:.2f} s"]
+    if results.get("objectives"):
+        lines += objectives_table(results["objectives"]) + [""]
     cost = results.get("eval_cost")
     if cost:
         shares = [e / t for e, t in zip(cost["eval_seconds"], cost["train_seconds"])]
@@ -305,6 +355,8 @@ def bench(args) -> dict:
                                         "vocab": g["vocab"],
                                         "scores": score(data_dir, ["--vectors", str(out)])})
                 out.unlink()
+        if args.objectives:
+            results["objectives"] = objectives(data_dir, prepared, tmp, args.objectives)
         _log("w2v, 2 epochs scored after each (--eval-similarity, --eval-analogy)")
         results["eval_cost"] = eval_cost(data_dir, prepared, tmp / "eval")
         if args.cores and (os.cpu_count() or 1) >= 2 and shutil.which("taskset"):
@@ -327,6 +379,10 @@ def main(argv=None) -> int:
                     help="epoch counts, comma-separated (default: $BENCH_EPOCHS or 5,15)")
     ap.add_argument("--seeds", type=int, default=int(os.environ.get("BENCH_SEEDS", "3")),
                     help="seeds 0..N-1 (default: $BENCH_SEEDS or 3)")
+    ap.add_argument("--objectives", type=_epochs,
+                    default=os.environ.get("BENCH_OBJECTIVES", "5"),
+                    help="epoch counts for the --model/--loss table, one seed ('' skips it; "
+                         "default: $BENCH_OBJECTIVES or 5)")
     ap.add_argument("--no-cores", dest="cores", action="store_false",
                     help="skip the 1-core vs 2-core line")
     ap.add_argument("--out", default=str(HERE / "results.json"))

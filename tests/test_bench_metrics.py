@@ -142,3 +142,14 @@ def test_scores_come_from_w2v_evaluate_on_another_tools_file(tmp_path):
 def test_missing_test_sets_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="wordsim353.tsv"):
         bench.check_test_sets(tmp_path)
+
+
+def test_the_objectives_table_exactly():
+    def side(wall, ws, sl, an):
+        return {"wall": wall, "scores": {"wordsim353": {"value": ws}, "simlex999_dev": {"value": sl},
+                                         "analogy_dev": {"value": an}}}
+    rows = [{"model": "cbow", "loss": "hs", "epochs": 5, "w2v": side(12.34, 0.2, 0.1, 1.25),
+             "gensim": side(3.0, 0.15, None, 0.5)}]
+    assert bench.objectives_table(rows)[-1] == \
+        "| cbow | hs | 5 | 12.3 | 0.200 | 0.100 | 1.2 | 3.0 | 0.150 | n/a | 0.5 |"
+    assert [m for m, _, _ in bench.OBJECTIVES] == ["skipgram", "skipgram", "cbow", "cbow"]
