@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import encode, planted_sentences
-from w2v_cli import checkpoint, dataset, train, params
+from w2v_cli import checkpoint, dataset, optstate, params, train
 from w2v_cli.config import Config
 from w2v_cli.errors import Interrupted, ResumeError
 
@@ -187,7 +187,7 @@ def test_a_version_1_checkpoint_with_the_arrays_inside_resumes_exactly(tmp_path)
     # Rewrite the newest checkpoint as version 1 wrote it: trainer.save_states's one pickle.
     d = tmp_path / "old" / "checkpoints" / "step-00002-00000000"
     with open(d / "trainer.states", "rb") as f:
-        states, optimizer = checkpoint._StatesIn(f, d).load()
+        states, optimizer = optstate._StatesIn(f, d).load()
     import pickle
     (d / "trainer.states").write_bytes(pickle.dumps((states, optimizer)))
     for p in d.glob("state-*.npy"):
