@@ -159,6 +159,15 @@ def test_a_diverging_run_stops_with_an_error_and_keeps_the_last_good_model(train
     run("similar", "c0w1", "-k", "3", code=0)
 
 
+def test_one_step_of_a_huge_lr_is_divergence_even_with_a_finite_loss(trained):
+    # One batch an epoch: the only loss read is the one before the update, which is finite,
+    # but the update leaves rows of ~1e30, whose cosines overflow float32.
+    before = snapshot(trained)
+    result = run("train", *SMALL, "--batch-size", "100000", "--lr", "1e30", code=12)
+    assert "not finite" in error_line(result)
+    assert snapshot(trained) == before
+
+
 def test_vectors_with_non_finite_values_are_refused(trained):
     from w2v_cli.backend import mxnet
 

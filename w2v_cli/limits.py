@@ -104,14 +104,19 @@ def check_loss(loss: float, where: str, lr: float) -> None:
 
 
 def check_params(net, where: str) -> None:
-    """Raise DivergedError when a parameter of ``net`` holds nan or inf, before it is saved.
+    """Raise DivergedError when a parameter of ``net`` holds nan or inf, or values so large
+    that their squares overflow float32, before it is saved.
 
-    One sum per table on its device: a nan or inf anywhere makes the sum non-finite (a
-    finite table sums to more than float32 holds only when its values are absurd anyway).
+    One sum of squares per table on its device: nan or inf anywhere makes it non-finite, and
+    so do values past ~1e19, whose cosine similarities (the queries' measure) cannot be
+    computed in float32 either: such a table is as unusable as a nan one (a step of
+    ``--lr 1e30`` moves every touched row by ~1e30 and leaves the loss finite).
     """
     for param in net.collect_params().values():
-        total = param.list_data()[0].sum().asnumpy().item()
+        data = param.list_data()[0]
+        total = (data * data).sum().asnumpy().item()
         if not math.isfinite(total):
-            raise DivergedError(f"the parameters are not finite {where}: training diverged; "
+            raise DivergedError(f"the parameters are not finite {where} (or too large for a "
+                                "cosine similarity in float32): training diverged; "
                                 "they were not saved, the last good model.params and "
                                 "checkpoints are unchanged. Train again with a smaller --lr")
