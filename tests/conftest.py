@@ -76,6 +76,14 @@ def encode(lines, min_count: int = 1, max_vocab: int = 0, chunk_tokens: int = 1 
 
 
 @pytest.fixture
+def corpus_file(tmp_path) -> Path:
+    """A small planted corpus: 200 sentences."""
+    p = tmp_path / "small.txt"
+    p.write_text("\n".join(planted_sentences(n_sentences=200)) + "\n", encoding="utf-8")
+    return p
+
+
+@pytest.fixture
 def planted_corpus(tmp_path) -> Path:
     path = tmp_path / "planted.txt"
     path.write_text("\n".join(planted_sentences()) + "\n", encoding="utf-8")

@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import planted_sentences
-from w2v_cli import corpus, dataset, fileio, lock
+from w2v_cli import checkpoint, corpus, dataset, fileio, lock
 from w2v_cli.cli import cli
 
 SMALL = ["--epochs", "1", "--batch-size", "256", "--embed-size", "8", "--window", "2",
@@ -51,13 +51,6 @@ def fails(workdir: Path, *args, code: int, error: str):
     before = snapshot(workdir)
     run(*args, code=code, error=error)
     assert snapshot(workdir) == before
-
-
-@pytest.fixture
-def corpus_file(tmp_path) -> Path:
-    p = tmp_path / "small.txt"
-    p.write_text("\n".join(planted_sentences(n_sentences=200)) + "\n", encoding="utf-8")
-    return p
 
 
 @pytest.fixture
@@ -284,10 +277,11 @@ def test_newer_run_record(trained):
 
 def test_newer_checkpoint_is_an_error_on_resume(trained):
     state = trained / "checkpoints" / "step-00001-00000000" / "state.json"
-    state.write_text(json.dumps({**json.loads(state.read_text()), "version": 3}))
+    newer = checkpoint.STATE_VERSION + 1
+    state.write_text(json.dumps({**json.loads(state.read_text()), "version": newer}))
     fails(trained, "train", "--resume", "--epochs", "2", code=10,
-          error=f"Error: {state} was written by a newer w2v (checkpoint format version 3); this "
-                "w2v reads version 2: upgrade w2v")
+          error=f"Error: {state} was written by a newer w2v (checkpoint format version {newer}); "
+                f"this w2v reads version {checkpoint.STATE_VERSION}: upgrade w2v")
 
 
 def test_resume_with_other_settings_names_the_difference(trained):

@@ -10,7 +10,6 @@ import stat
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 from planted_vectors import write_model, planted_vocab, MATRIX
@@ -215,15 +214,6 @@ def _interrupt(*args) -> tuple[int, str]:
 
 
 @pytest.fixture
-def corpus_file(tmp_path) -> Path:
-    from conftest import planted_sentences
-
-    p = tmp_path / "small.txt"
-    p.write_text("\n".join(planted_sentences(n_sentences=200)) + "\n", encoding="utf-8")
-    return p
-
-
-@pytest.fixture
 def prepared(workdir, corpus_file) -> Path:
     result = run("prepare", "--corpus", corpus_file, "--min-count", "1")
     assert result.exit_code == 0, result.output
@@ -295,38 +285,25 @@ def test_a_workdir_inside_the_corpus_folder_is_never_read(tmp_path, corpus_file)
 
 # ---- memory whatever the line lengths -------------------------------------------------------
 
-def prepare_peak(corpus_path: Path, workdir: Path, chunk_tokens: int) -> int:
-    """Peak bytes Python allocates in a streaming prepare of ``corpus_path`` (tracemalloc)."""
-    import tracemalloc
+def _bench_module():
+    """benchmarks/prepare_memory.py: the test bounds with tracemalloc what the bench line
+    measures, with the same corpus writer and the same peak."""
+    import importlib.util
 
-    from w2v_cli import dataset
-    from w2v_cli.config import Config
-
-    config = Config(workdir=str(workdir), corpus=(str(corpus_path),), min_count=1,
-                    chunk_tokens=chunk_tokens)
-    tracemalloc.start()
-    try:
-        dataset.prepare(config)
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
-def write_tokens(path: Path, n_tokens: int, per_line: int) -> None:
-    """``n_tokens`` words of a 1000-word vocabulary, ``per_line`` a line (0: all on one)."""
-    words = np.array([f"w{i}" for i in range(1000)])[np.random.default_rng(0).integers(
-        0, 1000, n_tokens)]
-    rows = [words] if not per_line else [words[i:i + per_line]
-                                         for i in range(0, n_tokens, per_line)]
-    path.write_text("".join(" ".join(r) + "\n" for r in rows))
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "prepare_memory.py"
+    spec = importlib.util.spec_from_file_location("prepare_memory", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_prepare_memory_does_not_grow_with_line_length(tmp_path):
+    bench = _bench_module()
     one, short = tmp_path / "one.txt", tmp_path / "short.txt"
-    write_tokens(one, 200_000, 0)
-    write_tokens(short, 200_000, 20)
-    peak_one = prepare_peak(one, tmp_path / "w1", 20_000)
-    peak_short = prepare_peak(short, tmp_path / "w2", 20_000)
+    bench.write_corpus(one, 200_000, 0, vocab=1000)
+    bench.write_corpus(short, 200_000, 20, vocab=1000)
+    peak_one = bench.peak(one, tmp_path / "w1", 20_000)
+    peak_short = bench.peak(short, tmp_path / "w2", 20_000)
     assert peak_one <= 1.5 * peak_short, (peak_one, peak_short)
     from w2v_cli import dataset
 

@@ -177,13 +177,29 @@ def test_adam_state_arrays_are_files_of_their_own_and_each_is_checked(tmp_path):
         "match its SHA-1"]
 
 
-def test_a_version_1_checkpoint_with_the_arrays_inside_resumes_exactly(tmp_path):
-    import json
+def _whole_and_two_epochs(tmp_path):
+    """A whole run in tmp_path/whole and its first two epochs in tmp_path/old: the old
+    checkpoint to rewrite, the run to compare with. Returns (dataset, the old run's config)."""
     ds = _prepare(tmp_path / "whole")
     train.train(Config(workdir=str(tmp_path / "whole"), **SETTINGS), ds)
     _prepare(tmp_path / "old")
     config = Config(workdir=str(tmp_path / "old"), **{**SETTINGS, "epochs": 2})
     train.train(config, ds)
+    return ds, config
+
+
+def _resume_matches_the_whole_run(tmp_path, ds, config):
+    """Resume the old run to 3 epochs: it must end with the whole run's tables exactly."""
+    config.epochs = 3
+    record = train.train(config, ds, resume=True)
+    assert record["resumed"][0]["epoch"] == 2 and record["resumed"][0]["notes"] == []
+    a, b = _tables(tmp_path / "old", ds), _tables(tmp_path / "whole", ds)
+    assert np.array_equal(a["center"], b["center"]) and np.array_equal(a["context"], b["context"])
+
+
+def test_a_version_1_checkpoint_with_the_arrays_inside_resumes_exactly(tmp_path):
+    import json
+    ds, config = _whole_and_two_epochs(tmp_path)
     # Rewrite the newest checkpoint as version 1 wrote it: trainer.save_states's one pickle.
     d = tmp_path / "old" / "checkpoints" / "step-00002-00000000"
     with open(d / "trainer.states", "rb") as f:
@@ -197,11 +213,7 @@ def test_a_version_1_checkpoint_with_the_arrays_inside_resumes_exactly(tmp_path)
     state["files"] = {name: checkpoint.sha1_of(d / name) for name in ("model.params",
                                                                         "trainer.states")}
     (d / "state.json").write_text(json.dumps(state))
-    config.epochs = 3
-    record = train.train(config, ds, resume=True)
-    assert record["resumed"][0]["epoch"] == 2 and record["resumed"][0]["notes"] == []
-    a, b = _tables(tmp_path / "old", ds), _tables(tmp_path / "whole", ds)
-    assert np.array_equal(a["center"], b["center"]) and np.array_equal(a["context"], b["context"])
+    _resume_matches_the_whole_run(tmp_path, ds, config)
 
 
 def _zipf_sentences(n_words=2000, n_sentences=2000, length=10, seed=0):
@@ -249,11 +261,7 @@ def test_a_version_2_checkpoint_without_catch_up_positions_resumes_as_it_did(tmp
     """Before version 3 a sparse run's checkpoint was caught up and had no catchup.npy: the
     positions are then taken from Adam's moments (every row touched is at the last step)."""
     import json
-    ds = _prepare(tmp_path / "whole")
-    train.train(Config(workdir=str(tmp_path / "whole"), **SETTINGS), ds)
-    _prepare(tmp_path / "old")
-    config = Config(workdir=str(tmp_path / "old"), **{**SETTINGS, "epochs": 2})
-    train.train(config, ds)
+    ds, config = _whole_and_two_epochs(tmp_path)
     d = tmp_path / "old" / "checkpoints" / "step-00002-00000000"
     state = json.loads((d / "state.json").read_text())
     assert state["version"] == 3 and state["query_params"] is None  # an epoch's end: caught up
@@ -262,8 +270,4 @@ def test_a_version_2_checkpoint_without_catch_up_positions_resumes_as_it_did(tmp
     del state["files"][checkpoint.CATCHUP_FILE], state["query_params"]
     state["version"] = 2
     (d / "state.json").write_text(json.dumps(state))
-    config.epochs = 3
-    record = train.train(config, ds, resume=True)
-    assert record["resumed"][0]["epoch"] == 2 and record["resumed"][0]["notes"] == []
-    a, b = _tables(tmp_path / "old", ds), _tables(tmp_path / "whole", ds)
-    assert np.array_equal(a["center"], b["center"]) and np.array_equal(a["context"], b["context"])
+    _resume_matches_the_whole_run(tmp_path, ds, config)
