@@ -35,6 +35,8 @@ GENSIM = dict(sg=1, hs=0, negative=5, vector_size=100, window=5, min_count=10, s
               workers=2)
 # w2v's defaults are these settings already; only the learning rate is stated, as in the README.
 W2V_TRAIN = ["--lr", "0.002"]
+# Other w2v settings run beside the defaults at every seed and epoch count (a row each).
+W2V_RECIPES = {"w2v --noise-group 8 --bucket": ["--noise-group", "8", "--bucket"]}
 # name -> (file under the data dir, what its figure is)
 TEST_SETS = {"wordsim353": ("wordsim353.tsv", "rho"),
              "simlex999_dev": ("dev/simlex999-dev.txt", "rho"),
@@ -269,7 +271,7 @@ def markdown(results: dict) -> str:
              "|---|---:|---:|" + "---:|" * len(METRIC_TITLES)]
     for r in rows:
         label = f"gensim {results['versions'].get('gensim', '')}".strip() \
-            if r["tool"] == "gensim" else "w2v --lr 0.002"
+            if r["tool"] == "gensim" else "w2v --lr 0.002" if r["tool"] == "w2v" else r["tool"]
         metrics = ["n/a" if r[m] is None else cell(r[m], 1 if m == "analogy_dev" else 3)
                    for m in TEST_SETS]
         lines.append(f"| {label} | {r['epochs']} | {cell(r['wall'], 1)} | "
@@ -277,6 +279,10 @@ def markdown(results: dict) -> str:
     lines += ["", "| epochs | w2v wall s | gensim wall s | w2v/gensim |", "|---:|---:|---:|---:|"]
     lines += [f"| {x['epochs']} | {x['w2v']:.1f} | {x['gensim']:.1f} | {x['ratio']:.2f}x |"
               for x in ratios(rows)]
+    gensim = {r["epochs"]: r["wall"]["mean"] for r in rows if r["tool"] == "gensim"}
+    lines += [f"{r['tool']}: {r['wall']['mean'] / gensim[r['epochs']]:.2f}x gensim's wall time at "
+              f"{r['epochs']} epochs" for r in rows
+              if r["tool"] not in ("w2v", "gensim") and r["epochs"] in gensim]
     lines += ["", "wall: the whole process, spawn to exit (w2v train on the prepared workdir; "
               "gensim reading the zip, vocabulary and training, its vector save subtracted)",
               coverage(results["runs"]) if results["runs"] else "no runs"]
@@ -347,6 +353,13 @@ def bench(args) -> dict:
                                         "wall": seconds,
                                         "scores": score(data_dir, ["--workdir", str(run_dir)])})
                 shutil.rmtree(run_dir)
+                for name, options in (W2V_RECIPES if args.recipes else {}).items():
+                    _log(f"{name}, epochs {epochs}, seed {seed}")
+                    seconds = time_w2v(prepared, run_dir, epochs, seed, extra=tuple(options))
+                    results["runs"].append({"tool": name, "epochs": epochs, "seed": seed,
+                                            "wall": seconds, "scores": score(
+                                                data_dir, ["--workdir", str(run_dir)])})
+                    shutil.rmtree(run_dir)
                 _log(f"gensim, epochs {epochs}, seed {seed}")
                 out = tmp / "gensim.txt"
                 g = time_gensim(data_dir, out, epochs, seed)
@@ -383,6 +396,8 @@ def main(argv=None) -> int:
                     default=os.environ.get("BENCH_OBJECTIVES", "5"),
                     help="epoch counts for the --model/--loss table, one seed ('' skips it; "
                          "default: $BENCH_OBJECTIVES or 5)")
+    ap.add_argument("--no-recipes", dest="recipes", action="store_false",
+                    help="skip the rows of W2V_RECIPES (other w2v settings beside the defaults)")
     ap.add_argument("--no-cores", dest="cores", action="store_false",
                     help="skip the 1-core vs 2-core line")
     ap.add_argument("--out", default=str(HERE / "results.json"))

@@ -153,3 +153,12 @@ def test_the_objectives_table_exactly():
     assert bench.objectives_table(rows)[-1] == \
         "| cbow | hs | 5 | 12.3 | 0.200 | 0.100 | 1.2 | 3.0 | 0.150 | n/a | 0.5 |"
     assert [m for m, _, _ in bench.OBJECTIVES] == ["skipgram", "skipgram", "cbow", "cbow"]
+
+
+def test_a_recipe_row_is_labelled_by_its_options_with_its_own_ratio():
+    runs = [_run("w2v", 15, 0, 120.0, 0.3, 0.15, 3.0), _run("gensim", 15, 0, 20.0, 0.36, 0.2, 3.6),
+            _run("w2v --noise-group 8 --bucket", 15, 0, 60.0, 0.36, 0.21, 3.5)]
+    lines = bench.markdown(_results(runs)).splitlines()
+    assert "| w2v --noise-group 8 --bucket | 15 | 60.0 | 0.360 | 0.210 | 3.5 |" in lines
+    assert "w2v --noise-group 8 --bucket: 3.00x gensim's wall time at 15 epochs" in lines
+    assert "| 15 | 120.0 | 20.0 | 6.00x |" in lines  # the defaults' ratio as before
