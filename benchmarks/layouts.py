@@ -22,12 +22,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+# Explicit options, so a layout means the same in every tree whatever its defaults.
 LAYOUTS = {
-    "default (sparse, trimmed)": [],
-    "--bucket": ["--bucket"],
-    "--dense-grad": ["--dense-grad"],
-    "--noise-group 8": ["--noise-group", "8"],
-    "--noise-group 8 --bucket": ["--noise-group", "8", "--bucket"],
+    "--noise-group 0 (sparse, trimmed)": ["--noise-group", "0", "--no-bucket"],
+    "--noise-group 0 --bucket": ["--noise-group", "0", "--bucket"],
+    "--noise-group 0 --dense-grad": ["--noise-group", "0", "--no-bucket", "--dense-grad"],
+    "--noise-group 8 --no-bucket": ["--noise-group", "8", "--no-bucket"],
+    "--noise-group 8 --bucket (the default)": ["--noise-group", "8", "--bucket"],
 }
 
 

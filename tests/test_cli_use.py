@@ -193,9 +193,10 @@ def test_info_on_a_trained_planted_corpus(planted_corpus, workdir, monkeypatch):
     assert lines["vocabulary"] == "33 words (min count 1)"
     assert lines["epochs"] == "2 of 2 done (complete)"
     assert lines["device"] == "cpu(0)"
-    # the gradients the default resolved to are shown; group-noise only with noise groups
-    assert lines["settings"].endswith("bucket False, sparse-grad True")
-    assert "noise-group 0," in lines["settings"] and "group-noise" not in lines["settings"]
+    # what the defaults resolved to is shown: noise groups (with their size) in batches of
+    # one row length, sparse gradients
+    assert lines["settings"].endswith("bucket True, sparse-grad True")
+    assert "noise-group 8, group-noise 20," in lines["settings"]
     assert "min-count" not in lines["settings"]  # the train config's is not prepare's
     assert lines["loss"].startswith("1: ") and "  2: " in lines["loss"]
     summary = json.loads(run("info", "--json").stdout)

@@ -76,8 +76,9 @@ def test_params_and_run_record_round_trip(tmp_path):
     record = train(cfg, ds)
     saved = json.loads((tmp_path / "run.json").read_text())
     assert saved["format"] == "w2v-run" and saved["complete"] is True
-    # the run saves what it chose for the default: sparse gradients on one CPU device
-    ran = dataclasses.replace(cfg, sparse_grad=True)
+    # the run saves what it chose for the defaults: on one CPU device sparse gradients, and
+    # noise groups in batches of one row length
+    ran = dataclasses.replace(cfg, sparse_grad=True, noise_group=8, bucket=True)
     assert saved["config"] == ran.to_dict() and Config.from_dict(saved["config"]) == ran
     assert [e["epoch"] for e in saved["epochs"]] == [1, 2]
     assert saved["final"] == record["final"] and saved["device"] == "cpu(0)"
@@ -100,6 +101,21 @@ def test_defaults_decided_for_the_devices_sparse_on_one_cpu_device():
     assert decided(one, sparse_grad=False) is False
     assert decided(one, sparse_grad=True) is True
     assert decided(one, noise_group=4) is True
+
+    def grouping(devices, **kw):
+        c = for_devices(Config(**kw), devices)
+        return c.noise_group, c.bucket
+
+    # noise groups in batches of one row length where they apply, else the chapter's batches
+    assert grouping(one) == (8, True)
+    assert grouping(two) == (0, False)
+    assert grouping(one, kvstore="dist_sync") == (0, False)
+    assert grouping(one, model="cbow") == (0, False)
+    assert grouping(one, loss="hs") == (0, False)
+    assert grouping(one, noise_group=0) == (0, False)
+    assert grouping(one, noise_group=0, bucket=True) == (0, True)
+    assert grouping(one, bucket=False) == (8, False)
+    assert grouping(one, noise_group=4) == (4, True)
 
 
 def test_params_from_another_vocabulary_are_refused(tmp_path):

@@ -54,7 +54,8 @@ def test_training_on_three_cpu_contexts_matches_one(tmp_path):
         # 2400 = 2 * 1199 + 2: the last batch has fewer rows than devices
         config = Config(workdir=str(tmp_path / spec), device=spec, epochs=2, batch_size=1199,
                         embed_size=8, window=2, negatives=2, subsample=0, lr=0.05,
-                        sparse_grad=False)  # several devices train dense: compare like with like
+                        sparse_grad=False, noise_group=0)  # as several devices train: dense,
+                        # each context with its own noise words
         record = train.train(config, ds)
         tables = params.load_tables(config.workdir_path, len(ds.vocab))
         results[spec] = ([e["loss"] for e in record["epochs"]], tables, record)

@@ -16,7 +16,7 @@ from w2v_cli.config import Config
 from w2v_cli.errors import Interrupted, ResumeError
 
 SETTINGS = dict(epochs=3, batch_size=160, embed_size=8, window=2, negatives=2, subsample=0.0,
-                device="cpu", seed=7, log_interval=1)
+                device="cpu", seed=7, log_interval=1, noise_group=0)  # the chapter's estimator
 
 
 def _prepare(wd, n_sentences=120, seed=0):
@@ -99,8 +99,8 @@ def test_resume_refuses_other_settings_and_another_dataset(tmp_path):
                                           "--group-noise is 3 but the checkpoint has 20"):
         train.train(grouped, ds, resume=True)
     # without noise groups their size decides nothing: no difference to refuse
-    checkpoint.check_resume({**SETTINGS, "group_noise": 3, "workdir": str(tmp_path)},
-                            Config(workdir=str(tmp_path), **SETTINGS),
+    ran = train.for_devices(Config(workdir=str(tmp_path), **SETTINGS), [train.mxnet().cpu()])
+    checkpoint.check_resume({**ran.to_dict(), "group_noise": 3}, ran,
                             *[checkpoint.dataset_fingerprint(ds)] * 2)
     other = _prepare(tmp_path, n_sentences=100, seed=1)
     with pytest.raises(ResumeError, match=r"the dataset's vocabulary differs|number of tokens"):

@@ -187,7 +187,7 @@ MEMORY_SCRIPT = textwrap.dedent("""
 
     mode, corpus_path, work, headroom_mb = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
     kw = dict(epochs=1, batch_size=4096, embed_size=8, window=2, negatives=1, subsample=0,
-              min_count=1, chunk_tokens=1 << 14, device="cpu")
+              min_count=1, chunk_tokens=1 << 14, device="cpu", noise_group=0)
     # Warm up first (MXNet's threads and pools), then cap the heap at what is used + headroom:
     # RLIMIT_DATA counts private writable memory, not the memory-mapped id files.
     (work / "warm.txt").parent.mkdir(parents=True, exist_ok=True)

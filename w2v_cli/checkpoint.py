@@ -57,6 +57,8 @@ STATE_FORMAT = "w2v-checkpoint"
 STATE_VERSION = 3
 CATCHUP_FILE = "catchup.npy"
 KEEP = 2
+# What a checkpoint that predates a setting ran with, where that differs from today's default.
+LEGACY = {"noise_group": 0, "bucket": False}
 
 # Settings that change what a run computes: resuming with any of them changed is an error.
 # The others (epochs, device, log_interval, paths, speed knobs) may change between resumes.
@@ -281,7 +283,7 @@ def check_resume(saved: dict, config: Config, fingerprint: dict, saved_fingerpri
     """Raise ResumeError naming every model setting, or dataset property, that differs."""
     current = config.to_dict()
     # A checkpoint from before a setting existed ran with its default.
-    saved = {k: saved.get(k, config_default(k)) for k in MODEL_SETTINGS}
+    saved = {k: saved.get(k, LEGACY.get(k, config_default(k))) for k in MODEL_SETTINGS}
     # Without noise groups their size decides nothing.
     unused = {"group_noise"} if not (saved["noise_group"] or current["noise_group"]) else set()
     if saved["loss"] == current["loss"] == "hs":  # no noise words at all
@@ -339,4 +341,4 @@ def restore_rng(rng: np.random.Generator, pos: Position) -> None:
 
 def saved_config(workdir: Path) -> dict:
     """The settings of the newest intact checkpoint (for ``--resume`` to start from)."""
-    return latest(workdir)[1]["config"]
+    return {**LEGACY, **latest(workdir)[1]["config"]}

@@ -173,11 +173,11 @@ def prepare(corpus, min_count, max_vocab, encoding_errors, lowercase, chunk_toke
       "--group-noise do not apply).")
 @_opt("--negatives", type=click.IntRange(min=1), help="Noise words per context word "
       "(skipgram), or per center (cbow).")
-@_opt("--noise-group", type=click.IntRange(min=0), help="Let every this many centers of a "
+@_opt("--noise-group", type=click.IntRange(min=0), show_default="8 for skip-gram with "
+      "negative sampling on one device, else 0", help="Let every this many centers of a "
       "batch share one draw of --group-noise noise words (a small matrix product per group), "
-      "weighted as --negatives per context word, instead of each context word drawing "
-      "--negatives of its own (the chapter). Faster; a different estimate of the same loss "
-      "(benchmarks/README.md has its quality). 0: off.")
+      "weighted as --negatives per context word. 0: each context word draws --negatives of its "
+      "own (the chapter's estimator; slower, the same quality on PTB, benchmarks/README.md).")
 @_opt("--group-noise", type=click.IntRange(min=1), help="Noise words per --noise-group.")
 @_opt("--subsample", type=FiniteFloat(min=0), help="Subsampling threshold t: keep word w "
       "with probability sqrt(t / f(w)); 0 keeps every word.")
@@ -188,7 +188,7 @@ def prepare(corpus, min_count, max_vocab, encoding_errors, lowercase, chunk_toke
       help="Row-sparse gradients with lazy adam, the center rows caught up to dense adam "
            "(per-step cost follows the rows a batch touches, not the vocabulary size), or "
            "dense gradients and adam over every row.")
-@_opt("--bucket/--no-bucket", "bucket", field="bucket",
+@_opt("--bucket/--no-bucket", "bucket", field="bucket", show_default="on with noise groups",
       help="Put centers with equally many contexts in the same batch, so no batch is padded "
            "(faster; changes which centers share a batch).")
 @_opt("--log-interval", type=click.IntRange(min=1), help="Batches between progress updates.")

@@ -17,7 +17,7 @@ from .backend import devices as resolve_devices
 from .backend import current_mxnet as mxnet  # mxnet() would end a sparse run's front end
 from .batches import Batch, layout_for
 from .catchup import CatchUp
-from .config import Config, check
+from .config import NOISE_GROUP, Config, check
 from .dataset import VOCAB_FILE, Dataset
 from .errors import DataError, Interrupted, ResumeError
 from .meter import Meter, Progress
@@ -42,14 +42,27 @@ class Worker:
 
 
 def for_devices(config: Config, ctxs: list) -> Config:
-    """``config`` with ``sparse_grad`` decided for ``ctxs`` when left to the default (None):
-    sparse on one CPU device without a parameter server (faster there; the center table is
-    dense Adam's, see catchup.py), dense otherwise (sparse gradients work on one device only,
-    and on a GPU dense adam is cheap and the sparse path unmeasured)."""
-    if config.sparse_grad is not None:
-        return config
-    one_cpu = len(ctxs) == 1 and ctxs[0].device_type == "cpu"
-    return dataclasses.replace(config, sparse_grad=one_cpu and not config.kvstore.startswith("dist"))
+    """``config`` with the settings left to their default (None) decided for ``ctxs``:
+
+    ``sparse_grad``: sparse on one CPU device without a parameter server (faster there; the
+    center table is dense Adam's, see catchup.py), dense otherwise (sparse gradients work on
+    one device only, and on a GPU dense adam is cheap and the sparse path unmeasured).
+    ``noise_group``: NOISE_GROUP for skip-gram with negative sampling on one device without a
+    parameter server (the defaults' quality in under half the time on PTB, benchmarks/README.md),
+    else 0 (they do not apply to CBOW or hierarchical softmax, nor split across devices).
+    ``bucket``: on with noise groups, off without.
+    """
+    dist = config.kvstore.startswith("dist")
+    changes: dict = {}
+    if config.sparse_grad is None:
+        changes["sparse_grad"] = len(ctxs) == 1 and ctxs[0].device_type == "cpu" and not dist
+    if config.noise_group is None:
+        fits = (len(ctxs) == 1 and not dist and config.negatives > 0
+                and (config.model, config.loss) == ("skipgram", "ns"))
+        changes["noise_group"] = NOISE_GROUP if fits else 0
+    if config.bucket is None:
+        changes["bucket"] = bool(changes.get("noise_group", config.noise_group))
+    return dataclasses.replace(config, **changes) if changes else config
 
 
 def settings_for(config: Config, given: dict, *, resume: bool = False,
