@@ -166,6 +166,10 @@ class Vectors:
                 s = score(rows, s)
             s[:, :self.first] = -np.inf
             np.put_along_axis(s, exclude[rows], -np.inf, axis=1)
+            if k == 1:  # top-1 (analogy accuracy): one pass, no partition
+                top[rows, 0] = np.argmax(s, axis=1)
+                best[rows, 0] = np.take_along_axis(s, top[rows, :1], axis=1)[:, 0]
+                continue
             part = np.argpartition(-s, k - 1, axis=1)[:, :k]
             part_scores = np.take_along_axis(s, part, axis=1)
             order = np.argsort(-part_scores, axis=1, kind="stable")
