@@ -74,6 +74,12 @@ def wait_all() -> None:
     current_mxnet().nd.waitall()
 
 
+def save(path, tables: dict) -> None:
+    """Named arrays to an MXNet ``.params`` file, as ``save_parameters`` writes them."""
+    mx = current_mxnet()
+    (mx.npx.save if mx.util.is_np_array() else mx.nd.save)(str(path), tables)
+
+
 def to_numpy(x) -> np.ndarray:
     return x.asnumpy()
 

@@ -40,7 +40,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import fileio, limits
+from . import arrays, fileio, limits
 from .backend import current_mxnet
 from .config import Config
 from .config import default as config_default
@@ -93,7 +93,7 @@ def _save_caught_up(net, catch, path: Path) -> None:
         # save_parameters' own names and arrays ("0.weight": ...), one table swapped.
         tables = {name: catch.caught_up() if p is catch.param else p._reduce()
                   for name, p in net._collect_params_with_prefix().items()}
-        (mx.npx.save if mx.util.is_np_array() else mx.nd.save)(str(path), tables)
+        arrays.save(path, tables)
     except (OSError, mx.base.MXNetError) as e:
         raise fileio.storage_error(path, first_line(e)) from None
 
