@@ -124,40 +124,59 @@ OBJECTIVES = [("skipgram", "ns", dict(sg=1, hs=0, negative=5)),
               ("cbow", "hs", dict(sg=0, hs=1, negative=0))]
 
 
-def objectives(data_dir: Path, prepared: Path, tmp: Path, epoch_counts: list) -> list:
-    """Each architecture and objective against gensim's same combination, seed 0, at each of
-    ``epoch_counts``: `w2v train --model M --loss L` with nothing else changed."""
+def objective_tools(model: str, loss: str, params: dict) -> tuple[str, str]:
+    """The run names of one combination in the objectives table: w2v's and gensim's."""
+    return (f"w2v --model {model} --loss {loss}",
+            "gensim " + " ".join(f"{k}={v}" for k, v in params.items()))
+
+
+def objectives(data_dir: Path, prepared: Path, tmp: Path, plan: list) -> list:
+    """Each architecture and objective against gensim's same combination: `w2v train
+    --model M --loss L` with nothing else changed. ``plan``: (epochs, seeds) pairs; seeds
+    0 .. seeds-1 at that epoch count. Returns runs in the form of ``results["runs"]``."""
     out = []
-    for epochs in epoch_counts:
-        for model, loss, params in OBJECTIVES:
-            _log(f"w2v and gensim, --model {model} --loss {loss}, epochs {epochs}")
-            run_dir = tmp / "objective"
-            wall = time_w2v(prepared, run_dir, epochs, 0, extra=("--model", model, "--loss", loss))
-            w2v = {"wall": wall, "scores": score(data_dir, ["--workdir", str(run_dir)])}
-            shutil.rmtree(run_dir)
-            vectors = tmp / "gensim-objective.txt"
-            g = time_gensim(data_dir, vectors, epochs, 0, params)
-            gensim = {"wall": g["wall"], "scores": score(data_dir, ["--vectors", str(vectors)])}
-            vectors.unlink()
-            out.append({"model": model, "loss": loss, "epochs": epochs, "w2v": w2v,
-                        "gensim": gensim, "gensim_params": params})
+    for epochs, seeds in plan:
+        for seed in range(seeds):
+            for model, loss, params in OBJECTIVES:
+                w2v_tool, gensim_tool = objective_tools(model, loss, params)
+                _log(f"w2v and gensim, --model {model} --loss {loss}, epochs {epochs}, "
+                     f"seed {seed}")
+                run_dir = tmp / "objective"
+                wall = time_w2v(prepared, run_dir, epochs, seed,
+                                extra=("--model", model, "--loss", loss))
+                out.append({"tool": w2v_tool, "epochs": epochs, "seed": seed, "wall": wall,
+                            "scores": score(data_dir, ["--workdir", str(run_dir)])})
+                shutil.rmtree(run_dir)
+                vectors = tmp / "gensim-objective.txt"
+                g = time_gensim(data_dir, vectors, epochs, seed, params)
+                out.append({"tool": gensim_tool, "epochs": epochs, "seed": seed,
+                            "wall": g["wall"],
+                            "scores": score(data_dir, ["--vectors", str(vectors)])})
+                vectors.unlink()
     return out
 
 
-def objectives_table(rows: list) -> list[str]:
-    """The architectures-and-objectives table (one seed) as Markdown lines."""
+def objectives_table(runs: list) -> list[str]:
+    """The architectures-and-objectives table as Markdown lines: each combination's w2v and
+    gensim figures side by side, mean [min, max] over the seeds run."""
+    rows = {(r["tool"], r["epochs"]): r for r in summary_rows(runs)}
+
     def figures(r):
-        s = r["scores"]
-        return [f"{r['wall']:.1f}"] + ["n/a" if s[m]["value"] is None else
-                                       f"{s[m]['value']:.{1 if m == 'analogy_dev' else 3}f}"
+        return [cell(r["wall"], 1)] + ["n/a" if r[m] is None else
+                                       cell(r[m], 1 if m == "analogy_dev" else 3)
                                        for m in TEST_SETS]
-    lines = ["", "### Architectures and objectives against gensim's (seed 0)", "",
-             "| model | loss | epochs | w2v wall s | WordSim-353 | SimLex-999 dev | analogy dev % "
-             "| gensim wall s | WordSim-353 | SimLex-999 dev | analogy dev % |",
-             "|---|---|---:|" + "---:|" * 8]
-    for r in rows:
-        lines.append(f"| {r['model']} | {r['loss']} | {r['epochs']} | "
-                     + " | ".join(figures(r["w2v"]) + figures(r["gensim"])) + " |")
+    lines = ["", "### Architectures and objectives against gensim's", "",
+             "| model | loss | epochs | seeds | w2v wall s | WordSim-353 | SimLex-999 dev | "
+             "analogy dev % | gensim wall s | WordSim-353 | SimLex-999 dev | analogy dev % |",
+             "|---|---|---:|---:|" + "---:|" * 8]
+    for epochs in sorted({e for _, e in rows}):
+        for model, loss, params in OBJECTIVES:
+            w2v_tool, gensim_tool = objective_tools(model, loss, params)
+            if (w2v_tool, epochs) not in rows:
+                continue
+            w, g = rows[(w2v_tool, epochs)], rows[(gensim_tool, epochs)]
+            lines.append(f"| {model} | {loss} | {epochs} | {len(w['seeds'])} | "
+                         + " | ".join(figures(w) + figures(g)) + " |")
     return lines
 
 
@@ -327,6 +346,17 @@ def _epochs(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
+def _plan(text: str) -> list[tuple[int, int]]:
+    """'5x3,15' -> [(5, 3), (15, 1)]: epoch counts, each with its number of seeds."""
+    out = []
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        epochs, _, seeds = item.partition("x")
+        out.append((int(epochs), int(seeds or 1)))
+    if any(e < 1 or n < 1 for e, n in out):
+        raise argparse.ArgumentTypeError(f"{text!r}: epochs and seeds must be positive")
+    return out
+
+
 def bench(args) -> dict:
     data_dir = Path(args.data_dir).expanduser()
     check_test_sets(data_dir)
@@ -392,13 +422,15 @@ def main(argv=None) -> int:
                     help="epoch counts, comma-separated (default: $BENCH_EPOCHS or 5,15)")
     ap.add_argument("--seeds", type=int, default=int(os.environ.get("BENCH_SEEDS", "3")),
                     help="seeds 0..N-1 (default: $BENCH_SEEDS or 3)")
-    ap.add_argument("--objectives", type=_epochs,
-                    default=os.environ.get("BENCH_OBJECTIVES", "5"),
-                    help="epoch counts for the --model/--loss table, one seed ('' skips it; "
-                         "default: $BENCH_OBJECTIVES or 5)")
-    ap.add_argument("--no-recipes", dest="recipes", action="store_false",
-                    help="skip the rows of W2V_RECIPES (the chapter's estimator beside the "
-                         "defaults)")
+    ap.add_argument("--objectives", type=_plan,
+                    default=os.environ.get("BENCH_OBJECTIVES", "5x3,15"),
+                    help="the --model/--loss table: epoch counts, each with xN for seeds "
+                         "0..N-1 (1 if not given); '' skips it (default: $BENCH_OBJECTIVES "
+                         "or 5x3,15)")
+    ap.add_argument("--recipes", action=argparse.BooleanOptionalAction,
+                    default=os.environ.get("BENCH_RECIPES", "") == "1",
+                    help="also run the rows of W2V_RECIPES (the chapter's estimator beside "
+                         "the defaults; about 10 minutes more; default: $BENCH_RECIPES=1)")
     ap.add_argument("--no-cores", dest="cores", action="store_false",
                     help="skip the 1-core vs 2-core line")
     ap.add_argument("--out", default=str(HERE / "results.json"))

@@ -3,6 +3,7 @@ and scoring through `w2v evaluate --vectors`. No training."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 from pathlib import Path
 
@@ -145,14 +146,27 @@ def test_missing_test_sets_are_named(tmp_path):
 
 
 def test_the_objectives_table_exactly():
-    def side(wall, ws, sl, an):
-        return {"wall": wall, "scores": {"wordsim353": {"value": ws}, "simlex999_dev": {"value": sl},
-                                         "analogy_dev": {"value": an}}}
-    rows = [{"model": "cbow", "loss": "hs", "epochs": 5, "w2v": side(12.34, 0.2, 0.1, 1.25),
-             "gensim": side(3.0, 0.15, None, 0.5)}]
-    assert bench.objectives_table(rows)[-1] == \
-        "| cbow | hs | 5 | 12.3 | 0.200 | 0.100 | 1.2 | 3.0 | 0.150 | n/a | 0.5 |"
+    gensim = dict(sg=0, hs=1, negative=0)
+    w2v_tool, gensim_tool = bench.objective_tools("cbow", "hs", gensim)
+    assert (w2v_tool, gensim_tool) == ("w2v --model cbow --loss hs", "gensim sg=0 hs=1 negative=0")
+    runs = [_run(w2v_tool, 5, 0, 12.34, 0.2, 0.1, 1.25), _run(w2v_tool, 5, 1, 14.0, 0.3, 0.2, 2.0),
+            _run(gensim_tool, 5, 0, 3.0, 0.15, 0.05, 0.5), _run(gensim_tool, 5, 1, 3.0, 0.15, 0.07,
+                                                                  0.7),
+            _run(w2v_tool, 15, 0, 40.0, 0.3, 0.2, 3.0), _run(gensim_tool, 15, 0, 9.0, 0.2, 0.1, 1.0)]
+    runs[2]["scores"]["wordsim353"]["value"] = None
+    lines = bench.objectives_table(runs)
+    assert lines[-2:] == [
+        "| cbow | hs | 5 | 2 | 13.2 [12.3, 14.0] | 0.250 [0.200, 0.300] | 0.150 [0.100, 0.200] "
+        "| 1.6 [1.2, 2.0] | 3.0 [3.0, 3.0] | n/a | 0.060 [0.050, 0.070] | 0.6 [0.5, 0.7] |",
+        "| cbow | hs | 15 | 1 | 40.0 | 0.300 | 0.200 | 3.0 | 9.0 | 0.200 | 0.100 | 1.0 |"]
     assert [m for m, _, _ in bench.OBJECTIVES] == ["skipgram", "skipgram", "cbow", "cbow"]
+
+
+def test_the_objectives_plan_reads_epochs_and_seeds():
+    assert bench._plan("5x3,15") == [(5, 3), (15, 1)]
+    assert bench._plan("") == []
+    with pytest.raises(argparse.ArgumentTypeError):
+        bench._plan("5x0")
 
 
 def test_a_recipe_row_is_labelled_by_its_options_with_its_own_ratio():
