@@ -112,8 +112,12 @@ def check_params(net, where: str) -> None:
     computed in float32 either: such a table is as unusable as a nan one (a step of
     ``--lr 1e30`` moves every touched row by ~1e30 and leaves the loss finite).
     """
-    for param in net.collect_params().values():
-        data = param.list_data()[0]
+    check_tables([param.list_data()[0] for param in net.collect_params().values()], where)
+
+
+def check_tables(tables, where: str) -> None:
+    """check_params for MXNet arrays ``tables`` ((V, E) each) read from a network already."""
+    for data in tables:
         total = (data * data).sum().asnumpy().item()
         if not math.isfinite(total):
             raise DivergedError(f"the parameters are not finite {where} (or too large for a "
