@@ -120,10 +120,10 @@ class Session:
 
 class RowSparseSession(Session):
     """A worker whose tables are row-sparse on the servers (``--sparse-grad``, the default on
-    a CPU): each lookup pulls the rows it reads (model.build_net's ``row_sparse_weights``),
-    each step pushes row-sparse gradients, and the servers run lazy adam on both tables, so
-    a step moves the rows its batch touches, not the vocabulary. A row moves only at the
-    steps that read it: no CatchUp here, the moments live on the servers."""
+    a CPU): each lookup pulls the rows it reads (model.build_net's ``row_sparse_weights``)
+    and each step pushes row-sparse gradients, so a step moves the rows its batch touches,
+    not the vocabulary. The servers run adam as one process does: dense on the center
+    table, lazy on the context table (server_adam.py; no CatchUp: the moments are there)."""
 
     def __init__(self, worker: Worker, config: Config, ds: Dataset):
         super().__init__(worker, config, ds)
@@ -142,10 +142,13 @@ class RowSparseSession(Session):
         # (every dist batch holds B centers). Adam barely sees the factor; dense dist
         # (Session) scales by 1 / B.
         scale = 1.0 / (config.batch_size * self.worker.num_workers)
-        trainer = current_mxnet().gluon.Trainer(
-            net.collect_params(), "adam",
-            {"learning_rate": config.lr, "rescale_grad": scale, "lazy_update": True},
-            kvstore=self.worker.kv, update_on_kvstore=True)
+        from .server_adam import ServerAdam
+
+        params = net.collect_params()
+        center = list(params.values()).index(net[0].weight)  # its kvstore index
+        adam = ServerAdam(dense=(center,), learning_rate=config.lr, rescale_grad=scale)
+        trainer = current_mxnet().gluon.Trainer(params, adam, kvstore=self.worker.kv,
+                                                update_on_kvstore=True)
         return net, trainer, None
 
     def update(self, trainer, b: Batch) -> None:
