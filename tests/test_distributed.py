@@ -303,3 +303,18 @@ def test_empty_dmlc_role_is_refused_before_mxnet_would_start_serving(monkeypatch
     monkeypatch.setenv("DMLC_ROLE", "")
     with pytest.raises(BackendError, match="DMLC_ROLE is set but empty"):
         backend.mxnet()
+
+
+def test_memory_a_dist_worker_needs_leaves_adam_to_the_servers():
+    from w2v_cli.limits import memory_needs
+
+    counts = np.full(1000, 5, dtype=np.int64)
+
+    def tables(**kw):
+        (size, what, _), *_ = memory_needs(Config(embed_size=10, **kw), counts, 5000)
+        return size // (1000 * 10 * 4), what
+
+    assert tables(sparse_grad=True)[0] == 6 and tables(sparse_grad=False)[0] == 8
+    assert tables(kvstore="dist_sync", sparse_grad=True)[0] == 2
+    size, what = tables(kvstore="dist_sync", sparse_grad=False)
+    assert size == 4 and "Adam's moments are the servers'" in what
