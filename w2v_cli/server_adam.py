@@ -1,8 +1,8 @@
 """The parameter servers' optimizer for row-sparse tables: adam, dense on some tables.
 
 MXNet's adam is lazy for every row_sparse gradient (it moves only the rows a step pushed),
-and lazy adam on the center table costs what catchup.py describes: on PTB 1 epoch's loss
-0.519 against dense Adam's 0.491. A worker cannot catch the servers' rows up, so the servers
+and lazy adam on the center table costs loss and quality (catchup.py; the figures in
+docs/distributed.md). A worker cannot catch the servers' rows up, so the servers
 update the center table densely (every row, from the pushed rows' gradient and every row's
 moments: one process's Adam) and the context table lazily, as one process does. The dense
 update costs the servers O(V x E) a step; what moves over the network stays row-sparse.
