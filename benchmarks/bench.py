@@ -320,6 +320,10 @@ def markdown(results: dict) -> str:
         lines.append(f"w2v train --epochs 1 on 1 core (taskset -c 0): {cores['1']:.1f} s; "
                      f"on 2 cores (taskset -c 0,1): {cores['2']:.1f} s; "
                      f"speed-up {cores['1'] / cores['2']:.2f}x")
+    if results.get("distributed"):
+        import dist_bench
+
+        lines += dist_bench.table(results["distributed"]) + [""]
     m = results["machine"]
     lines.append(f"{m['cpus']} CPUs, load average {m['load_before']:.1f} before and "
                  f"{m['load_after']:.1f} after; bench {results['bench_seconds']:.0f} s")
@@ -407,6 +411,11 @@ def bench(args) -> dict:
             for n, pin in (("1", "0"), ("2", "0,1")):
                 _log(f"w2v, 1 epoch on {n} core(s)")
                 results["cores"][n] = time_w2v(prepared, tmp / f"cores{n}", 1, 0, pin)
+        if args.dist:
+            import dist_bench  # beside this file
+
+            _log("w2v launch -n 2, 1 epoch each on PTB and on a 200,000-word corpus")
+            results["distributed"] = dist_bench.run(_w2v(), data_dir, tmp, _env())
     results["bench_seconds"] = time.perf_counter() - wall
     results["machine"]["load_after"] = os.getloadavg()[0]
     results["summary"] = summary_rows(results["runs"])
@@ -433,6 +442,10 @@ def main(argv=None) -> int:
                          "the defaults; about 10 minutes more; default: $BENCH_RECIPES=1)")
     ap.add_argument("--no-cores", dest="cores", action="store_false",
                     help="skip the 1-core vs 2-core line")
+    ap.add_argument("--no-dist", dest="dist", action="store_false",
+                    default=os.environ.get("BENCH_DIST", "1") != "0",
+                    help="skip the distributed line (2 workers, 1 server on loopback; about 3 "
+                         "minutes; BENCH_DIST=0 skips it too)")
     ap.add_argument("--out", default=str(HERE / "results.json"))
     ap.add_argument("--gensim-job", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -147,23 +148,34 @@ def test_run_stops_every_process_at_the_timeout(tmp_path):
     assert len(pids) == 2 and not any(map(_alive, pids))
 
 
-def test_two_workers_one_server_dist_sync_on_loopback(tmp_path):
-    """A real parameter-server job: scheduler, 1 server and 2 workers over 127.0.0.1."""
+def _launch(wd, logs, *options, timeout=150) -> tuple[list, list]:
+    """A real parameter-server job over 127.0.0.1: scheduler, 1 server and 2 workers running
+    ``w2v train --kvstore dist_sync --device cpu *options`` in ``wd``. Returns the
+    launcher's summary and the run records of rank 0 and rank 1."""
+    worker = [sys.executable, "-m", "w2v_cli", "train", "--workdir", str(wd),
+              "--kvstore", "dist_sync", "--device", "cpu", *options]
+    nodes = launch.plan(worker, num_workers=2, num_servers=1)
+    try:
+        results = launch.run(nodes, timeout=timeout, log_dir=logs)
+    except LaunchError as e:
+        text = "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in logs.glob("*.log"))
+        pytest.fail(f"{e}\n{text}")
+    return results, [json.loads((wd / name).read_text())
+                     for name in ("run.json", "run.rank1.json")]
+
+
+@pytest.mark.parametrize("grad", [(), ("--dense-grad",)], ids=["row-sparse", "dense"])
+def test_two_workers_one_server_dist_sync_on_loopback(tmp_path, grad):
+    """A real parameter-server job: by default row-sparse tables on the server."""
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(planted_sentences(n_sentences=400)) + "\n", encoding="utf-8")
     wd = tmp_path / "work"
     ds = dataset.prepare(Config(workdir=str(wd), corpus=(str(corpus),), min_count=1))
-    worker = [sys.executable, "-m", "w2v_cli", "train", "--workdir", str(wd),
-              "--kvstore", "dist_sync", "--device", "cpu", "--epochs", "3",
-              "--batch-size", "32", "--embed-size", "8", "--subsample", "0", "--lr", "0.01"]
-    nodes = launch.plan(worker, num_workers=2, num_servers=1)
     logs = tmp_path / "logs"
-    try:
-        results = launch.run(nodes, timeout=150, log_dir=logs)
-    except LaunchError as e:
-        text = "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in logs.glob("*.log"))
-        pytest.fail(f"{e}\n{text}")
-    records = [json.loads((wd / name).read_text()) for name in ("run.json", "run.rank1.json")]
+    results, records = _launch(wd, logs, "--epochs", "3", "--batch-size", "32",
+                               "--embed-size", "8", "--subsample", "0", "--lr", "0.01", *grad)
+    sparse = not grad
+    assert all(r["config"]["sparse_grad"] is sparse for r in records)
     # the launcher's summary: each worker's final tokens/sec, by rank; progress lines say whose
     assert [(r["rank"], r["tokens_per_sec"]) for r in results] == [
         (rec["worker"]["rank"], rec["final"]["tokens_per_sec"]) for rec in records]
@@ -185,11 +197,77 @@ def test_two_workers_one_server_dist_sync_on_loopback(tmp_path):
     saved = distributed.tables_sha1({"0.weight": tables["center"], "1.weight": tables["context"]})
     assert shards[0]["params_sha1"] == shards[1]["params_sha1"] == saved
     assert not (wd / "model.rank1.params").exists()
+    # the rows a row-sparse step moved: at most a batch's 32 centers, at most the vocabulary
+    for s in shards:
+        rows = s.get("rows_per_step")
+        assert (rows is not None) is sparse
+        if sparse:
+            assert 1 < rows["center"] <= 32 and 1 < rows["context"] <= len(ds.vocab), rows
     # the loss falls on both workers, every epoch
     for r in records:
         losses = [e["loss"] for e in r["epochs"]]
         assert losses[0] > losses[1] > losses[2] and losses[2] < 0.9 * losses[0], losses
         assert len({e["tokens"] for e in r["epochs"]}) == 1
+
+
+def test_row_sparse_tables_start_as_the_dense_ones():
+    from w2v_cli import arrays
+    from w2v_cli.backend import mxnet
+    from w2v_cli.model import build_net, table
+
+    mx = mxnet()
+    starts = []
+    for sparse, row_sparse in ((False, False), (True, False), (True, True)):
+        mx.random.seed(3)
+        with arrays.scope(sparse):
+            net = build_net(50, 4, [mx.cpu()], sparse, row_sparse_weights=row_sparse)
+            if row_sparse:  # its rows are read through a trainer's kvstore
+                mx.gluon.Trainer(net.collect_params(), "adam", kvstore="local")
+            starts.append([table(net, i, mx.cpu()) for i in (0, 1)])
+    assert isinstance(net[0], mx.gluon.contrib.nn.SparseEmbedding)
+    for tables in starts[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(starts[0], tables))
+    assert not np.array_equal(starts[0][0], starts[0][1])
+
+
+def test_two_workers_recover_planted_clusters(tmp_path):
+    from w2v_cli.vectors import Vectors
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(planted_sentences()) + "\n", encoding="utf-8")
+    wd = tmp_path / "work"
+    dataset.prepare(Config(workdir=str(wd), corpus=(str(corpus),), min_count=1))
+    _, records = _launch(wd, tmp_path / "logs", "--epochs", "4", "--batch-size", "32",
+                         "--embed-size", "16", "--window", "2", "--negatives", "3",
+                         "--subsample", "0", "--lr", "0.01", "--seed", "1")
+    assert records[0]["config"]["sparse_grad"] is True
+    vectors = Vectors.load(wd)
+    words = vectors.vocab.tokens[1:]
+    hits = sum(vectors.most_similar(w, 1)[0][0][:2] == w[:2] for w in words)
+    assert hits / len(words) >= 0.9, hits
+
+
+@pytest.mark.ptb
+def test_two_workers_on_ptb_reach_one_process_loss_in_one_epoch(ptb_archive, tmp_path):
+    """Issue 22: within 0.02 of one process's loss after 1 epoch. Like with like: the chapter's
+    estimator on both sides (dist takes --noise-group 0 --no-bucket already), and the same
+    examples per update: each dist step is both workers' 512 centers, so one process takes
+    batches of 1024 (as many updates an epoch; Adam follows their count, not their scale)."""
+    from w2v_cli.train import train
+
+    wd = tmp_path / "work"
+    dataset.prepare(Config(workdir=str(wd), data_dir=str(ptb_archive.parent)))
+    one = tmp_path / "one"
+    shutil.copytree(wd, one)
+    _, records = _launch(wd, tmp_path / "logs", "--epochs", "1", "--batch-size", "512")
+    ds = dataset.load(one)
+    single = train(Config(workdir=str(one), device="cpu", epochs=1, batch_size=1024,
+                          noise_group=0, bucket=False), ds)
+    assert single["config"]["sparse_grad"] is True  # as the workers'
+    for r in records:
+        assert r["config"]["sparse_grad"] is True and r["config"]["noise_group"] == 0
+        assert abs(r["final"]["loss"] - single["final"]["loss"]) < 0.02, (
+            r["final"]["loss"], single["final"]["loss"])
 
 
 def test_cli_launch_and_train_errors(tmp_path, workdir):
@@ -225,3 +303,18 @@ def test_empty_dmlc_role_is_refused_before_mxnet_would_start_serving(monkeypatch
     monkeypatch.setenv("DMLC_ROLE", "")
     with pytest.raises(BackendError, match="DMLC_ROLE is set but empty"):
         backend.mxnet()
+
+
+def test_memory_a_dist_worker_needs_leaves_adam_to_the_servers():
+    from w2v_cli.limits import memory_needs
+
+    counts = np.full(1000, 5, dtype=np.int64)
+
+    def tables(**kw):
+        (size, what, _), *_ = memory_needs(Config(embed_size=10, **kw), counts, 5000)
+        return size // (1000 * 10 * 4), what
+
+    assert tables(sparse_grad=True)[0] == 6 and tables(sparse_grad=False)[0] == 8
+    assert tables(kvstore="dist_sync", sparse_grad=True)[0] == 2
+    size, what = tables(kvstore="dist_sync", sparse_grad=False)
+    assert size == 4 and "Adam's moments are the servers'" in what

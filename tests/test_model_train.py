@@ -97,7 +97,8 @@ def test_defaults_decided_for_the_devices_sparse_on_one_cpu_device():
 
     assert decided(one) is True
     assert decided(two) is False
-    assert decided(one, kvstore="dist_sync") is False
+    assert decided(one, kvstore="dist_sync") is True  # row-sparse tables on the servers
+    assert decided([mx.gpu(0)], kvstore="dist_sync") is False
     assert decided(one, sparse_grad=False) is False
     assert decided(one, sparse_grad=True) is True
     assert decided(one, noise_group=4) is True

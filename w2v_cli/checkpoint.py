@@ -46,6 +46,7 @@ from .config import Config
 from .config import default as config_default
 from .errors import ResumeError, first_line
 from .fileio import sha1_of
+from .model import saved_tables
 from .optstate import TRAINER_FILE, load_states, save_states
 from .params import PARAMS_FILE, save_record, vocab_sha1
 
@@ -70,17 +71,20 @@ MODEL_SETTINGS = ("model", "loss", "embed_size", "window", "negatives", "noise_g
 
 
 def save(net, workdir: Path, record: dict) -> None:
-    """Write ``model.params`` then ``run.json`` (no checkpoint: a dist run's rank 0)."""
-    limits.check_params(net, f"after epoch {len(record.get('epochs', []))}")
-    _save_params(net, workdir / PARAMS_FILE)
+    """Write ``model.params`` then ``run.json`` (no checkpoint: a dist run's rank 0). A net
+    whose tables live on the parameter servers (row_sparse) is pulled whole first."""
+    tables = saved_tables(net)
+    limits.check_tables(tables.values(), f"after epoch {len(record.get('epochs', []))}")
+    _save_tables(tables, workdir / PARAMS_FILE)
     save_record(workdir, {**record, "params_sha1": sha1_of(workdir / PARAMS_FILE)})
 
 
-def _save_params(net, path: Path) -> None:
+def _save_tables(tables: dict, path: Path) -> None:
+    """``tables`` (model.saved_tables) to ``path``, atomically: ``save_parameters``' file."""
     mx = current_mxnet()  # a sparse run calls these in its legacy front end
     with fileio.atomic_path(path) as tmp:
         try:
-            net.save_parameters(str(tmp))
+            arrays.save(tmp, tables)
         except (OSError, mx.base.MXNetError) as e:
             raise fileio.storage_error(path, first_line(e)) from None
 

@@ -184,10 +184,11 @@ def prepare(corpus, min_count, max_vocab, encoding_errors, lowercase, chunk_toke
 @_opt("--sample-once/--resample", "sample_once", field="sample_once",
       help="Draw windows and noise words once (the chapter) instead of afresh every epoch.")
 @_opt("--sparse-grad/--dense-grad", "sparse_grad", field="sparse_grad",
-      show_default="sparse on one CPU device, else dense",
+      show_default="sparse on one CPU device, with or without --kvstore dist_*; else dense",
       help="Row-sparse gradients with lazy adam, the center rows caught up to dense adam "
-           "(per-step cost follows the rows a batch touches, not the vocabulary size), or "
-           "dense gradients and adam over every row.")
+           "(per-step cost follows the rows a batch touches, not the vocabulary size; with "
+           "--kvstore dist_* only those rows move to and from the servers), or dense "
+           "gradients and adam over every row.")
 @_opt("--bucket/--no-bucket", "bucket", field="bucket", show_default="on with noise groups",
       help="Put centers with equally many contexts in the same batch, so no batch is padded "
            "(faster; changes which centers share a batch).")

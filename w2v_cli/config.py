@@ -164,9 +164,6 @@ def check(config: Config) -> None:
         raise UsageError("--subsample must be 0 or more")
     if config.kvstore not in KVSTORES:
         raise UsageError(f"--kvstore {config.kvstore!r}: expected one of {', '.join(KVSTORES)}")
-    if config.sparse_grad and config.kvstore.startswith("dist"):
-        raise UsageError(f"--sparse-grad does not work with --kvstore {config.kvstore}: "
-                         "train with --dense-grad, or on one machine")
     check_quality(config)
     # Each of these shapes one device's batch or update; several devices split by rows.
     one_device = (("--sparse-grad", config.sparse_grad, "train with --dense-grad"),

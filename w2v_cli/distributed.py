@@ -13,7 +13,8 @@ import os
 
 import numpy as np
 
-from . import checkpoint, limits, params
+from . import arrays, checkpoint, limits, params
+from .batches import Batch
 from .config import Config
 from .dataset import SCAN, Dataset
 from .errors import BackendError, DataError, Interrupted, ResumeError, UsageError, first_line
@@ -62,7 +63,8 @@ def train(config: Config, ds: Dataset, on_progress, resume: bool, stop) -> dict:
     ctxs = devices(config.device)
     config = for_devices(config, ctxs)
     limits.check_memory(config, ds.vocab.counts, int(ds.ids.size))  # before joining
-    session = Session(make_worker(config), config, ds)
+    kind = RowSparseSession if config.sparse_grad else Session
+    session = kind(make_worker(config), config, ds)
     with contextlib.ExitStack() as held:
         if session.worker.rank == 0:
             held.enter_context(lock.acquire(config.workdir_path, "train (dist rank 0)",
@@ -85,12 +87,22 @@ class Session:
                       "num_workers": self.worker.num_workers, "sentences": [start, end],
                       "tokens": int(part.ids.size), "ids_sha1": ids_sha1(part.ids)}
 
+    def build(self, config: Config, vocab_size: int, ctxs: list) -> tuple:
+        """train.build's tables, adam on the servers (the kvstore's ``update_on_kvstore``)."""
+        from .train import build
+
+        return build(config, vocab_size, ctxs, self.worker.kv)
+
+    def update(self, trainer, b: Batch) -> None:
+        trainer.step(b.rows)  # the servers sum the workers' gradients of their mean loss
+
     def save_epoch(self, run, pos) -> None:
         """Rank 0 writes ``model.params`` and ``run.json`` only: the optimizer state is on
         the servers, where ``save_states`` cannot reach."""
         if self.worker.rank == 0:
-            checkpoint.save(run.net, run.config.workdir_path,
-                            {**pos.record, "dataset": checkpoint.dataset_fingerprint(run.ds)})
+            with arrays.scope(run.config.sparse_grad):
+                checkpoint.save(run.net, run.config.workdir_path,
+                                {**pos.record, "dataset": checkpoint.dataset_fingerprint(run.ds)})
 
     def interrupted(self, run, pos, where: str) -> None:
         raise Interrupted(f"interrupted by {run.stop.name} at {where}; a distributed run cannot "
@@ -104,6 +116,58 @@ class Session:
             params.save_record(workdir, {**params.load_record(workdir), **record})
         else:
             params.save_record(workdir, record, name=f"run.rank{self.worker.rank}.json")
+
+
+class RowSparseSession(Session):
+    """A worker whose tables are row-sparse on the servers (``--sparse-grad``, the default on
+    a CPU): each lookup pulls the rows it reads (model.build_net's ``row_sparse_weights``)
+    and each step pushes row-sparse gradients, so a step moves the rows its batch touches,
+    not the vocabulary. The servers run adam as one process does: dense on the center
+    table, lazy on the context table (server_adam.py; no CatchUp: the moments are there)."""
+
+    def __init__(self, worker: Worker, config: Config, ds: Dataset):
+        super().__init__(worker, config, ds)
+        self.rows = np.zeros(2)  # distinct rows pulled so far: center table, context table
+        self.updates = 0
+
+    def build(self, config: Config, vocab_size: int, ctxs: list) -> tuple:
+        from .backend import current_mxnet
+        from .model import build_net
+
+        net = build_net(vocab_size, config.embed_size, ctxs, True, row_sparse_weights=True)
+        # MXNet 1.9.1 sets the kvstore up at the first lookup's pull, before trainer.step
+        # could set the gradient scale, and then refuses any other scale: so the scale is
+        # the optimizer's and each step is step(1). The servers sum the workers' pushes:
+        # 1 / (B * workers) makes the update follow the mean loss over every worker's batch
+        # (every dist batch holds B centers). Adam barely sees the factor; dense dist
+        # (Session) scales by 1 / B.
+        scale = 1.0 / (config.batch_size * self.worker.num_workers)
+        from .server_adam import ServerAdam
+
+        params = net.collect_params()
+        center = list(params.values()).index(net[0].weight)  # its kvstore index
+        adam = ServerAdam(dense=(center,), learning_rate=config.lr, rescale_grad=scale)
+        trainer = current_mxnet().gluon.Trainer(params, adam, kvstore=self.worker.kv,
+                                                update_on_kvstore=True)
+        return net, trainer, None
+
+    def update(self, trainer, b: Batch) -> None:
+        self.rows += distinct_rows(b)
+        self.updates += 1
+        trainer.step(1)
+
+    def finish(self, run, record: dict) -> None:
+        mean = self.rows / max(self.updates, 1)
+        record["worker"]["rows_per_step"] = {"center": round(float(mean[0]), 1),
+                                             "context": round(float(mean[1]), 1)}
+        super().finish(run, record)
+
+
+def distinct_rows(b: Batch) -> np.ndarray:
+    """(2,) the distinct rows of the center and the context table that ``b``'s lookups read:
+    what a row-sparse step pulls, and pushes back as gradient."""
+    words = b.words if b.words is not None else b.parts[0][0]
+    return np.array([np.unique(b.center).size, np.unique(words).size])
 
 
 def shard_bounds(offsets: np.ndarray, rank: int, num_workers: int) -> tuple[int, int]:

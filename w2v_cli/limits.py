@@ -46,8 +46,7 @@ def memory_needs(config: Config, counts: np.ndarray, tokens: int) -> list[tuple[
     """
     vocab, embed, window = len(counts), config.embed_size, config.window
     k = noise_per_context(config)
-    # Params and Adam's two moments per table, plus dense gradients unless sparse.
-    tables = (6 if config.sparse_grad in (None, True) else 8) * vocab * embed * _FLOAT32
+    tables = _table_copies(config) * vocab * embed * _FLOAT32
     # One chunk's centers (after the expected subsampling) with 2 * window context slots:
     # the windows' int64 position table, and k int32 noise words per slot.
     kept = counts[1:] * keep_probability(counts, config.subsample)[1:]
@@ -58,8 +57,10 @@ def memory_needs(config: Config, counts: np.ndarray, tokens: int) -> list[tuple[
     noise_rows = (-(-config.batch_size // config.noise_group) * config.group_noise
                   if config.noise_group else 0)
     batch = (config.batch_size * 2 * window * (1 + k) + noise_rows) * embed * _FLOAT32
+    held = "with Adam's moments" if not config.kvstore.startswith("dist") else \
+        "a worker holds (Adam's moments are the servers')"
     return [
-        (tables, "the two (V, E) embedding tables with Adam's moments "
+        (tables, f"the two (V, E) embedding tables {held} "
                  f"(V = {vocab} words, E = --embed-size {embed})", "--embed-size"),
         (chunk, f"one chunk's windows and noise words (--chunk-tokens {config.chunk_tokens}, "
                 f"--window {window}, --negatives {config.negatives})",
@@ -68,6 +69,17 @@ def memory_needs(config: Config, counts: np.ndarray, tokens: int) -> list[tuple[
                 f"--window {window}, --negatives {config.negatives}, --embed-size {embed})",
          "--batch-size, --window, --negatives or --embed-size"),
     ]
+
+
+def _table_copies(config: Config) -> int:
+    """(V, E) float32 tables training holds at once. One machine: params and Adam's two
+    moments per table, plus dense gradients unless sparse. A dist worker (the moments are on
+    the servers): params and dense gradients; with row-sparse tables, both tables whole once
+    they are read at an epoch's end (model.table pulls every row)."""
+    sparse = config.sparse_grad in (None, True)
+    if config.kvstore.startswith("dist"):
+        return 2 if sparse else 4
+    return 6 if sparse else 8
 
 
 def check_memory(config: Config, counts: np.ndarray, tokens: int,
@@ -112,8 +124,12 @@ def check_params(net, where: str) -> None:
     computed in float32 either: such a table is as unusable as a nan one (a step of
     ``--lr 1e30`` moves every touched row by ~1e30 and leaves the loss finite).
     """
-    for param in net.collect_params().values():
-        data = param.list_data()[0]
+    check_tables([param.list_data()[0] for param in net.collect_params().values()], where)
+
+
+def check_tables(tables, where: str) -> None:
+    """check_params for MXNet arrays ``tables`` ((V, E) each) read from a network already."""
+    for data in tables:
         total = (data * data).sum().asnumpy().item()
         if not math.isfinite(total):
             raise DivergedError(f"the parameters are not finite {where} (or too large for a "

@@ -23,27 +23,38 @@ from .params import CENTER_KEY, CONTEXT_KEY  # noqa: F401  (net[0], net[1] in mo
 INIT_SCALE = 0.07  # Gluon's default Uniform(0.07), as the chapter's net.initialize() uses
 
 
-def build_net(vocab_size: int, embed_size: int, ctx, sparse_grad: bool = False):
+def build_net(vocab_size: int, embed_size: int, ctx, sparse_grad: bool = False,
+              row_sparse_weights: bool = False):
     """A Sequential of the center table (net[0]) and the context table (net[1]), each
     (vocab_size, embed_size) float32, initialized on ``ctx`` (one context or a list). With
-    ``sparse_grad`` the gradients are row_sparse; build it inside ``arrays.scope(True)``."""
+    ``sparse_grad`` the gradients are row_sparse; build it inside ``arrays.scope(True)``.
+
+    ``row_sparse_weights`` (a parameter-server worker with sparse gradients): the tables are
+    ``gluon.contrib.nn.SparseEmbedding``, whose row_sparse weights live on the servers and
+    whose forward pulls the rows it reads. It stands in for ``nn.Embedding(sparse_grad=True)``
+    there only because that aborts in ps-lite on MXNet 1.9.1 (dense weight, sparse gradient);
+    it is not a HybridBlock, so :func:`batch_loss` runs it eagerly. Read its tables with
+    :func:`table` or :func:`saved_tables`, which pull every row first."""
     mx = _mx()
     nn = mx.gluon.nn
     net = nn.Sequential()
-    net.add(nn.Embedding(vocab_size, embed_size, sparse_grad=sparse_grad),
-            nn.Embedding(vocab_size, embed_size, sparse_grad=sparse_grad))
+    for _ in range(2):
+        net.add(mx.gluon.contrib.nn.SparseEmbedding(vocab_size, embed_size)
+                if row_sparse_weights else
+                nn.Embedding(vocab_size, embed_size, sparse_grad=sparse_grad))
     if mx.util.is_np_array():
         net.initialize(mx.init.Uniform(INIT_SCALE), ctx=ctx)
         return net
     # The legacy front end draws its uniforms with another kernel; draw them as the numpy
     # front end does (Gluon initializes on the CPU, then copies to the devices: a GPU's
     # generator gives other numbers), so the same seed gives the same starting tables on
-    # either path and every device.
+    # every path and device.
     net.initialize(mx.init.Zero(), ctx=ctx)
     for block in net:
         with mx.util.np_array(True):
             w = mx.np.random.uniform(-INIT_SCALE, INIT_SCALE, block.weight.shape, ctx=mx.cpu())
-        block.weight.set_data(w.as_nd_ndarray())
+        w = w.as_nd_ndarray()
+        block.weight.set_data(w.tostype("row_sparse") if row_sparse_weights else w)
     return net
 
 
@@ -73,9 +84,24 @@ def batch_loss(net, batch, lent: list):
     mixed = batch.mix is not None
     mix = ids.pop() if mixed else None
     if batch.words is None:
-        return part_loss(net, batch.parts[0][1], mixed)(center, ids[0], weight, label,
-                                                        *([mix] if mixed else []))
+        g = batch.parts[0][1]
+        loss = part_loss(net, g, mixed) if _hybridizable(net) else \
+            functools.partial(_eager_part_loss, net, g)
+        return loss(center, ids[0], weight, label, *([mix] if mixed else []))
     return _parts_loss(net, batch, center, weight, label, ids, mix)
+
+
+def _hybridizable(net) -> bool:
+    """False for tables that pull their rows from a parameter server (SparseEmbedding)."""
+    return isinstance(net[0], _mx().gluon.HybridBlock)
+
+
+def _eager_part_loss(net, group: int, center, words, weight, label, mix=None):
+    """:func:`part_loss`'s computation, operator by operator: for tables that cannot be
+    traced into a graph. Same arrays and shapes as part_loss; returns ()."""
+    v = input_vectors(net[0], center, mix)  # (G * g, 1, E)
+    scores = group_scores(net[1](words), v, group, v.shape[2])
+    return _bce(arrays.numpy_front_end())(scores.reshape((-1,)), label, weight).sum()
 
 
 def input_vectors(embed_v, center, mix=None, batch_dot=None):
@@ -174,4 +200,24 @@ def _bce(numpy_front_end: bool):
 
 def table(net, which: int, ctx) -> np.ndarray:
     """(V, E) float32: table ``which`` (0 center, 1 context) on ``ctx``, as numpy."""
-    return arrays.to_numpy(net[which].weight.data(ctx))
+    weight = net[which].weight
+    return arrays.to_numpy(weight.data(ctx) if weight._stype == "default" else
+                           _pull_all(weight, ctx))
+
+
+def saved_tables(net) -> dict:
+    """What ``net.save_parameters`` writes, dense: ``{"0.weight": (V, E), "1.weight":
+    (V, E)}`` float32 arrays of the active front end on the CPU."""
+    cpu = _mx().cpu()
+    return {name: p._reduce() if p._stype == "default" else _pull_all(p, cpu)
+            for name, p in net._collect_params_with_prefix().items()}
+
+
+def _pull_all(param, ctx):
+    """(V, E) dense on ``ctx``: every row of a row_sparse ``param`` (SparseEmbedding, which
+    holds only the rows its last lookup pulled) from the servers, once every queued push has
+    been answered (in dist_sync, after the servers' update of that step)."""
+    mx = _mx()
+    mx.nd.waitall()
+    rows = mx.nd.arange(0, param.shape[0], dtype="int64", ctx=ctx)
+    return param.row_sparse_data(rows).tostype("default")

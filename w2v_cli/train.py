@@ -44,9 +44,11 @@ class Worker:
 def for_devices(config: Config, ctxs: list) -> Config:
     """``config`` with the settings left to their default (None) decided for ``ctxs``:
 
-    ``sparse_grad``: sparse on one CPU device without a parameter server (faster there; the
-    center table is dense Adam's, see catchup.py), dense otherwise (sparse gradients work on
-    one device only, and on a GPU dense adam is cheap and the sparse path unmeasured).
+    ``sparse_grad``: sparse on one CPU device (faster there; on one machine the center
+    table is dense Adam's, see catchup.py; on a parameter server the tables are row-sparse
+    and only the rows a batch reads move, distributed.RowSparseSession), dense otherwise
+    (sparse gradients work on one device only, and on a GPU dense adam is cheap and the
+    sparse paths unmeasured).
     ``noise_group``: NOISE_GROUP for skip-gram with negative sampling on one device without a
     parameter server (the defaults' quality in under half the time on PTB, benchmarks/README.md),
     else 0 (they do not apply to CBOW or hierarchical softmax, nor split across devices).
@@ -55,7 +57,7 @@ def for_devices(config: Config, ctxs: list) -> Config:
     dist = config.kvstore.startswith("dist")
     changes: dict = {}
     if config.sparse_grad is None:
-        changes["sparse_grad"] = len(ctxs) == 1 and ctxs[0].device_type == "cpu" and not dist
+        changes["sparse_grad"] = len(ctxs) == 1 and ctxs[0].device_type == "cpu"
     if config.noise_group is None:
         fits = (len(ctxs) == 1 and not dist and config.negatives > 0
                 and (config.model, config.loss) == ("skipgram", "ns"))
@@ -115,12 +117,35 @@ def train(config: Config, ds: Dataset,
         return run.train(resume, stop)
 
 
+def build(config: Config, vocab_size: int, ctxs: list, kvstore) -> tuple:
+    """(net, Gluon Trainer, CatchUp or None) of a run whose tables live on its devices:
+    build_net's tables, adam, and with ``config.sparse_grad`` lazy adam with the center rows
+    caught up. Call it in ``arrays.scope(config.sparse_grad)``."""
+    net = build_net(vocab_size, config.embed_size, ctxs, config.sparse_grad)
+    # With row_sparse gradients adam updates lazily: only the rows a batch touched.
+    trainer = mxnet().gluon.Trainer(net.collect_params(), "adam", {"learning_rate": config.lr},
+                                    kvstore=kvstore)
+    # The center table's idle rows are caught up to dense Adam before they are read
+    # (catchup.py); the context table stays lazy.
+    catch = CatchUp(trainer, net[0].weight) if config.sparse_grad else None
+    if catch:
+        arrays.quiet_lazy_update_notice()
+    return net, trainer, catch
+
+
 class Local:
     """What a one-machine run does at the edges: it trains on every sentence, checkpoints
     the whole state, and writes the workdir's files. distributed.Session is the other kind."""
 
     worker = Worker()
     steps: Optional[int] = None
+
+    def build(self, config: Config, vocab_size: int, ctxs: list) -> tuple:
+        return build(config, vocab_size, ctxs, self.worker.kvstore)
+
+    def update(self, trainer, b: Batch) -> None:
+        """Adam on the gradient of the batch's mean loss per center (the loss is summed)."""
+        trainer.step(b.rows)
 
     def shard(self, ds: Dataset) -> tuple[Dataset, Optional[dict]]:
         return ds, None
@@ -167,16 +192,7 @@ class Run:
                                          else config.seed)
         mx.random.seed(config.seed)
         with arrays.scope(config.sparse_grad):
-            self.net = build_net(len(ds.vocab), config.embed_size, ctxs, config.sparse_grad)
-            # With row_sparse gradients adam updates lazily: only the rows a batch touched.
-            self.trainer = mx.gluon.Trainer(
-                self.net.collect_params(), "adam", {"learning_rate": config.lr},
-                kvstore=worker.kv if worker.distributed else worker.kvstore)
-            # The center table's idle rows are caught up to dense Adam before they are read
-            # (catchup.py); the context table stays lazy.
-            self.catch = CatchUp(self.trainer, self.net[0].weight) if config.sparse_grad else None
-            if self.catch:
-                arrays.quiet_lazy_update_notice()
+            self.net, self.trainer, self.catch = edge.build(config, len(ds.vocab), ctxs)
         self.layout = layout_for(config, ds.vocab.counts, len(ctxs), worker.rank)
         self.record = {"config": config.to_dict(), "vocab_size": len(ds.vocab),
                        "device": ",".join(map(str, ctxs)), "epochs": [], "complete": False,
@@ -288,7 +304,7 @@ class Run:
             if self.catch:  # this step's center rows, and the next step's it leaves alone
                 self.catch.rows(b.center, None if upcoming is None else upcoming.center, host)
             losses = forward_backward(self.net, b, self.ctxs, host)
-            self.trainer.step(b.rows)
+            self.edge.update(self.trainer, b)
         return losses
 
     def flush(self) -> None:
