@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from w2v_cli.backend import mxnet
-from w2v_cli.catchup import CatchUp
+from w2v_cli.catchup import CatchUp, DriftSums
 
 mx = mxnet()
 
@@ -72,11 +72,9 @@ def test_flushing_in_between_changes_nothing():
 
 
 def test_drift_sums_are_the_bias_corrected_learning_rates_discounted():
-    with mx.util.np_array(False):
-        net, trainer = _table(True, np.zeros((V, E), np.float32), 0.01)
-    catch = CatchUp(trainer, net[0].weight)
+    drift = DriftSums()
     b1, b2, lr = 0.9, 0.999, 0.01
-    sums = catch._drift_sums(30, lr, b1, b2, 1e-8)
+    sums = drift.sums(30, lr, b1, b2)
     r = b1 / math.sqrt(b2)
     lr_at = [lr * math.sqrt(1 - b2 ** s) / (1 - b1 ** s) for s in range(1, 2000)]
     for s in (0, 1, 7, 30):
@@ -85,6 +83,11 @@ def test_drift_sums_are_the_bias_corrected_learning_rates_discounted():
     # steps 4..9 missed by a row last updated at step 3: S[3] - r**6 S[9]
     assert sums[3] - r ** 6 * sums[9] == pytest.approx(
         sum(lr_at[s - 1] * r ** (s - 3) for s in range(4, 10)), rel=1e-12)
+    factors = drift.factors(np.array([3, 5]), np.array([9, 5]), lr, b1, b2)
+    assert factors.dtype == np.float32 and factors.shape == (2, 3)
+    np.testing.assert_allclose(factors[0], [sums[3] - r ** 6 * sums[9], b1 ** 6, b2 ** 6],
+                               rtol=1e-6)
+    np.testing.assert_allclose(factors[1], [0, 1, 1], atol=1e-12)  # nothing missed
 
 
 @pytest.mark.parametrize("flush_every", [0, 7])

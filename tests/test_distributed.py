@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 
@@ -318,3 +319,58 @@ def test_memory_a_dist_worker_needs_leaves_adam_to_the_servers():
     assert tables(kvstore="dist_sync", sparse_grad=True)[0] == 2
     size, what = tables(kvstore="dist_sync", sparse_grad=False)
     assert size == 4 and "Adam's moments are the servers'" in what
+
+
+def test_the_servers_adam_catches_pushed_center_rows_up_to_dense_adam():
+    """ServerAdam on a row_sparse table: a row a step pushes ends that step where dense Adam
+    (zero gradient on the rows not pushed) has it; the others wait for their next push."""
+    from w2v_cli.backend import mxnet
+    from w2v_cli.server_adam import ServerAdam
+
+    mx = mxnet()
+    nd = mx.nd
+    v, e = 20, 4
+    rng = np.random.default_rng(0)
+    w0 = rng.standard_normal((v, e)).astype(np.float32)
+    pushes = [np.sort(rng.choice(v, size=rng.integers(1, 6), replace=False)) for _ in range(30)]
+    grads = [rng.standard_normal((rows.size, e)).astype(np.float32) for rows in pushes]
+    server = ServerAdam(caught_up=(0,), learning_rate=0.01, rescale_grad=0.5)
+    dense = mx.optimizer.Adam(learning_rate=0.01, rescale_grad=0.5, lazy_update=False)
+    w_server, w_dense = nd.array(w0).tostype("row_sparse"), nd.array(w0)
+    s_server, s_dense = server.create_state(0, w_server), dense.create_state(0, w_dense)
+    for rows, g in zip(pushes, grads):
+        idx = nd.array(rows, dtype="int64")
+        server.update(0, w_server, nd.sparse.row_sparse_array((nd.array(g), idx), shape=(v, e)),
+                      s_server)
+        full = np.zeros((v, e), np.float32)
+        full[rows] = g
+        dense.update(0, w_dense, nd.array(full), s_dense)
+    last = pushes[-1]
+    got, want = w_server.asnumpy(), w_dense.asnumpy()
+    np.testing.assert_allclose(got[last], want[last], rtol=1e-5, atol=1e-6)
+    for a, b in zip(s_server, s_dense):
+        np.testing.assert_allclose(a.asnumpy()[last], b.asnumpy()[last], rtol=1e-4, atol=1e-9)
+    behind = np.setdiff1d(np.arange(v), last)  # their drift since their last push is pending
+    assert not np.allclose(got[behind], want[behind], atol=1e-4)
+    # a lazy table (index 1 here) is MXNet's lazy adam: rows not pushed never move
+    w_lazy = nd.array(w0).tostype("row_sparse")
+    s_lazy = server.create_state(1, w_lazy)
+    server.update(1, w_lazy, nd.sparse.row_sparse_array(
+        (nd.array(grads[0]), nd.array(pushes[0], dtype="int64")), shape=(v, e)), s_lazy)
+    untouched = np.setdiff1d(np.arange(v), pushes[0])
+    np.testing.assert_array_equal(w_lazy.asnumpy()[untouched], w0[untouched])
+
+
+def test_a_failing_server_optimizer_stops_its_server_with_a_message():
+    """MXNet swallows an updater's exception and the job would train on with nothing
+    updated; ServerAdam ends the server instead, so the launcher stops the job."""
+    code = ("from w2v_cli.backend import mxnet; mx = mxnet()\n"
+            "from w2v_cli.server_adam import ServerAdam\n"
+            "opt = ServerAdam(caught_up=(0,))\n"
+            "w = mx.nd.zeros((4, 2)).tostype('row_sparse')\n"
+            "opt.update(0, w, 'not a gradient', opt.create_state(0, w))\n"
+            "print('still running')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 1 and "still running" not in proc.stdout
+    assert "error: the server's optimizer failed" in proc.stderr

@@ -65,8 +65,7 @@ class CatchUp:
         self.index = trainer._param2idx[param.name]
         # Adam step after which each row was last updated (or caught up); 0: never.
         self.last = np.zeros(param.shape[0], dtype=np.int64)
-        self._sums = np.zeros(0)
-        self._sums_key = None
+        self._drift = DriftSums()
         self._block = None  # _caught_up_rows(eps), built at the first catch-up
         self._ready = None  # (upcoming, its rows) of the last call, caught up ahead (rows)
 
@@ -158,30 +157,8 @@ class CatchUp:
             return
         rows, last, upto, missed = rows[behind], last[behind], upto[behind], missed[behind]
         opt = self.trainer._optimizer
-        b1, b2 = opt.beta1, opt.beta2
-        sums = self._drift_sums(int(upto.max()), opt.learning_rate, b1, b2, opt.epsilon)
-        r = b1 / math.sqrt(b2)
-        drift = sums[last] - r ** missed * sums[upto]
-        # One (n, 3) array: the drift factor and the moments' decays, sliced on the device.
-        factors = np.stack([drift, b1 ** missed, b2 ** missed], axis=1).astype(np.float32)
+        factors = self._drift.factors(last, upto, opt.learning_rate, opt.beta1, opt.beta2)
         self._apply(rows, factors, opt.epsilon, host, into)
-
-    def _drift_sums(self, upto: int, lr: float, b1: float, b2: float, eps: float) -> np.ndarray:
-        """S[s] for s = 0 .. at least ``upto`` (float64), cached per run settings."""
-        key = (lr, b1, b2, eps)
-        if key != self._sums_key or self._sums.size <= upto:
-            n = max(2 * upto, 1024)
-            s = np.arange(1, n + TAIL + 1, dtype=np.float64)
-            lrs = lr * np.sqrt(1 - b2 ** s) / (1 - b1 ** s)  # lrs[k] = lr_{k+1}
-            r = b1 / math.sqrt(b2)
-            sums = np.zeros(n + TAIL + 1)
-            # A loop over steps (not tokens), run again only when the run's step count
-            # doubles: O(steps) in all. A closed-form cumsum would divide by r**k, which
-            # underflows after a few thousand steps.
-            for k in range(n + TAIL - 1, -1, -1):  # S[k] = r * (lr_{k+1} + S[k+1])
-                sums[k] = r * (lrs[k] + sums[k + 1])
-            self._sums, self._sums_key = sums[:n + 1], key
-        return self._sums
 
     def _apply(self, rows: np.ndarray, factors: np.ndarray, eps: float,
                host: HostArrays | None, into=None) -> None:
@@ -207,6 +184,42 @@ class CatchUp:
         """Adam's (mean, var) arrays for the table, as the updater holds them."""
         updater = self.trainer._updaters[0]
         return updater.states[self.index]
+
+
+class DriftSums:
+    """The table ``S[s] = sum_{j>=1} lr_{s+j} r**j`` of the module docstring, grown as a run's
+    step count grows, and the catch-up factors it gives."""
+
+    def __init__(self):
+        self._sums = np.zeros(0)
+        self._key = None
+
+    def factors(self, last: np.ndarray, upto: np.ndarray, lr: float, b1: float,
+                b2: float) -> np.ndarray:
+        """(n, 3) float32 columns drift, b1**g, b2**g for rows last updated at Adam steps
+        ``last`` ((n,) int64, each > 0) caught up to steps ``upto`` ((n,) int64), g = upto -
+        last: ``w -= m / (sqrt(v) + eps) * drift; m *= b1**g; v *= b2**g``."""
+        sums = self.sums(int(upto.max()), lr, b1, b2)
+        missed = upto - last
+        drift = sums[last] - (b1 / math.sqrt(b2)) ** missed * sums[upto]
+        return np.stack([drift, b1 ** missed, b2 ** missed], axis=1).astype(np.float32)
+
+    def sums(self, upto: int, lr: float, b1: float, b2: float) -> np.ndarray:
+        """S[s] for s = 0 .. at least ``upto`` (float64), cached per settings."""
+        key = (lr, b1, b2)
+        if key != self._key or self._sums.size <= upto:
+            n = max(2 * upto, 1024)
+            s = np.arange(1, n + TAIL + 1, dtype=np.float64)
+            lrs = lr * np.sqrt(1 - b2 ** s) / (1 - b1 ** s)  # lrs[k] = lr_{k+1}
+            r = b1 / math.sqrt(b2)
+            sums = np.zeros(n + TAIL + 1)
+            # A loop over steps (not tokens), run again only when the run's step count
+            # doubles: O(steps) in all. A closed-form cumsum would divide by r**k, which
+            # underflows after a few thousand steps.
+            for k in range(n + TAIL - 1, -1, -1):  # S[k] = r * (lr_{k+1} + S[k+1])
+                sums[k] = r * (lrs[k] + sums[k + 1])
+            self._sums, self._key = sums[:n + 1], key
+        return self._sums
 
 
 def _caught_up_rows(eps: float):

@@ -122,8 +122,8 @@ class RowSparseSession(Session):
     """A worker whose tables are row-sparse on the servers (``--sparse-grad``, the default on
     a CPU): each lookup pulls the rows it reads (model.build_net's ``row_sparse_weights``)
     and each step pushes row-sparse gradients, so a step moves the rows its batch touches,
-    not the vocabulary. The servers run adam as one process does: dense on the center
-    table, lazy on the context table (server_adam.py; no CatchUp: the moments are there)."""
+    not the vocabulary. The servers run lazy adam, catching each pushed center row up to
+    dense Adam first (server_adam.py; no CatchUp here: the moments are there)."""
 
     def __init__(self, worker: Worker, config: Config, ds: Dataset):
         super().__init__(worker, config, ds)
@@ -146,7 +146,7 @@ class RowSparseSession(Session):
 
         params = net.collect_params()
         center = list(params.values()).index(net[0].weight)  # its kvstore index
-        adam = ServerAdam(dense=(center,), learning_rate=config.lr, rescale_grad=scale)
+        adam = ServerAdam(caught_up=(center,), learning_rate=config.lr, rescale_grad=scale)
         trainer = current_mxnet().gluon.Trainer(params, adam, kvstore=self.worker.kv,
                                                 update_on_kvstore=True)
         return net, trainer, None
