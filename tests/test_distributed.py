@@ -149,13 +149,13 @@ def test_run_stops_every_process_at_the_timeout(tmp_path):
     assert len(pids) == 2 and not any(map(_alive, pids))
 
 
-def _launch(wd, logs, *options, timeout=150) -> tuple[list, list]:
-    """A real parameter-server job over 127.0.0.1: scheduler, 1 server and 2 workers running
-    ``w2v train --kvstore dist_sync --device cpu *options`` in ``wd``. Returns the
-    launcher's summary and the run records of rank 0 and rank 1."""
+def _launch(wd, logs, *options, timeout=150, servers=1, env=None) -> tuple[list, list]:
+    """A real parameter-server job over 127.0.0.1: scheduler, ``servers`` servers and 2
+    workers running ``w2v train --kvstore dist_sync --device cpu *options`` in ``wd``.
+    Returns the launcher's summary and the run records of rank 0 and rank 1."""
     worker = [sys.executable, "-m", "w2v_cli", "train", "--workdir", str(wd),
               "--kvstore", "dist_sync", "--device", "cpu", *options]
-    nodes = launch.plan(worker, num_workers=2, num_servers=1)
+    nodes = launch.plan(worker, num_workers=2, num_servers=servers, env=env)
     try:
         results = launch.run(nodes, timeout=timeout, log_dir=logs)
     except LaunchError as e:
@@ -231,7 +231,9 @@ def test_row_sparse_tables_start_as_the_dense_ones():
     assert not np.array_equal(starts[0][0], starts[0][1])
 
 
-def test_two_workers_recover_planted_clusters(tmp_path):
+def test_two_workers_recover_planted_clusters_with_tables_split_over_two_servers(tmp_path):
+    """MXNet splits an array bigger than MXNET_KVSTORE_BIGARRAY_BOUND elements by rows over
+    the servers: a bound of 64 splits the (33, 16) tables here as a 1M-word table would be."""
     from w2v_cli.vectors import Vectors
 
     corpus = tmp_path / "corpus.txt"
@@ -240,8 +242,10 @@ def test_two_workers_recover_planted_clusters(tmp_path):
     dataset.prepare(Config(workdir=str(wd), corpus=(str(corpus),), min_count=1))
     _, records = _launch(wd, tmp_path / "logs", "--epochs", "4", "--batch-size", "32",
                          "--embed-size", "16", "--window", "2", "--negatives", "3",
-                         "--subsample", "0", "--lr", "0.01", "--seed", "1")
+                         "--subsample", "0", "--lr", "0.01", "--seed", "1", servers=2,
+                         env={"MXNET_KVSTORE_BIGARRAY_BOUND": "64"})
     assert records[0]["config"]["sparse_grad"] is True
+    assert records[0]["worker"]["params_sha1"] == records[1]["worker"]["params_sha1"]
     vectors = Vectors.load(wd)
     words = vectors.vocab.tokens[1:]
     hits = sum(vectors.most_similar(w, 1)[0][0][:2] == w[:2] for w in words)
