@@ -75,13 +75,14 @@ def prepare(data_dir: Path, workdir: Path) -> dict:
 
 
 def time_w2v(prepared: Path, run_dir: Path, epochs: int, seed: int, pin: str = "",
-             extra: tuple = ()) -> float:
+             extra: tuple = (), base: tuple = tuple(W2V_TRAIN)) -> float:
     """Seconds of one whole `w2v train` process (interpreter start to exit: imports, training,
     checkpoints, the loss plot) in a copy of the prepared workdir (the copy is not timed).
-    pin: CPUs for `taskset -c`, or '' for all; extra: more options."""
+    pin: CPUs for `taskset -c`, or '' for all; base: the options every equal-passes run
+    states (W2V_TRAIN); extra: more options."""
     shutil.copytree(prepared, run_dir)
     cmd = _w2v("train", "--workdir", str(run_dir), "--epochs", str(epochs), "--seed", str(seed),
-               *W2V_TRAIN, *extra)
+               *base, *extra)
     seconds, _ = _run(["taskset", "-c", pin, *cmd] if pin else cmd, "w2v train", _env())
     return seconds
 
@@ -142,8 +143,8 @@ def objectives(data_dir: Path, prepared: Path, tmp: Path, plan: list) -> list:
                 _log(f"w2v and gensim, --model {model} --loss {loss}, epochs {epochs}, "
                      f"seed {seed}")
                 run_dir = tmp / "objective"
-                wall = time_w2v(prepared, run_dir, epochs, seed,
-                                extra=("--model", model, "--loss", loss))
+                wall = time_w2v(prepared, run_dir, epochs, seed, base=(),  # no --lr: each
+                                extra=("--model", model, "--loss", loss))  # its own default
                 out.append({"tool": w2v_tool, "epochs": epochs, "seed": seed, "wall": wall,
                             "scores": score(data_dir, ["--workdir", str(run_dir)])})
                 shutil.rmtree(run_dir)
