@@ -20,11 +20,8 @@ def test_help_shows_every_default(command):
     text = " ".join(result.output.split())  # undo Click's line wrapping
     if command == "train":
         for phrase in ("--epochs INTEGER RANGE Passes over the corpus. [default: 5; x>=1]",
-                       "--lr FLOAT RANGE Adam learning rate (CBOW's default is higher: its "
-                       "batches are bigger). [default: (0.002; 0.004 with --model cbow, 0.005 "
-                       "with --model cbow --loss hs); x>0]",
-                       "Centers per batch. [default: (512; 2048 with --model cbow); x>=1]",
-                       "[default: 100; x>=1]", "[default: resample]",
+                       "--lr FLOAT RANGE Adam learning rate. [default: 0.002; x>0]",
+                       "[default: 512; x>=1]", "[default: 100; x>=1]", "[default: resample]",
                        "--seed INTEGER", "[default: auto]", "[default: w2v-work]"):
             assert phrase in text
     if command == "prepare":

@@ -262,17 +262,3 @@ def test_cli_trains_cbow_hs_and_info_shows_it_and_resume_keeps_it(planted_workdi
                                       "skipgram", "--workdir", wd])
     assert result.exit_code != 0
     assert "--model is 'skipgram' but the checkpoint has 'cbow'" in result.output
-
-
-def test_each_architecture_has_its_own_rate_and_batch_unless_given():
-    from w2v_cli.config import OBJECTIVE_DEFAULTS
-
-    assert set(OBJECTIVE_DEFAULTS) == set(COMBINATIONS)
-    for (model, loss), (lr, batch) in OBJECTIVE_DEFAULTS.items():
-        c = Config(model=model, loss=loss)
-        assert (c.lr, c.batch_size) == (lr, batch)
-        assert Config.from_dict(c.to_dict()) == c  # saved as the numbers it ran with
-    assert (Config().lr, Config().batch_size) == (0.002, 512)  # the chapter's skip-gram
-    assert (Config(model="cbow").lr, Config(model="cbow").batch_size) == (0.004, 2048)
-    given = Config(model="cbow", loss="hs", lr=0.001, batch_size=64)
-    assert (given.lr, given.batch_size) == (0.001, 64)

@@ -160,11 +160,8 @@ def prepare(corpus, min_count, max_vocab, encoding_errors, lowercase, chunk_toke
 
 @cli.command()
 @_opt("--epochs", type=click.IntRange(min=1), help="Passes over the corpus.")
-@_opt("--lr", type=FiniteFloat(min=0, min_open=True),
-      show_default="0.002; 0.004 with --model cbow, 0.005 with --model cbow --loss hs",
-      help="Adam learning rate (CBOW's default is higher: its batches are bigger).")
-@_opt("--batch-size", type=click.IntRange(min=1), show_default="512; 2048 with --model cbow",
-      help="Centers per batch.")
+@_opt("--lr", type=FiniteFloat(min=0, min_open=True), help="Adam learning rate.")
+@_opt("--batch-size", type=click.IntRange(min=1), help="Centers per batch.")
 @_opt("--embed-size", type=click.IntRange(min=1), help="Embedding dimension.")
 @_opt("--window", type=click.IntRange(min=1), help="Largest context window; each center "
       "draws its size uniformly from 1..window.")

@@ -17,13 +17,6 @@ NOISE_GROUP = 8  # --noise-group where it applies and is not given (with --group
 MODELS = ("skipgram", "cbow")
 LOSSES = ("ns", "hs")
 NS_OPTIONS = ("negatives", "noise_group", "group_noise")  # meaningless with --loss hs
-# (--lr, --batch-size) of each architecture and objective when not given. A CBOW batch of B
-# centers holds about a sixth of the examples of a skip-gram one, so CBOW takes bigger
-# batches at a higher rate: measured on PTB at 5 epochs over 3 seeds, CBOW with negative
-# sampling keeps its quality in two thirds of the time, CBOW with hierarchical softmax gains
-# on all three test sets (docs/objectives.md). Skip-gram's rate is the chapter's.
-OBJECTIVE_DEFAULTS = {("skipgram", "ns"): (0.002, 512), ("skipgram", "hs"): (0.002, 512),
-                      ("cbow", "ns"): (0.004, 2048), ("cbow", "hs"): (0.005, 2048)}
 
 
 @dataclass
@@ -61,10 +54,9 @@ class Config:
 
     # model and optimiser
     embed_size: int = 100
-    # None: OBJECTIVE_DEFAULTS for --model/--loss (filled in when the Config is made).
-    batch_size: Optional[int] = None
+    batch_size: int = 512
     epochs: int = 5
-    lr: Optional[float] = None
+    lr: float = 0.002
     device: str = "auto"  # auto | cpu | gpu | gpu:N | gpu:0,1,... | cpu:0,1,...
     # Row-sparse gradients + lazy adam (center rows caught up to dense Adam): per-step cost
     # follows the rows touched, not the vocabulary. None: on where it is faster and works,
@@ -86,15 +78,6 @@ class Config:
     eval_analogy: tuple[str, ...] = ()  # analogy files, as `w2v evaluate --analogy`
     early_stop: int = 0  # stop when the first set has not improved for this many epochs; 0: never
     keep: Optional[str] = None  # best | last: the epoch model.params holds; None: best with early_stop
-
-    def __post_init__(self):
-        # Every Config holds concrete numbers: one left None takes its architecture's default.
-        lr, batch_size = OBJECTIVE_DEFAULTS.get((self.model, self.loss),
-                                                OBJECTIVE_DEFAULTS[("skipgram", "ns")])
-        if self.lr is None:
-            self.lr = lr
-        if self.batch_size is None:
-            self.batch_size = batch_size
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
