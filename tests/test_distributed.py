@@ -252,6 +252,29 @@ def test_two_workers_recover_planted_clusters_with_tables_split_over_two_servers
     assert hits / len(words) >= 0.9, hits
 
 
+def test_two_workers_train_cbow_with_hierarchical_softmax_on_row_sparse_tables(tmp_path):
+    """CBOW's mixed context rows and the Huffman paths go through the eager loss of the
+    row-sparse path as skip-gram's do: the workers agree and the clusters come out."""
+    from w2v_cli.vectors import Vectors
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(planted_sentences()) + "\n", encoding="utf-8")
+    wd = tmp_path / "work"
+    dataset.prepare(Config(workdir=str(wd), corpus=(str(corpus),), min_count=1))
+    _, records = _launch(wd, tmp_path / "logs", "--epochs", "3", "--batch-size", "64",
+                         "--embed-size", "16", "--window", "2", "--subsample", "0",
+                         "--lr", "0.01", "--seed", "1", "--model", "cbow", "--loss", "hs")
+    for r in records:
+        assert r["config"]["sparse_grad"] is True and r["config"]["model"] == "cbow"
+        losses = [e["loss"] for e in r["epochs"]]
+        assert losses[-1] < losses[0], losses
+    assert records[0]["worker"]["params_sha1"] == records[1]["worker"]["params_sha1"]
+    vectors = Vectors.load(wd)
+    words = vectors.vocab.tokens[1:]
+    hits = sum(vectors.most_similar(w, 1)[0][0][:2] == w[:2] for w in words)
+    assert hits / len(words) >= 0.9, hits
+
+
 @pytest.mark.ptb
 def test_two_workers_on_ptb_reach_one_process_loss_in_one_epoch(ptb_archive, tmp_path):
     """Issue 22: within 0.02 of one process's loss after 1 epoch. Like with like: the chapter's
