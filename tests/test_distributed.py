@@ -231,48 +231,43 @@ def test_row_sparse_tables_start_as_the_dense_ones():
     assert not np.array_equal(starts[0][0], starts[0][1])
 
 
-def test_two_workers_recover_planted_clusters_with_tables_split_over_two_servers(tmp_path):
-    """MXNet splits an array bigger than MXNET_KVSTORE_BIGARRAY_BOUND elements by rows over
-    the servers: a bound of 64 splits the (33, 16) tables here as a 1M-word table would be."""
+def _planted_job(tmp_path, *options, **launch) -> list:
+    """2 workers on the planted corpus (min count 1) with ``options``; checks that they
+    trained row-sparse tables, agree on every parameter and recover the planted clusters
+    (the nearest word of >= 90% of words is in its cluster). Returns both run records."""
     from w2v_cli.vectors import Vectors
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(planted_sentences()) + "\n", encoding="utf-8")
     wd = tmp_path / "work"
     dataset.prepare(Config(workdir=str(wd), corpus=(str(corpus),), min_count=1))
-    _, records = _launch(wd, tmp_path / "logs", "--epochs", "4", "--batch-size", "32",
-                         "--embed-size", "16", "--window", "2", "--negatives", "3",
-                         "--subsample", "0", "--lr", "0.01", "--seed", "1", servers=2,
-                         env={"MXNET_KVSTORE_BIGARRAY_BOUND": "64"})
-    assert records[0]["config"]["sparse_grad"] is True
+    _, records = _launch(wd, tmp_path / "logs", "--embed-size", "16", "--window", "2",
+                         "--subsample", "0", "--lr", "0.01", "--seed", "1", *options, **launch)
+    assert all(r["config"]["sparse_grad"] is True for r in records)
     assert records[0]["worker"]["params_sha1"] == records[1]["worker"]["params_sha1"]
     vectors = Vectors.load(wd)
     words = vectors.vocab.tokens[1:]
     hits = sum(vectors.most_similar(w, 1)[0][0][:2] == w[:2] for w in words)
     assert hits / len(words) >= 0.9, hits
+    return records
+
+
+def test_two_workers_recover_planted_clusters_with_tables_split_over_two_servers(tmp_path):
+    """MXNet splits an array bigger than MXNET_KVSTORE_BIGARRAY_BOUND elements by rows over
+    the servers: a bound of 64 splits the (33, 16) tables here as a 1M-word table would be."""
+    _planted_job(tmp_path, "--epochs", "4", "--batch-size", "32", "--negatives", "3",
+                 servers=2, env={"MXNET_KVSTORE_BIGARRAY_BOUND": "64"})
 
 
 def test_two_workers_train_cbow_with_hierarchical_softmax_on_row_sparse_tables(tmp_path):
     """CBOW's mixed context rows and the Huffman paths go through the eager loss of the
     row-sparse path as skip-gram's do: the workers agree and the clusters come out."""
-    from w2v_cli.vectors import Vectors
-
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join(planted_sentences()) + "\n", encoding="utf-8")
-    wd = tmp_path / "work"
-    dataset.prepare(Config(workdir=str(wd), corpus=(str(corpus),), min_count=1))
-    _, records = _launch(wd, tmp_path / "logs", "--epochs", "3", "--batch-size", "64",
-                         "--embed-size", "16", "--window", "2", "--subsample", "0",
-                         "--lr", "0.01", "--seed", "1", "--model", "cbow", "--loss", "hs")
+    records = _planted_job(tmp_path, "--epochs", "3", "--batch-size", "64",
+                           "--model", "cbow", "--loss", "hs")
     for r in records:
-        assert r["config"]["sparse_grad"] is True and r["config"]["model"] == "cbow"
+        assert r["config"]["model"] == "cbow" and r["config"]["loss"] == "hs"
         losses = [e["loss"] for e in r["epochs"]]
         assert losses[-1] < losses[0], losses
-    assert records[0]["worker"]["params_sha1"] == records[1]["worker"]["params_sha1"]
-    vectors = Vectors.load(wd)
-    words = vectors.vocab.tokens[1:]
-    hits = sum(vectors.most_similar(w, 1)[0][0][:2] == w[:2] for w in words)
-    assert hits / len(words) >= 0.9, hits
 
 
 @pytest.mark.ptb

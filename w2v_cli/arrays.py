@@ -101,8 +101,9 @@ def is_numpy_array(obj) -> bool:
 
 
 def scatter_rows(target, idx, value) -> None:
-    """``target[idx] = value`` in place (rows of a 2-D table; idx: (1, n) on its device)."""
-    nd = current_mxnet().nd
+    """``target[idx] = value`` in place (rows of a 2-D table; idx: (1, n) on its device).
+    Also called on a parameter server, inside `import mxnet`: the submodule, not ``mx.nd``."""
+    from mxnet import ndarray as nd
     nd._internal._scatter_set_nd(lhs=target, rhs=value, indices=idx, shape=target.shape,
                                  out=target)
 

@@ -25,6 +25,7 @@ import traceback
 
 import numpy as np
 
+from . import arrays
 from .backend import current_mxnet
 from .catchup import DriftSums
 
@@ -91,8 +92,7 @@ class ServerAdam(_Adam):
         delta = delta + lr_t * m / (nd.sqrt(v) + self.epsilon)
         at = idx.reshape((1, -1))
         for target, value in ((mean, m), (var, v)):
-            nd._internal._scatter_set_nd(lhs=target, rhs=value, indices=at,
-                                         shape=target.shape, out=target)
+            arrays.scatter_rows(target, at, value)
         # w[rows] -= delta, in place on the row_sparse weight: a lazy sgd step of rate 1.
         step_rows = nd.sparse.row_sparse_array((delta, idx), shape=weight.shape,
                                                ctx=weight.context)
