@@ -101,7 +101,16 @@ def _eager_part_loss(net, group: int, center, words, weight, label, mix=None):
     traced into a graph. Same arrays and shapes as part_loss; returns ()."""
     v = input_vectors(net[0], center, mix)  # (G * g, 1, E)
     scores = group_scores(net[1](words), v, group, v.shape[2])
-    return _bce(arrays.numpy_front_end())(scores.reshape((-1,)), label, weight).sum()
+    return _summed_bce(_bce(arrays.numpy_front_end()), scores, label, weight, group)
+
+
+def _summed_bce(loss, scores, label, weight, group: int):
+    """The weighted SigmoidBCELoss of (G, W, g) ``scores`` summed over every position; label
+    and weight: (G * W * g,). Fed as (G * W, g) rows, the loss's mean runs over a real axis
+    (on a 1-D array it is a mean over no axis, an operator call several times slower on the
+    CPU); times g, the row means sum to the sum over positions."""
+    rows = (-1, group)
+    return loss(scores.reshape(rows), label.reshape(rows), weight.reshape(rows)).sum() * group
 
 
 def input_vectors(embed_v, center, mix=None, batch_dot=None):
@@ -177,7 +186,7 @@ def _part_loss_class(mixed: bool = False):
             v = input_vectors(self.embed_v, center, mix, batch_dot)
             scores = group_scores(self.embed_u(words), v, self.group, self.embed_size,
                                   batch_dot)
-            return self.loss(scores.reshape((-1,)), label, weight).sum()
+            return _summed_bce(self.loss, scores, label, weight, self.group)
 
     if not mixed:
         return PartLoss
