@@ -272,10 +272,10 @@ def test_two_workers_train_cbow_with_hierarchical_softmax_on_row_sparse_tables(t
 
 @pytest.mark.ptb
 def test_two_workers_on_ptb_reach_one_process_loss_in_one_epoch(ptb_archive, tmp_path):
-    """Issue 22: within 0.02 of one process's loss after 1 epoch. Like with like: the chapter's
-    estimator on both sides (dist takes --noise-group 0 --no-bucket already), and the same
-    examples per update: each dist step is both workers' 512 centers, so one process takes
-    batches of 1024 (as many updates an epoch; Adam follows their count, not their scale)."""
+    """Issue 22: within 0.02 of one process's loss after 1 epoch. Like with like: the defaults
+    on both sides (noise groups in buckets), and the same examples per update: each dist step
+    is both workers' 512 centers, so one process takes batches of 1024 (as many updates an
+    epoch; Adam follows their count, not their scale)."""
     from w2v_cli.train import train
 
     wd = tmp_path / "work"
@@ -284,11 +284,11 @@ def test_two_workers_on_ptb_reach_one_process_loss_in_one_epoch(ptb_archive, tmp
     shutil.copytree(wd, one)
     _, records = _launch(wd, tmp_path / "logs", "--epochs", "1", "--batch-size", "512")
     ds = dataset.load(one)
-    single = train(Config(workdir=str(one), device="cpu", epochs=1, batch_size=1024,
-                          noise_group=0, bucket=False), ds)
-    assert single["config"]["sparse_grad"] is True  # as the workers'
+    single = train(Config(workdir=str(one), device="cpu", epochs=1, batch_size=1024), ds)
+    resolved = {k: single["config"][k] for k in ("sparse_grad", "noise_group", "bucket")}
+    assert resolved == {"sparse_grad": True, "noise_group": 8, "bucket": True}  # as the workers'
     for r in records:
-        assert r["config"]["sparse_grad"] is True and r["config"]["noise_group"] == 0
+        assert {k: r["config"][k] for k in resolved} == resolved
         assert abs(r["final"]["loss"] - single["final"]["loss"]) < 0.02, (
             r["final"]["loss"], single["final"]["loss"])
 

@@ -45,7 +45,7 @@ class Config:
     # > 0: every `noise_group` centers of a batch share `group_noise` noise words, weighted
     # as `negatives` per context word (a different estimate of the chapter's loss; measured as
     # good in under half the time, benchmarks/README.md). None: NOISE_GROUP where it applies
-    # (skip-gram with negative sampling on one device, no parameter server), else 0; the run
+    # (skip-gram with negative sampling on one device, a dist worker's too), else 0; the run
     # saves what it resolved to. 0: each context draws its own noise words (the chapter).
     noise_group: Optional[int] = None
     group_noise: int = 20

@@ -49,17 +49,17 @@ def for_devices(config: Config, ctxs: list) -> Config:
     and only the rows a batch reads move, distributed.RowSparseSession), dense otherwise
     (sparse gradients work on one device only, and on a GPU dense adam is cheap and the
     sparse paths unmeasured).
-    ``noise_group``: NOISE_GROUP for skip-gram with negative sampling on one device without a
-    parameter server (the defaults' quality in under half the time on PTB, benchmarks/README.md),
-    else 0 (they do not apply to CBOW or hierarchical softmax, nor split across devices).
+    ``noise_group``: NOISE_GROUP for skip-gram with negative sampling on one device, a
+    parameter-server worker's too (the defaults' quality in under half the time on PTB, and a
+    quarter of the rows a dist step moves, benchmarks/README.md), else 0 (they do not apply to
+    CBOW or hierarchical softmax, nor split across devices).
     ``bucket``: on with noise groups, off without.
     """
-    dist = config.kvstore.startswith("dist")
     changes: dict = {}
     if config.sparse_grad is None:
         changes["sparse_grad"] = len(ctxs) == 1 and ctxs[0].device_type == "cpu"
     if config.noise_group is None:
-        fits = (len(ctxs) == 1 and not dist and config.negatives > 0
+        fits = (len(ctxs) == 1 and config.negatives > 0
                 and (config.model, config.loss) == ("skipgram", "ns"))
         changes["noise_group"] = NOISE_GROUP if fits else 0
     if config.bucket is None:
