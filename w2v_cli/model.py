@@ -105,10 +105,11 @@ def _eager_part_loss(net, group: int, center, words, weight, label, mix=None):
 
 
 def _summed_bce(loss, scores, label, weight, group: int):
-    """The weighted SigmoidBCELoss of (G, W, g) ``scores`` summed over every position; label
-    and weight: (G * W * g,). Fed as (G * W, g) rows, the loss's mean runs over a real axis
-    (on a 1-D array it is a mean over no axis, an operator call several times slower on the
-    CPU); times g, the row means sum to the sum over positions."""
+    """The weighted SigmoidBCELoss of ``scores`` summed over every position: (G, W, g)
+    scores, or any array of n * ``group`` positions; label and weight: (n * group,). Fed as
+    (n, group) rows, the loss's mean runs over a real axis (on a 1-D array it is a mean over
+    no axis, an operator call 2-2.5x slower on the CPU); times ``group``, the row means sum
+    to the sum over positions."""
     rows = (-1, group)
     return loss(scores.reshape(rows), label.reshape(rows), weight.reshape(rows)).sum() * group
 
@@ -137,7 +138,9 @@ def _parts_loss(net, batch, center, weight, label, ids, mix=None):
     pad = label.shape[0] - sum(x.shape[0] for x in scores)
     if pad:
         scores.append(arrays.zeros(pad, v.context))
-    return _bce(arrays.numpy_front_end())(arrays.concat(scores), label, weight).sum()
+    # The parts' g differ: one row of every position.
+    return _summed_bce(_bce(arrays.numpy_front_end()), arrays.concat(scores), label, weight,
+                       label.shape[0])
 
 
 def group_scores(u, v, g: int, e: int, batch_dot=None):
