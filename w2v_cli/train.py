@@ -50,9 +50,9 @@ def for_devices(config: Config, ctxs: list) -> Config:
     (sparse gradients work on one device only, and on a GPU dense adam is cheap and the
     sparse paths unmeasured).
     ``noise_group``: NOISE_GROUP for skip-gram with negative sampling on one device, a
-    parameter-server worker's too (the defaults' quality in under half the time on PTB, and a
-    quarter of the rows a dist step moves, benchmarks/README.md), else 0 (they do not apply to
-    CBOW or hierarchical softmax, nor split across devices).
+    parameter-server worker's too (the defaults' quality in under half the time on PTB, and
+    a third to a quarter of the rows a dist step moves, benchmarks/README.md), else 0 (they
+    do not apply to CBOW or hierarchical softmax, nor split across devices).
     ``bucket``: on with noise groups, off without.
     """
     changes: dict = {}
