@@ -271,3 +271,29 @@ def test_a_version_2_checkpoint_without_catch_up_positions_resumes_as_it_did(tmp
     state["version"] = 2
     (d / "state.json").write_text(json.dumps(state))
     _resume_matches_the_whole_run(tmp_path, ds, config)
+
+
+def _new_embedding_number() -> int:
+    """N of a new nn.Embedding, named embedding<N> by Gluon's process-wide counter."""
+    from mxnet.gluon import nn
+    return int(nn.Embedding(1, 1).weight.name.split("_")[0][len("embedding"):])
+
+
+def test_a_run_whose_table_names_sort_the_other_way_resumes_exactly(tmp_path):
+    """Gluon names the tables by a counter over the whole process, and a Trainer given a
+    ParameterDict sorts it by name: a run built as embedding9 / embedding10 (or 99 / 100),
+    which sort the other way round, saves Adam's moments under the same indices as the run
+    resuming it (embedding11 / 12) reads them."""
+    from mxnet.gluon import nn
+    ds = _prepare(tmp_path / "whole")
+    train.train(Config(workdir=str(tmp_path / "whole"), **SETTINGS), ds)
+    _prepare(tmp_path / "old")
+    n = _new_embedding_number()
+    first = next(t for t in (9, 99, 999, 9999) if t > n)
+    for _ in range(first - n - 1):
+        nn.Embedding(1, 1)
+    config = Config(workdir=str(tmp_path / "old"), **{**SETTINGS, "epochs": 2})
+    train.train(config, ds)
+    assert _new_embedding_number() == first + 2  # its tables were embedding<first>, <first+1>
+    assert sorted([f"embedding{first}", f"embedding{first + 1}"])[0] == f"embedding{first + 1}"
+    _resume_matches_the_whole_run(tmp_path, ds, config)

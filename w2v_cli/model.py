@@ -58,6 +58,15 @@ def build_net(vocab_size: int, embed_size: int, ctx, sparse_grad: bool = False,
     return net
 
 
+def tables(net) -> list:
+    """The two tables' parameters in the order a Trainer takes them, [center, context]: the
+    optimizer's state indices 0 and 1, and the kvstore's keys. Given a ParameterDict, Gluon's
+    Trainer sorts it by name, and names count up across a process (embedding10 sorts before
+    embedding9): a process that built other nets first would give the tables the other
+    indices, and a checkpoint's Adam moments would load into the wrong table."""
+    return [net[0].weight, net[1].weight]
+
+
 def skip_gram(center, items, embed_v, embed_u):
     """The chapter's forward: scores of each center against its contexts and noise words.
 
