@@ -81,7 +81,7 @@ def patch(args, epochs: int) -> None:
             net[1].weight.set_data(mx.np.zeros((vocab_size, config.embed_size)))
         # trainer.step(rows) divides by the batch's centers: undo it, so the rate is per pair
         rate = args.rate * config.batch_size
-        trainer = mx.gluon.Trainer(train.tables(net), "sgd", {"learning_rate": rate},
+        trainer = mx.gluon.Trainer(train.parameters(net), "sgd", {"learning_rate": rate},
                                    kvstore=kvstore)
         state.update(rate=rate, vocab=vocab_size)
         return net, trainer, None

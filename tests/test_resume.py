@@ -295,5 +295,4 @@ def test_a_run_whose_table_names_sort_the_other_way_resumes_exactly(tmp_path):
     config = Config(workdir=str(tmp_path / "old"), **{**SETTINGS, "epochs": 2})
     train.train(config, ds)
     assert _new_embedding_number() == first + 2  # its tables were embedding<first>, <first+1>
-    assert sorted([f"embedding{first}", f"embedding{first + 1}"])[0] == f"embedding{first + 1}"
     _resume_matches_the_whole_run(tmp_path, ds, config)

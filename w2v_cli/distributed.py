@@ -132,7 +132,7 @@ class RowSparseSession(Session):
 
     def build(self, config: Config, vocab_size: int, ctxs: list) -> tuple:
         from .backend import current_mxnet
-        from .model import build_net, tables
+        from .model import build_net, parameters
 
         net = build_net(vocab_size, config.embed_size, ctxs, True, row_sparse_weights=True)
         # MXNet 1.9.1 sets the kvstore up at the first lookup's pull, before trainer.step
@@ -144,7 +144,7 @@ class RowSparseSession(Session):
         scale = 1.0 / (config.batch_size * self.worker.num_workers)
         from .server_adam import ServerAdam
 
-        params = tables(net)
+        params = parameters(net)
         center = params.index(net[0].weight)  # its kvstore index
         adam = ServerAdam(caught_up=(center,), learning_rate=config.lr, rescale_grad=scale)
         trainer = current_mxnet().gluon.Trainer(params, adam, kvstore=self.worker.kv,

@@ -58,7 +58,7 @@ def build_net(vocab_size: int, embed_size: int, ctx, sparse_grad: bool = False,
     return net
 
 
-def tables(net) -> list:
+def parameters(net) -> list:
     """The two tables' parameters in the order a Trainer takes them, [center, context]: the
     optimizer's state indices 0 and 1, and the kvstore's keys. Given a ParameterDict, Gluon's
     Trainer sorts it by name, and names count up across a process (embedding10 sorts before

@@ -21,7 +21,7 @@ from .config import NOISE_GROUP, Config, check
 from .dataset import VOCAB_FILE, Dataset
 from .errors import DataError, Interrupted, ResumeError
 from .meter import Meter, Progress
-from .model import batch_loss, build_net, table, tables
+from .model import batch_loss, build_net, parameters, table
 
 STEPS_AHEAD = 2  # steps queued on the devices beyond the one running; bounds their memory
 
@@ -123,7 +123,7 @@ def build(config: Config, vocab_size: int, ctxs: list, kvstore) -> tuple:
     caught up. Call it in ``arrays.scope(config.sparse_grad)``."""
     net = build_net(vocab_size, config.embed_size, ctxs, config.sparse_grad)
     # With row_sparse gradients adam updates lazily: only the rows a batch touched.
-    trainer = mxnet().gluon.Trainer(tables(net), "adam", {"learning_rate": config.lr},
+    trainer = mxnet().gluon.Trainer(parameters(net), "adam", {"learning_rate": config.lr},
                                     kvstore=kvstore)
     # The center table's idle rows are caught up to dense Adam before they are read
     # (catchup.py); the context table stays lazy.
