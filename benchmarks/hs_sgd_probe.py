@@ -71,6 +71,8 @@ def patch(args, epochs: int) -> None:
     state = {"step": 0, "total": args.steps_per_epoch * epochs}
 
     def build(config, vocab_size, ctxs, kvstore):
+        if config.sparse_grad:  # the cap multiplies a dense gradient by a (V, 1) column
+            raise SystemExit("hs_sgd_probe.py: give w2v train --dense-grad")
         mx = current_mxnet()
         net = train.build_net(vocab_size, config.embed_size, ctxs, config.sparse_grad)
         if args.gensim_start:
