@@ -38,6 +38,13 @@ def main() -> None:
     parser.add_argument("--node-cap", type=float, default=50.0, help="0: no cap")
     parser.add_argument("--gensim-start", action="store_true")
     parser.add_argument("--steps-per-epoch", type=int, default=671)
+    parser.add_argument("--c-subsample", action="store_true",
+                        help="keep w with sqrt(t/f) + t/f (the C tool's and gensim's), not sqrt(t/f)")
+    parser.add_argument("--skip-saturated", type=float, default=0.0,
+                        help="weigh 0 the positions whose |score| is at least this (the C tool "
+                             "and gensim skip an inner node at |f| >= MAX_EXP = 6); 0: off")
+    parser.add_argument("--cbow-whole-grad", action="store_true",
+                        help="CBOW: every context word gets the whole gradient of the mean")
     parser.add_argument("w2v", nargs=argparse.REMAINDER, help="-- then a w2v command line")
     args = parser.parse_args()
     w2v_args = args.w2v[1:] if args.w2v[:1] == ["--"] else args.w2v
@@ -107,6 +114,43 @@ def patch(args, epochs: int) -> None:
         return p
 
     train.build, train.Local.update, batches.SkipGramPaths.part = build, update, part
+    if args.c_subsample:
+        from w2v_cli import sampling
+
+        def keep_probability(counts, t):
+            if t <= 0:
+                return np.ones(len(counts))
+            ratio = t * counts[1:].sum() / np.maximum(counts, 1)
+            return np.minimum(1.0, np.sqrt(ratio) + ratio)
+
+        sampling.keep_probability = keep_probability
+    if args.skip_saturated:
+        from w2v_cli import model
+
+        plain_bce = model._summed_bce
+
+        def summed_bce(loss, scores, label, weight, group):
+            live = (current_mxnet().np.abs(scores.reshape((-1,))) < args.skip_saturated)
+            return plain_bce(loss, scores, label, weight * live.astype("float32").detach(), group)
+
+        model._summed_bce = summed_bce
+        model._hybridizable = lambda net: False  # the eager path: the scores are arrays
+    if args.cbow_whole_grad:
+        from w2v_cli import model
+
+        plain_input = model.input_vectors
+
+        def input_vectors(embed_v, center, mix=None, batch_dot=None):
+            if mix is None:
+                return plain_input(embed_v, center)
+            mx = current_mxnet()
+            v = embed_v(center)  # (R, C, E)
+            mask = (mix > 0).astype("float32")
+            whole = mx.npx.batch_dot(mask, v)  # forward: the mean; backward: the sum's gradient
+            return mx.npx.batch_dot(mix, v).detach() + whole - whole.detach()
+
+        model.input_vectors = input_vectors
+        model._hybridizable = lambda net: False  # the eager path, so npx applies
 
 
 if __name__ == "__main__":
