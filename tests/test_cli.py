@@ -20,7 +20,10 @@ def test_help_shows_every_default(command):
     text = " ".join(result.output.split())  # undo Click's line wrapping
     if command == "train":
         for phrase in ("--epochs INTEGER RANGE Passes over the corpus. [default: 5; x>=1]",
-                       "--lr FLOAT RANGE Adam learning rate. [default: 0.002; x>0]",
+                       "--lr FLOAT RANGE Learning rate: adam's, or sgd's per (context, "
+                           "center) pair at the start. [default: (0.002 with adam, 0.05 with "
+                           "sgd); x>0]",
+                           "--optimizer [adam|sgd] adam (the chapter's)",
                        "[default: 512; x>=1]", "[default: 100; x>=1]", "[default: resample]",
                        "--seed INTEGER", "[default: auto]", "[default: w2v-work]"):
             assert phrase in text

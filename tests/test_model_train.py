@@ -76,9 +76,11 @@ def test_params_and_run_record_round_trip(tmp_path):
     record = train(cfg, ds)
     saved = json.loads((tmp_path / "run.json").read_text())
     assert saved["format"] == "w2v-run" and saved["complete"] is True
-    # the run saves what it chose for the defaults: on one CPU device sparse gradients, and
-    # noise groups in batches of one row length
-    ran = dataclasses.replace(cfg, sparse_grad=True, noise_group=8, bucket=True)
+    # the run saves what it chose for the defaults: adam for skip-gram with negative
+    # sampling, on one CPU device sparse gradients, and noise groups in batches of one row
+    # length
+    ran = dataclasses.replace(cfg, optimizer="adam", sparse_grad=True, noise_group=8,
+                              bucket=True)
     assert saved["config"] == ran.to_dict() and Config.from_dict(saved["config"]) == ran
     assert [e["epoch"] for e in saved["epochs"]] == [1, 2]
     assert saved["final"] == record["final"] and saved["device"] == "cpu(0)"

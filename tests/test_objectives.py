@@ -119,7 +119,7 @@ def test_cbow_negatives_score_the_masked_mean_of_the_contexts(grouping):
 
 
 @pytest.mark.parametrize("grouping", [B.Padded(), B.Trimmed()])
-def test_skip_gram_paths_give_the_mean_over_contexts_of_minus_log_p_center(grouping):
+def test_skip_gram_paths_give_the_sum_over_contexts_of_minus_log_p_center(grouping):
     rows, net = _rows(), build_net(8, 4, mx.cpu())
     batch = B.Layout(grouping, B.SkipGramPaths(COUNTS), (0, 0)).batch(rows)
     v, u = (net[i].weight.data().asnumpy().astype(np.float64) for i in (0, 1))
@@ -131,7 +131,7 @@ def test_skip_gram_paths_give_the_mean_over_contexts_of_minus_log_p_center(group
             scores = u[tree.nodes[c, :d]] @ v[ctx]
             p = np.prod(np.where(tree.codes[c, :d] == 0, 1 / (1 + np.exp(-scores)),
                                  1 / (1 + np.exp(scores))))
-            expected += -np.log(p) / n
+            expected += -np.log(p)  # every (context, center) pair weighs 1
     assert _loss_of(batch, net) == pytest.approx(expected, rel=1e-5)
     assert len(batch.parts) == (1 if isinstance(grouping, B.Padded) else 3)
 
@@ -152,9 +152,10 @@ def test_cbow_paths_give_minus_log_p_center_given_the_mean():
 # --- training --------------------------------------------------------------------------------
 
 def _planted_config(tmp_path, model, loss, **kw):
+    sgd = (model, loss) == ("skipgram", "hs")  # trained by sgd at its own default rate
     settings = dict(workdir=str(tmp_path), epochs=3, batch_size=64, embed_size=16, window=2,
-                    negatives=3, subsample=0.0, lr=0.01, seed=1, device="cpu",
-                    log_interval=10, model=model, loss=loss)
+                    negatives=3, subsample=0.0, lr=None if sgd else 0.01, seed=1,
+                    device="cpu", log_interval=10, model=model, loss=loss)
     return Config(**{**settings, **kw})
 
 
@@ -166,6 +167,9 @@ def test_each_combination_recovers_planted_clusters(tmp_path, model, loss):
     assert losses[-1] < losses[0]
     assert record["epochs"][0]["tokens"] == 2000 * 8
     assert record["config"]["model"] == model and record["config"]["loss"] == loss
+    sgd = (model, loss) == ("skipgram", "hs")
+    assert record["config"]["optimizer"] == ("sgd" if sgd else "adam")
+    assert record["config"]["lr"] == (0.05 if sgd else 0.01)
     vectors = Vectors.load(tmp_path)
     words = vectors.vocab.tokens[1:]
     hits = sum(vectors.most_similar(w, 1)[0][0][:2] == w[:2] for w in words)
@@ -187,8 +191,11 @@ def test_resume_is_exact_on_each_combination(tmp_path, model, loss, sparse):
     for name in ("whole", "resumed"):
         wd = tmp_path / name
         dataset.save(ds, wd)
+        # skip-gram with hs trains by sgd (dense) unless told adam
+        optimizer = "adam" if sparse else None
         config = _planted_config(wd, model, loss, batch_size=160, embed_size=8, seed=7,
-                                 lr=0.002, log_interval=1, sparse_grad=sparse)
+                                 lr=0.002, log_interval=1, sparse_grad=sparse,
+                                 optimizer=optimizer)
         if name == "resumed":
             with pytest.raises(Interrupted):
                 train.train(config, ds, on_progress=_interrupt_at(2, 3))

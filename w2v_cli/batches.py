@@ -248,8 +248,10 @@ class SkipGramPaths:
     """Hierarchical softmax for skip-gram, as the word2vec C tool trains it: each context
     word's vector (first table) against the inner nodes of its center's Huffman path
     (second table), labelled 1 - code. A group is one row: its g "centers" are the row's
-    context slots, its words the center's path. A row's loss is the mean over its contexts
-    of -log p(center | context), each the sum over the path's nodes."""
+    context slots, its words the center's path. A row's loss is the sum over its contexts
+    of -log p(center | context), each the sum over the path's nodes: every (context,
+    center) pair weighs 1, as each is one step of the C tool's (and sgd.py's rate is per
+    pair)."""
 
     def __init__(self, counts: np.ndarray):
         self.tree = huffman.build(counts)
@@ -261,7 +263,7 @@ class SkipGramPaths:
         depth = max(int(self.tree.length[center].max()), 1)
         on_path = np.arange(depth)[None, :] < self.tree.length[center][:, None]  # (G, D)
         real = np.arange(width)[None, :] < n_ctx[:, None]  # (G, g)
-        weight = on_path[:, :, None] * (real / np.maximum(n_ctx, 1)[:, None])[:, None, :]
+        weight = (on_path[:, :, None] & real[:, None, :]).astype(np.float32)
         label = np.broadcast_to(self.targets[center, :depth, None], weight.shape)
         return Part(rows.items[idx, :width].ravel(), self.tree.nodes[center, :depth],
                     weight, label)

@@ -59,13 +59,13 @@ STATE_VERSION = 3
 CATCHUP_FILE = "catchup.npy"
 KEEP = 2
 # What a checkpoint that predates a setting ran with, where that differs from today's default.
-LEGACY = {"noise_group": 0, "bucket": False}
+LEGACY = {"noise_group": 0, "bucket": False, "optimizer": "adam"}
 
 # Settings that change what a run computes: resuming with any of them changed is an error.
 # The others (epochs, device, log_interval, paths, speed knobs) may change between resumes.
 MODEL_SETTINGS = ("model", "loss", "embed_size", "window", "negatives", "noise_group", "group_noise",
                   "subsample", "sample_once", "seed",
-                  "batch_size", "lr", "chunk_tokens",  # chunks decide each epoch's draws
+                  "batch_size", "optimizer", "lr", "chunk_tokens",  # chunks decide each epoch's draws
                   "bucket",  # decides each epoch's batches
                   "sparse_grad")  # lazy or dense adam, and the front end of Adam's state
 

@@ -13,7 +13,7 @@ from click.core import ParameterSource
 
 from . import __version__
 from .clitypes import FiniteFloat
-from .config import LOSSES, MAX_SEED, MODELS, NS_OPTIONS, Config, default
+from .config import LOSSES, LR, MAX_SEED, MODELS, NS_OPTIONS, OPTIMIZERS, Config, default
 from .cli_report import (_download_progress, _eval_report, _plot_loss, _prepare_progress,
                          _train_progress)
 from .errors import Interrupted, W2VError
@@ -160,7 +160,14 @@ def prepare(corpus, min_count, max_vocab, encoding_errors, lowercase, chunk_toke
 
 @cli.command()
 @_opt("--epochs", type=click.IntRange(min=1), help="Passes over the corpus.")
-@_opt("--lr", type=FiniteFloat(min=0, min_open=True), help="Adam learning rate.")
+@_opt("--optimizer", type=click.Choice(OPTIMIZERS), show_default="sgd for --model "
+      "skipgram --loss hs on one machine, else adam", help="adam (the chapter's); or sgd: "
+      "plain SGD as the word2vec C tool trains, its rate falling linearly to 0 over the "
+      "run, from the C tool's start (dense gradients, one device, no parameter server; "
+      "docs/objectives.md).")
+@_opt("--lr", type=FiniteFloat(min=0, min_open=True), show_default=(
+      f"{LR['adam']} with adam, {LR['sgd']} with sgd"), help="Learning rate: adam's, or "
+      "sgd's per (context, center) pair at the start.")
 @_opt("--batch-size", type=click.IntRange(min=1), help="Centers per batch.")
 @_opt("--embed-size", type=click.IntRange(min=1), help="Embedding dimension.")
 @_opt("--window", type=click.IntRange(min=1), help="Largest context window; each center "
@@ -220,7 +227,7 @@ def prepare(corpus, min_count, max_vocab, encoding_errors, lowercase, chunk_toke
               "an unfinished one (whose checkpoints go once the new run has written its "
               "first).")
 @_errors_to_exit
-def train(epochs, lr, batch_size, embed_size, window, model, loss, negatives, noise_group,
+def train(epochs, optimizer, lr, batch_size, embed_size, window, model, loss, negatives, noise_group,
           group_noise, subsample, sample_once, sparse_grad, bucket, log_interval, kvstore,
           chunk_tokens, seed, device, workdir, eval_similarity, eval_analogy, early_stop, keep,
           resume, restart):
@@ -234,7 +241,8 @@ def train(epochs, lr, batch_size, embed_size, window, model, loss, negatives, no
     from . import dataset
     from . import train as train_mod
 
-    settings = dict(workdir=workdir, epochs=epochs, lr=lr, batch_size=batch_size,
+    settings = dict(workdir=workdir, epochs=epochs, optimizer=optimizer, lr=lr,
+                    batch_size=batch_size,
                     embed_size=embed_size, window=window, model=model, loss=loss,
                     negatives=negatives,
                     noise_group=noise_group, group_noise=group_noise,

@@ -17,6 +17,8 @@ NOISE_GROUP = 8  # --noise-group where it applies and is not given (with --group
 MODELS = ("skipgram", "cbow")
 LOSSES = ("ns", "hs")
 NS_OPTIONS = ("negatives", "noise_group", "group_noise")  # meaningless with --loss hs
+OPTIMIZERS = ("adam", "sgd")
+LR = {"adam": 0.002, "sgd": 0.05}  # --lr where it is not given, by optimizer
 
 
 @dataclass
@@ -56,7 +58,10 @@ class Config:
     embed_size: int = 100
     batch_size: int = 512
     epochs: int = 5
-    lr: float = 0.002
+    # adam | sgd (plain SGD, its rate falling linearly over the run: sgd.py). None: sgd for
+    # skip-gram with hierarchical softmax on one machine, else adam; saved resolved.
+    optimizer: Optional[str] = None
+    lr: Optional[float] = None  # adam's rate, or sgd's per pair at the start; None: LR[optimizer]
     device: str = "auto"  # auto | cpu | gpu | gpu:N | gpu:0,1,... | cpu:0,1,...
     # Row-sparse gradients + lazy adam (center rows caught up to dense Adam): per-step cost
     # follows the rows touched, not the vocabulary. None: on where it is faster and works,
@@ -122,13 +127,28 @@ def default(name: str):
 MAX_SEED = 2 ** 32 - 1  # numpy and MXNet seeds are unsigned 32-bit
 
 
+def resolved(config: Config) -> Config:
+    """``config`` with ``optimizer`` and ``lr`` decided where they are None (see Config).
+    Plain SGD trains skip-gram's hierarchical softmax better than adam on PTB (every set, at
+    5 and 15 epochs, docs/objectives.md); a parameter server runs adam only."""
+    optimizer = config.optimizer
+    if optimizer is None:
+        sgd = ((config.model, config.loss) == ("skipgram", "hs")
+               and not config.kvstore.startswith("dist"))
+        optimizer = "sgd" if sgd else "adam"
+    lr = LR.get(optimizer) if config.lr is None else config.lr
+    if (optimizer, lr) == (config.optimizer, config.lr):
+        return config
+    return dataclasses.replace(config, optimizer=optimizer, lr=lr)
+
+
 def check_numbers(config: Config) -> None:
     """Raise UsageError for a float setting that is nan or infinite, or a seed out of range.
 
     The CLI refuses these at parse time; this catches them in settings read back from a
     checkpoint, or built by hand."""
     for name in ("lr", "subsample"):
-        if not math.isfinite(getattr(config, name)):
+        if getattr(config, name) is not None and not math.isfinite(getattr(config, name)):
             raise UsageError(f"--{name} must be a finite number, got {getattr(config, name)}")
     if not 0 <= config.seed <= MAX_SEED:
         raise UsageError(f"--seed must be between 0 and {MAX_SEED}, got {config.seed}")
@@ -158,8 +178,17 @@ def check(config: Config) -> None:
     if config.noise_group and not config.negatives:
         raise UsageError("--noise-group needs --negatives of 1 or more (it weights the shared "
                          "noise words as that many per context word)")
-    if not config.lr > 0:
+    if config.lr is not None and not config.lr > 0:
         raise UsageError("--lr must be positive")
+    if config.optimizer not in (None, *OPTIMIZERS):
+        raise UsageError(f"--optimizer {config.optimizer!r}: expected one of "
+                         f"{', '.join(OPTIMIZERS)}")
+    if config.optimizer == "sgd" and config.kvstore.startswith("dist"):
+        raise UsageError(f"--optimizer sgd works on one machine, not with --kvstore "
+                         f"{config.kvstore}: train there with --optimizer adam")
+    if config.optimizer == "sgd" and config.sparse_grad:
+        raise UsageError("--optimizer sgd trains with dense gradients: give --dense-grad, "
+                         "or --optimizer adam")
     if config.subsample < 0:
         raise UsageError("--subsample must be 0 or more")
     if config.kvstore not in KVSTORES:
@@ -169,7 +198,8 @@ def check(config: Config) -> None:
     one_device = (("--sparse-grad", config.sparse_grad, "train with --dense-grad"),
                   ("--noise-group", config.noise_group, "train without --noise-group"),
                   ("--model cbow", config.model == "cbow", "train --model skipgram"),
-                  ("--loss hs", config.loss == "hs", "train --loss ns"))
+                  ("--loss hs", config.loss == "hs", "train --loss ns"),
+                  ("--optimizer sgd", config.optimizer == "sgd", "train --optimizer adam"))
     for option, on, otherwise in one_device:
         if on and "," in config.device:
             raise UsageError(f"{option} works on one device, not --device {config.device}: "

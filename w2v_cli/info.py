@@ -17,7 +17,8 @@ LOSS_PLOT_FILE = "loss.png"
 # The run's training settings. Not min_count: a train run carries the Config default, not
 # what prepare used; the vocabulary line shows that one, from vocab.json.
 SETTINGS = ("model", "loss", "embed_size", "window", "negatives", "noise_group", "group_noise",
-            "subsample", "sample_once", "batch_size", "lr", "epochs", "seed", "bucket", "sparse_grad")
+            "subsample", "sample_once", "batch_size", "optimizer", "lr",
+            "epochs", "seed", "bucket", "sparse_grad")
 
 
 def describe(workdir: Path) -> dict:

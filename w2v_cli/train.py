@@ -17,11 +17,12 @@ from .backend import devices as resolve_devices
 from .backend import current_mxnet as mxnet  # mxnet() would end a sparse run's front end
 from .batches import Batch, layout_for
 from .catchup import CatchUp
-from .config import NOISE_GROUP, Config, check
+from .config import NOISE_GROUP, Config, check, resolved
 from .dataset import VOCAB_FILE, Dataset
 from .errors import DataError, Interrupted, ResumeError
 from .meter import Meter, Progress
 from .model import batch_loss, build_net, parameters, table
+from .sgd import LinearSgd, start_tables
 
 STEPS_AHEAD = 2  # steps queued on the devices beyond the one running; bounds their memory
 
@@ -44,7 +45,8 @@ class Worker:
 def for_devices(config: Config, ctxs: list) -> Config:
     """``config`` with the settings left to their default (None) decided for ``ctxs``:
 
-    ``sparse_grad``: sparse on one CPU device (faster there; on one machine the center
+    ``sparse_grad``: dense with ``--optimizer sgd`` (its step scales dense gradients);
+    else sparse on one CPU device (faster there; on one machine the center
     table is dense Adam's, see catchup.py; on a parameter server the tables are row-sparse
     and only the rows a batch reads move, distributed.RowSparseSession), dense otherwise
     (sparse gradients work on one device only, and on a GPU dense adam is cheap and the
@@ -57,7 +59,8 @@ def for_devices(config: Config, ctxs: list) -> Config:
     """
     changes: dict = {}
     if config.sparse_grad is None:
-        changes["sparse_grad"] = len(ctxs) == 1 and ctxs[0].device_type == "cpu"
+        changes["sparse_grad"] = (config.optimizer != "sgd" and len(ctxs) == 1
+                                  and ctxs[0].device_type == "cpu")
     if config.noise_group is None:
         fits = (len(ctxs) == 1 and config.negatives > 0
                 and (config.model, config.loss) == ("skipgram", "ns"))
@@ -102,6 +105,7 @@ def train(config: Config, ds: Dataset,
     (distributed.py says what that changes). ``--eval-*`` sets: scored after every epoch
     (quality.py), each row passed to ``on_scores(row, record["quality"])``.
     """
+    config = resolved(config)
     check(config)
     sets = quality.EvalSets.read(config)  # a bad file is an error before any disk change
     with interrupt.catch_signals(stop) as stop:
@@ -119,9 +123,15 @@ def train(config: Config, ds: Dataset,
 
 def build(config: Config, vocab_size: int, ctxs: list, kvstore) -> tuple:
     """(net, Gluon Trainer, CatchUp or None) of a run whose tables live on its devices:
-    build_net's tables, adam, and with ``config.sparse_grad`` lazy adam with the center rows
-    caught up. Call it in ``arrays.scope(config.sparse_grad)``."""
+    build_net's tables and adam, with ``config.sparse_grad`` lazy adam with the center rows
+    caught up; or with ``--optimizer sgd`` the C tool's start and sgd (sgd.py). Call it in
+    ``arrays.scope(config.sparse_grad)``."""
     net = build_net(vocab_size, config.embed_size, ctxs, config.sparse_grad)
+    if config.optimizer == "sgd":
+        start_tables(net, config.embed_size)
+        trainer = mxnet().gluon.Trainer(parameters(net), "sgd", {"learning_rate": config.lr},
+                                        kvstore=kvstore)
+        return net, trainer, None
     # With row_sparse gradients adam updates lazily: only the rows a batch touched.
     trainer = mxnet().gluon.Trainer(parameters(net), "adam", {"learning_rate": config.lr},
                                     kvstore=kvstore)
@@ -193,6 +203,8 @@ class Run:
         mx.random.seed(config.seed)
         with arrays.scope(config.sparse_grad):
             self.net, self.trainer, self.catch = edge.build(config, len(ds.vocab), ctxs)
+        # Who takes a step: the edge (adam), or plain SGD's schedule (one machine only).
+        self.updater = LinearSgd(config, ds.vocab.counts) if config.optimizer == "sgd" else edge
         self.layout = layout_for(config, ds.vocab.counts, len(ctxs), worker.rank)
         self.record = {"config": config.to_dict(), "vocab_size": len(ds.vocab),
                        "device": ",".join(map(str, ctxs)), "epochs": [], "complete": False,
@@ -299,12 +311,12 @@ class Run:
         return meter.result()
 
     def step(self, b: Batch, upcoming: Optional[Batch], host: HostArrays) -> list:
-        """One update: catch the batch's center rows up, forward, backward, adam."""
+        """One update: catch the batch's center rows up, forward, backward, adam (or sgd)."""
         with arrays.scope(self.config.sparse_grad):
             if self.catch:  # this step's center rows, and the next step's it leaves alone
                 self.catch.rows(b.center, None if upcoming is None else upcoming.center, host)
             losses = forward_backward(self.net, b, self.ctxs, host)
-            self.edge.update(self.trainer, b)
+            self.updater.update(self.trainer, b)
         return losses
 
     def flush(self) -> None:

@@ -1,0 +1,88 @@
+"""Plain SGD, as the word2vec C tool and gensim train: a rate per pair that falls linearly over
+the run, from tables started the C tool's way. The default for skip-gram with hierarchical
+softmax (config.resolved; docs/objectives.md has the measurements).
+
+The C tool takes one step per (input word, scored word) pair; a batch takes all its pairs'
+gradients at one point and adds them. For most rows the sum is what those steps add up to.
+For the second table's busiest rows it is not: the Huffman tree's root is on every path,
+thousands of positions in a batch of 512 centers, and at 0.05 a pair that summed step
+overshoots and the run diverges. So a second-table row's summed gradient is scaled down to
+at most ``NODE_CAP`` positions' worth (capping the first table's rows as well costs quality).
+
+The rate of a step is ``lr * max(MIN_RATE, 1 - done / total)``: ``done`` is the centers
+trained before it, ``total`` the run's expected centers (``--epochs`` times the tokens a pass
+keeps after subsampling, on average). ``done`` is kept on MXNet's optimizer object, which a
+checkpoint pickles with the optimizer, so a resumed run takes the same steps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import arrays
+from .batches import Batch
+from .config import Config
+from .model import INIT_SCALE
+from .sampling import keep_probability
+
+NODE_CAP = 50.0  # second-table positions a row's summed gradient may weigh in one step
+MIN_RATE = 1e-4  # the rate's floor, a fraction of --lr (gensim's 0.0001 of 0.025 is 0.004)
+DONE = "w2v_centers_done"  # the optimizer's attribute holding the centers trained
+
+
+def expected_centers(counts: np.ndarray, subsample: float) -> float:
+    """The tokens (centers) one pass keeps on average: counts (V,) by id, <unk> (id 0)
+    left out as training leaves it out."""
+    return float((counts[1:] * keep_probability(counts, subsample)[1:]).sum())
+
+
+def row_positions(b: Batch, vocab_size: int) -> np.ndarray:
+    """(V,) float64: how many weighted positions of batch ``b`` score each second-table row
+    (a position counts once whatever its weight, if that is above 0)."""
+    positions, start = np.zeros(vocab_size), 0
+    for words, g in b.parts:
+        n = words.size * g
+        scored = b.weight[start:start + n].reshape(*words.shape, g) > 0
+        positions += np.bincount(words.ravel(), weights=scored.sum(axis=2).ravel(),
+                                 minlength=vocab_size)
+        start += n
+    return positions
+
+
+def cap_scale(positions: np.ndarray, cap: float = NODE_CAP) -> np.ndarray:
+    """(V,) float32: each row's gradient factor, min(1, cap / positions)."""
+    return np.minimum(1.0, cap / np.maximum(positions, 1e-9)).astype(np.float32)
+
+
+def start_tables(net, embed_size: int) -> None:
+    """The C tool's start: the first table uniform in +-0.5 / embed_size (Gluon's uniform
+    draw, rescaled: the same numbers on every device), the second all zeros."""
+    first, second = net[0].weight, net[1].weight
+    first.set_data(first.data(first.list_ctx()[0]) * (0.5 / embed_size / INIT_SCALE))
+    second.set_data(second.data(second.list_ctx()[0]) * 0)
+
+
+class LinearSgd:
+    """The step of a run trained by SGD, in place of ``trainer.step``: a Gluon Trainer built
+    with ``"sgd"`` over [first table, second table] (model.parameters), dense gradients of
+    the batch's summed loss."""
+
+    def __init__(self, config: Config, counts: np.ndarray):
+        self.lr = config.lr
+        self.total = config.epochs * max(expected_centers(counts, config.subsample), 1.0)
+        self.vocab_size = len(counts)
+        self.cap = NODE_CAP
+
+    def rate(self, done: int) -> float:
+        return self.lr * max(MIN_RATE, 1.0 - done / self.total)
+
+    def update(self, trainer, b: Batch) -> None:
+        optimizer = trainer._optimizer  # a resumed run's is the one its checkpoint pickled
+        done = getattr(optimizer, DONE, 0)
+        scale = cap_scale(row_positions(b, self.vocab_size), self.cap)
+        if (scale < 1).any():
+            for grad in trainer._params[1].list_grad():
+                grad *= arrays.from_numpy(scale[:, None]).as_in_context(grad.ctx)
+        trainer.set_learning_rate(self.rate(done))
+        trainer.step(1)  # the loss is summed over the batch: the rate is per pair
+        setattr(optimizer, DONE, done + b.rows)
