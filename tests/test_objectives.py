@@ -191,11 +191,8 @@ def test_resume_is_exact_on_each_combination(tmp_path, model, loss, sparse):
     for name in ("whole", "resumed"):
         wd = tmp_path / name
         dataset.save(ds, wd)
-        # skip-gram with hs trains by sgd (dense) unless told adam
-        optimizer = "adam" if sparse else None
         config = _planted_config(wd, model, loss, batch_size=160, embed_size=8, seed=7,
-                                 lr=0.002, log_interval=1, sparse_grad=sparse,
-                                 optimizer=optimizer)
+                                 lr=0.002, log_interval=1, sparse_grad=sparse)
         if name == "resumed":
             with pytest.raises(Interrupted):
                 train.train(config, ds, on_progress=_interrupt_at(2, 3))

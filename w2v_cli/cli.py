@@ -163,7 +163,7 @@ def prepare(corpus, min_count, max_vocab, encoding_errors, lowercase, chunk_toke
 @_opt("--optimizer", type=click.Choice(OPTIMIZERS), show_default="sgd for --model "
       "skipgram --loss hs on one machine, else adam", help="adam (the chapter's); or sgd: "
       "plain SGD as the word2vec C tool trains, its rate falling linearly to 0 over the "
-      "run, from the C tool's start (dense gradients, one device, no parameter server; "
+      "run, from the C tool's start (one device, no parameter server; "
       "docs/objectives.md).")
 @_opt("--lr", type=FiniteFloat(min=0, min_open=True), show_default=(
       f"{LR['adam']} with adam, {LR['sgd']} with sgd"), help="Learning rate: adam's, or "

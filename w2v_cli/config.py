@@ -186,9 +186,6 @@ def check(config: Config) -> None:
     if config.optimizer == "sgd" and config.kvstore.startswith("dist"):
         raise UsageError(f"--optimizer sgd works on one machine, not with --kvstore "
                          f"{config.kvstore}: train there with --optimizer adam")
-    if config.optimizer == "sgd" and config.sparse_grad:
-        raise UsageError("--optimizer sgd trains with dense gradients: give --dense-grad, "
-                         "or --optimizer adam")
     if config.subsample < 0:
         raise UsageError("--subsample must be 0 or more")
     if config.kvstore not in KVSTORES:

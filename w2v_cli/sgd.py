@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import arrays
+from .backend import current_mxnet
 from .batches import Batch
 from .config import Config
 from .model import INIT_SCALE
@@ -64,8 +65,8 @@ def start_tables(net, embed_size: int) -> None:
 
 class LinearSgd:
     """The step of a run trained by SGD, in place of ``trainer.step``: a Gluon Trainer built
-    with ``"sgd"`` over [first table, second table] (model.parameters), dense gradients of
-    the batch's summed loss."""
+    with ``"sgd"`` over [first table, second table] (model.parameters), the gradients (dense
+    or row_sparse) of the batch's summed loss."""
 
     def __init__(self, config: Config, counts: np.ndarray):
         self.lr = config.lr
@@ -81,8 +82,22 @@ class LinearSgd:
         done = getattr(optimizer, DONE, 0)
         scale = cap_scale(row_positions(b, self.vocab_size), self.cap)
         if (scale < 1).any():
+            touched = np.unique(np.concatenate([w.ravel() for w, _ in b.parts]))
             for grad in trainer._params[1].list_grad():
-                grad *= arrays.from_numpy(scale[:, None]).as_in_context(grad.ctx)
+                _scale_rows(grad, scale, touched)
         trainer.set_learning_rate(self.rate(done))
         trainer.step(1)  # the loss is summed over the batch: the rate is per pair
         setattr(optimizer, DONE, done + b.rows)
+
+
+def _scale_rows(grad, scale: np.ndarray, touched: np.ndarray) -> None:
+    """Multiply row i of ``grad`` (V, E), dense or row_sparse, by ``scale[i]`` in place.
+    ``touched``: the ids the batch looked up, sorted, distinct: a row_sparse gradient's rows.
+    Nothing here waits for the device (a row_sparse gradient's own indices would)."""
+    if grad.stype == "default":
+        grad *= arrays.from_numpy(scale[:, None]).as_in_context(grad.context)
+        return
+    mx = current_mxnet()
+    factors = np.repeat(scale[touched][:, None], grad.shape[1], axis=1)
+    by = mx.nd.sparse.row_sparse_array((factors, touched), shape=grad.shape, ctx=grad.context)
+    mx.nd.sparse.elemwise_mul(grad, by).copyto(grad)

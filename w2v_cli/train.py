@@ -45,8 +45,7 @@ class Worker:
 def for_devices(config: Config, ctxs: list) -> Config:
     """``config`` with the settings left to their default (None) decided for ``ctxs``:
 
-    ``sparse_grad``: dense with ``--optimizer sgd`` (its step scales dense gradients);
-    else sparse on one CPU device (faster there; on one machine the center
+    ``sparse_grad``: sparse on one CPU device (faster there; on one machine the center
     table is dense Adam's, see catchup.py; on a parameter server the tables are row-sparse
     and only the rows a batch reads move, distributed.RowSparseSession), dense otherwise
     (sparse gradients work on one device only, and on a GPU dense adam is cheap and the
@@ -59,8 +58,7 @@ def for_devices(config: Config, ctxs: list) -> Config:
     """
     changes: dict = {}
     if config.sparse_grad is None:
-        changes["sparse_grad"] = (config.optimizer != "sgd" and len(ctxs) == 1
-                                  and ctxs[0].device_type == "cpu")
+        changes["sparse_grad"] = len(ctxs) == 1 and ctxs[0].device_type == "cpu"
     if config.noise_group is None:
         fits = (len(ctxs) == 1 and config.negatives > 0
                 and (config.model, config.loss) == ("skipgram", "ns"))
@@ -124,7 +122,8 @@ def train(config: Config, ds: Dataset,
 def build(config: Config, vocab_size: int, ctxs: list, kvstore) -> tuple:
     """(net, Gluon Trainer, CatchUp or None) of a run whose tables live on its devices:
     build_net's tables and adam, with ``config.sparse_grad`` lazy adam with the center rows
-    caught up; or with ``--optimizer sgd`` the C tool's start and sgd (sgd.py). Call it in
+    caught up; or with ``--optimizer sgd`` the C tool's start and sgd (sgd.py; with
+    ``config.sparse_grad`` lazy, which is exact for plain SGD). Call it in
     ``arrays.scope(config.sparse_grad)``."""
     net = build_net(vocab_size, config.embed_size, ctxs, config.sparse_grad)
     if config.optimizer == "sgd":
