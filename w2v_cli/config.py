@@ -129,8 +129,8 @@ MAX_SEED = 2 ** 32 - 1  # numpy and MXNet seeds are unsigned 32-bit
 
 def resolved(config: Config) -> Config:
     """``config`` with ``optimizer`` and ``lr`` decided where they are None (see Config).
-    Plain SGD trains skip-gram's hierarchical softmax better than adam on PTB (every set, at
-    5 and 15 epochs, docs/objectives.md); a parameter server runs adam only."""
+    Plain SGD trains skip-gram's hierarchical softmax as well as adam or better on PTB (each
+    set, at 5 and 15 epochs; docs/objectives.md); a parameter server runs adam only."""
     optimizer = config.optimizer
     if optimizer is None:
         sgd = ((config.model, config.loss) == ("skipgram", "hs")
