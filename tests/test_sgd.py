@@ -144,3 +144,26 @@ def test_lazy_sgd_on_row_sparse_gradients_matches_dense_sgd(tmp_path):
     # the root is on every path, scored at least once per center: 64 > 50, capped each step
     assert config.batch_size > sgd.NODE_CAP
     np.testing.assert_allclose(tables[True], tables[False], rtol=1e-4, atol=1e-6)
+
+
+def test_a_checkpoint_from_before_the_optimizer_setting_resumes_with_adam(tmp_path):
+    """Runs saved before --optimizer existed trained skip-gram hs by adam: they go on so,
+    though a new run of the same settings would take sgd."""
+    import json
+
+    wd = tmp_path / "work"
+    dataset.save(encode(planted_sentences(n_sentences=200), min_count=1), wd)
+    common = ["--workdir", str(wd), "--device", "cpu", "--embed-size", "8", "--subsample", "0"]
+    result = CliRunner().invoke(cli, ["train", "--epochs", "1", "--loss", "hs",
+                                      "--optimizer", "adam", *common])
+    assert result.exit_code == 0, result.output
+    states = list(wd.glob("checkpoints/*/state.json"))
+    assert states
+    for path in states:  # as a checkpoint written before the setting existed
+        state = json.loads(path.read_text())
+        del state["config"]["optimizer"]
+        path.write_text(json.dumps(state))
+    result = CliRunner().invoke(cli, ["train", "--resume", "--epochs", "2", "--workdir", str(wd)])
+    assert result.exit_code == 0, result.output
+    run = json.loads((wd / "run.json").read_text())
+    assert run["config"]["optimizer"] == "adam" and len(run["epochs"]) == 2
