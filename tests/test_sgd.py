@@ -167,3 +167,16 @@ def test_a_checkpoint_from_before_the_optimizer_setting_resumes_with_adam(tmp_pa
     assert result.exit_code == 0, result.output
     run = json.loads((wd / "run.json").read_text())
     assert run["config"]["optimizer"] == "adam" and len(run["epochs"]) == 2
+
+
+def test_the_memory_check_counts_no_optimizer_state_for_sgd():
+    from w2v_cli.limits import memory_needs
+
+    counts = np.arange(1, 1001)
+    tables = {(opt, sparse): memory_needs(Config(optimizer=opt, sparse_grad=sparse,
+                                                 embed_size=10), counts, 5000)[0]
+              for opt in ("adam", "sgd") for sparse in (True, False)}
+    table = 1000 * 10 * 4  # one (V, E) float32 table
+    assert {k: n // table for k, (n, _, _) in tables.items()} == {
+        ("adam", True): 6, ("adam", False): 8, ("sgd", True): 2, ("sgd", False): 4}
+    assert "plain SGD keeps no other state" in tables["sgd", True][1]

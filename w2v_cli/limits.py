@@ -57,8 +57,9 @@ def memory_needs(config: Config, counts: np.ndarray, tokens: int) -> list[tuple[
     noise_rows = (-(-config.batch_size // config.noise_group) * config.group_noise
                   if config.noise_group else 0)
     batch = (config.batch_size * 2 * window * (1 + k) + noise_rows) * embed * _FLOAT32
-    held = "with Adam's moments" if not config.kvstore.startswith("dist") else \
-        "a worker holds (Adam's moments are the servers')"
+    held = ("(plain SGD keeps no other state)" if config.optimizer == "sgd" else
+            "with Adam's moments" if not config.kvstore.startswith("dist") else
+            "a worker holds (Adam's moments are the servers')")
     return [
         (tables, f"the two (V, E) embedding tables {held} "
                  f"(V = {vocab} words, E = --embed-size {embed})", "--embed-size"),
@@ -73,10 +74,13 @@ def memory_needs(config: Config, counts: np.ndarray, tokens: int) -> list[tuple[
 
 def _table_copies(config: Config) -> int:
     """(V, E) float32 tables training holds at once. One machine: params and Adam's two
-    moments per table, plus dense gradients unless sparse. A dist worker (the moments are on
-    the servers): params and dense gradients; with row-sparse tables, both tables whole once
-    they are read at an epoch's end (model.table pulls every row)."""
+    moments per table (none with plain SGD), plus dense gradients unless sparse. A dist
+    worker (the moments are on the servers): params and dense gradients; with row-sparse
+    tables, both tables whole once they are read at an epoch's end (model.table pulls every
+    row)."""
     sparse = config.sparse_grad in (None, True)
+    if config.optimizer == "sgd":
+        return 2 if sparse else 4
     if config.kvstore.startswith("dist"):
         return 2 if sparse else 4
     return 6 if sparse else 8
