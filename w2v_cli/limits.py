@@ -79,9 +79,7 @@ def _table_copies(config: Config) -> int:
     tables, both tables whole once they are read at an epoch's end (model.table pulls every
     row)."""
     sparse = config.sparse_grad in (None, True)
-    if config.optimizer == "sgd":
-        return 2 if sparse else 4
-    if config.kvstore.startswith("dist"):
+    if config.optimizer == "sgd" or config.kvstore.startswith("dist"):
         return 2 if sparse else 4
     return 6 if sparse else 8
 

@@ -82,7 +82,8 @@ class LinearSgd:
         done = getattr(optimizer, DONE, 0)
         scale = cap_scale(row_positions(b, self.vocab_size), self.cap)
         if (scale < 1).any():
-            touched = np.unique(np.concatenate([w.ravel() for w, _ in b.parts]))
+            # the ids the second table looked up: a multi-part batch's distinct words
+            touched = b.words if b.words is not None else np.unique(b.parts[0][0])
             for grad in trainer._params[1].list_grad():
                 _scale_rows(grad, scale, touched)
         trainer.set_learning_rate(self.rate(done))
@@ -92,7 +93,8 @@ class LinearSgd:
 
 def _scale_rows(grad, scale: np.ndarray, touched: np.ndarray) -> None:
     """Multiply row i of ``grad`` (V, E), dense or row_sparse, by ``scale[i]`` in place.
-    ``touched``: the ids the batch looked up, sorted, distinct: a row_sparse gradient's rows.
+    ``touched``: the ids the batch looked up, sorted and distinct: a row_sparse gradient's
+    rows.
     Nothing here waits for the device (a row_sparse gradient's own indices would)."""
     if grad.stype == "default":
         grad *= arrays.from_numpy(scale[:, None]).as_in_context(grad.context)
