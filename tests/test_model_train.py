@@ -109,13 +109,16 @@ def test_defaults_decided_for_the_devices_sparse_on_one_cpu_device():
         c = for_devices(Config(**kw), devices)
         return c.noise_group, c.bucket
 
-    # noise groups in batches of one row length where they apply, else the chapter's batches
+    # noise groups in batches of one row length where they apply, hs in buckets too, else
+    # the chapter's batches
     assert grouping(one) == (8, True)
     assert grouping(two) == (0, False)
     assert grouping(one, kvstore="dist_sync") == (8, True)  # a worker trains on one device
     assert grouping([mx.gpu(0)], kvstore="dist_sync") == (8, True)
     assert grouping(one, model="cbow") == (0, False)
-    assert grouping(one, loss="hs") == (0, False)
+    assert grouping(one, loss="hs") == (0, True)  # nothing left to pad but the paths
+    assert grouping(one, model="cbow", loss="hs") == (0, True)
+    assert grouping(one, loss="hs", bucket=False) == (0, False)
     assert grouping(one, noise_group=0) == (0, False)
     assert grouping(one, noise_group=0, bucket=True) == (0, True)
     assert grouping(one, bucket=False) == (8, False)

@@ -196,7 +196,8 @@ def prepare(corpus, min_count, max_vocab, encoding_errors, lowercase, chunk_toke
            "(per-step cost follows the rows a batch touches, not the vocabulary size; with "
            "--kvstore dist_* only those rows move to and from the servers), or dense "
            "gradients and adam over every row.")
-@_opt("--bucket/--no-bucket", "bucket", field="bucket", show_default="on with noise groups",
+@_opt("--bucket/--no-bucket", "bucket", field="bucket",
+      show_default="on with noise groups or --loss hs",
       help="Put centers with equally many contexts in the same batch, so no batch is padded "
            "(faster; changes which centers share a batch).")
 @_opt("--log-interval", type=click.IntRange(min=1), help="Batches between progress updates.")
