@@ -198,8 +198,8 @@ def prepare(corpus, min_count, max_vocab, encoding_errors, lowercase, chunk_toke
            "gradients and adam over every row.")
 @_opt("--bucket/--no-bucket", "bucket", field="bucket",
       show_default="on with noise groups or --loss hs",
-      help="Put centers with equally many contexts in the same batch, so no batch is padded "
-           "(faster; changes which centers share a batch).")
+      help="Put centers with equally many contexts in the same batch, so no batch pads "
+           "contexts (faster; changes which centers share a batch).")
 @_opt("--log-interval", type=click.IntRange(min=1), help="Batches between progress updates.")
 @_opt("--kvstore", type=click.Choice(["local", "device", "dist_sync", "dist_async"]),
       help="How gradients meet: local or device on one machine; dist_sync or dist_async run "
