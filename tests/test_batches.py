@@ -185,3 +185,9 @@ def test_the_layout_follows_the_objective_and_the_devices():
     assert isinstance(B.layout_for(Config(), counts, 2).grouping, B.Padded)
     grouped = B.layout_for(Config(noise_group=8), counts, 1)
     assert isinstance(grouped.objective, B.SharedNegatives) and grouped.objective.group == 8
+    # the other objectives: one padded part a batch (hs: three trimmed parts' gathers cost
+    # more than the padding they save)
+    for model, loss, objective in (("skipgram", "hs", B.SkipGramPaths),
+                                   ("cbow", "hs", B.CbowPaths), ("cbow", "ns", B.CbowNegatives)):
+        layout = B.layout_for(Config(model=model, loss=loss), counts, 1)
+        assert isinstance(layout.grouping, B.Padded) and isinstance(layout.objective, objective)
