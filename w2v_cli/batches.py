@@ -354,7 +354,7 @@ def layout_for(config: Config, counts: np.ndarray, n_devices: int, rank: int = 0
         return Layout(Padded(), objective, seed)
     if config.loss == "hs":  # one part, one hybridized call a step: faster than trimming
         # by contexts into parts, whose gathers, slices and concatenation cost more than
-        # the padding they save (PTB: 76,000 against 68,000 tokens/s)
+        # the padding they save (PTB: 75,000-80,000 against 68,000-70,000 tokens/s)
         return Layout(Padded(), SkipGramPaths(counts), seed)
     if config.noise_group:
         objective = SharedNegatives(counts, config.noise_group, config.group_noise,
