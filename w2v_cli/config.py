@@ -70,7 +70,7 @@ class Config:
 
     # speed and scale: chunked epochs, streaming and distributed training
     chunk_tokens: int = 1 << 20  # corpus tokens held at once by prepare and by each epoch's sampling
-    # Batch rows of equal length together (no padding; changes which centers share a batch).
+    # Batch rows of equal length together (no padded contexts; changes which centers share a batch).
     # None: on with noise groups and with --loss hs, else off; saved resolved.
     bucket: Optional[bool] = None
     kvstore: str = "device"  # local | device (one machine) | dist_sync | dist_async (parameter server)
