@@ -38,8 +38,34 @@ def test_row_positions_count_each_node_once_per_context_on_its_path():
     expected = np.zeros(len(COUNTS))
     for center, n in ((1, 2), (7, 1), (3, 3)):  # each context scores its center's whole path
         np.add.at(expected, tree.nodes[center, :tree.length[center]], n)
-    assert np.array_equal(sgd.row_positions(batch, len(COUNTS)), expected)
+    rows, positions = sgd.row_positions(batch)
+    # the rows the batch looked up (padding node 0 too, scored nowhere), each with its count
+    assert rows.tolist() == sorted(set(batch.parts[0][0].ravel().tolist()))
+    assert np.array_equal(positions, expected[rows])
     assert expected[tree.nodes[1, 0]] == 6  # the root: on every path, 2 + 1 + 3 contexts
+
+
+def test_row_positions_of_a_multi_part_batch_cover_the_batchs_distinct_words():
+    """Trimmed parts (adam's skip-gram layout) list their words once in ``Batch.words``:
+    the rows a row_sparse gradient holds. Positions count each part's weighted slots."""
+    rows_in = Rows(np.array([1, 2, 3], np.int32), np.array([[4, 5, 6], [6, 0, 0], [7, 4, 0]],
+                                                           np.int32),
+                   np.array([3, 1, 2]), np.array([3, 1, 2]))
+    batch = B.Layout(B.Trimmed(3), B.OwnNegatives(), (0, 0)).batch(rows_in)
+    assert len(batch.parts) == 3
+    rows, positions = sgd.row_positions(batch)
+    assert rows.tolist() == batch.words.tolist() == [4, 5, 6, 7]  # no part is padded
+    assert positions.tolist() == [2, 1, 2, 1]
+
+
+def test_row_positions_need_no_vocabulary_sized_array():
+    """Ids whose (id, count) keys overflow int32 are sorted as int64: the same answer."""
+    big = 2 ** 30 + 1
+    words = np.array([[big, 7, 7]], np.int32)
+    weight = np.array([1, 1, 1, 0, 1, 1], np.float32)  # (1, 3, 2): word slot 1 scored once
+    batch = B.Batch(np.zeros((2, 1), np.int32), [(words, 2)], weight, weight, 2)
+    rows, positions = sgd.row_positions(batch)
+    assert rows.tolist() == [7, big] and positions.tolist() == [3, 2]
 
 
 def test_cap_scale_leaves_rows_at_or_under_the_cap_alone():
@@ -80,7 +106,9 @@ def test_one_step_is_plain_sgd_on_the_summed_loss_with_the_root_capped():
     step = sgd.LinearSgd(config, COUNTS)
     step.cap = 4.0  # the root is scored at 6 positions
     step.update(trainer, batch)
-    scale = np.minimum(1, 4.0 / np.maximum(sgd.row_positions(batch, 8), 1e-9))
+    rows, positions = sgd.row_positions(batch)
+    scale = np.ones(8)
+    scale[rows] = np.minimum(1, 4.0 / np.maximum(positions, 1e-9))
     assert scale.min() == pytest.approx(4 / 6)
     np.testing.assert_allclose(net[0].weight.data().asnumpy(), before[0] - 0.05 * grads[0],
                                rtol=1e-5, atol=1e-7)
