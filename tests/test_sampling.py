@@ -145,10 +145,10 @@ def test_draw_examples_is_seeded_and_batches_cover_every_example_once():
     cfg = Config(subsample=0.0, window=2, negatives=3)
     a = draw_examples(ids, offsets, counts, cfg, rng(7))
     b = draw_examples(ids, offsets, counts, cfg, rng(7))
-    assert np.array_equal(a.items, b.items) and np.array_equal(a.centers, b.centers)
+    assert np.array_equal(a.items, b.items) and np.array_equal(a.center, b.center)
     assert len(a) == 3000
     seen = np.concatenate([bt.center for bt in shuffled(a, 64, rng())])
-    assert np.array_equal(np.sort(seen), np.sort(a.centers))
+    assert np.array_equal(np.sort(seen), np.sort(a.center))
     # contexts of each row are never among its noise words
     for row, n in zip(a.items[:200], a.n_ctx[:200]):
         assert not set(row[n:n * 4]) & set(row[:n])

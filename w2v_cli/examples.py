@@ -17,29 +17,13 @@ from .config import Config, noise_per_context
 
 
 @dataclass
-class Examples:
-    """One chunk's training examples.
-
-    centers: (n,) int32. items: (n, 2 * window * (1 + k)) int32 (contexts, noise, 0s).
-    n_ctx: (n,) int64 contexts per row. length: (n,) int64 = n_ctx * (1 + k). k is
-    --negatives, or 0 with --noise-group.
-    """
-
-    centers: np.ndarray
-    items: np.ndarray
-    n_ctx: np.ndarray
-    length: np.ndarray
-
-    def __len__(self) -> int:
-        return self.centers.size
-
-
-@dataclass
 class Rows:
-    """One step's examples before a grouping lays them out (batches.py).
+    """Training examples, a row each: a chunk's (items as wide as any row can be) or one
+    step's (cut to its longest row, before a grouping lays them out: batches.py).
 
-    center: (b,) int32; items: (b, L) int32, cut to the longest row; n_ctx, length: (b,)
-    int64: each row's contexts, and its contexts plus own noise words.
+    center: (b,) int32; items: (b, L) int32, contexts then own noise words then 0s; n_ctx,
+    length: (b,) int64: each row's contexts, and its contexts plus own noise words
+    (n_ctx * (1 + k), k being --negatives, or 0 where noise is drawn per batch).
     """
 
     center: np.ndarray
@@ -62,7 +46,7 @@ class Rows:
 
 
 def draw_examples(ids: np.ndarray, offsets: np.ndarray, counts: np.ndarray, config: Config,
-                  rng: np.random.Generator, probs: np.ndarray | None = None) -> Examples:
+                  rng: np.random.Generator, probs: np.ndarray | None = None) -> Rows:
     """Subsample, cut windows and draw noise words for the sentences given.
 
     ids: (N,) int32; offsets: (S + 1,) int64; counts: (V,) int64. ``probs``: the noise
@@ -77,7 +61,7 @@ def draw_examples(ids: np.ndarray, offsets: np.ndarray, counts: np.ndarray, conf
     return assemble(w, noise, k)
 
 
-def assemble(w: sampling.Windows, noise: np.ndarray, k: int) -> Examples:
+def assemble(w: sampling.Windows, noise: np.ndarray, k: int) -> Rows:
     """Lay contexts then noise words side by side in one row per center."""
     n, width = w.contexts.shape
     items = np.zeros((n, width * (1 + k)), dtype=np.int32)
@@ -87,24 +71,23 @@ def assemble(w: sampling.Windows, noise: np.ndarray, k: int) -> Examples:
     for c in np.unique(w.n_ctx):
         rows = np.flatnonzero(w.n_ctx == c)
         items[rows, c:c + c * k] = noise[rows, :c * k]
-    return Examples(w.centers, items, w.n_ctx, w.n_ctx * (1 + k))
+    return Rows(w.centers, items, w.n_ctx, w.n_ctx * (1 + k))
 
 
-def rows_of(ex: Examples, rows: np.ndarray) -> Rows:
+def rows_of(ex: Rows, rows: np.ndarray) -> Rows:
     """The examples ``rows`` ((b,) int64) as one step's Rows, cut to their longest row."""
     length = ex.length[rows]
-    width = int(length.max())
-    return Rows(ex.centers[rows], ex.items[rows, :width], ex.n_ctx[rows], length)
+    return Rows(ex.center[rows], ex.items[rows, :int(length.max())], ex.n_ctx[rows], length)
 
 
-def in_order(ex: Examples, order: np.ndarray, batch_size: int) -> Iterator[Rows]:
+def in_order(ex: Rows, order: np.ndarray, batch_size: int) -> Iterator[Rows]:
     """Steps of ``batch_size`` rows of ``ex`` taken in ``order`` ((m,) int64, m <= n; the
     last is smaller when ``batch_size`` does not divide m)."""
     for a in range(0, len(order), batch_size):
         yield rows_of(ex, order[a:a + batch_size])
 
 
-def shuffled(ex: Examples, batch_size: int, rng: np.random.Generator) -> Iterator[Rows]:
+def shuffled(ex: Rows, batch_size: int, rng: np.random.Generator) -> Iterator[Rows]:
     """Every example once, in shuffled steps of ``batch_size`` (the chapter's data loader)."""
     return in_order(ex, rng.permutation(len(ex)), batch_size)
 
@@ -113,16 +96,16 @@ def num_batches(n: int, batch_size: int) -> int:
     return -(-n // batch_size)
 
 
-def concat(a: Examples, b: Examples) -> Examples:
+def concat(a: Rows, b: Rows) -> Rows:
     """Rows of ``a`` then rows of ``b`` (same window and negatives, so the same width)."""
-    return Examples(*(np.concatenate([x, y]) for x, y in
-                      ((a.centers, b.centers), (a.items, b.items), (a.n_ctx, b.n_ctx),
-                       (a.length, b.length))))
+    return Rows(*(np.concatenate([x, y]) for x, y in
+                  ((a.center, b.center), (a.items, b.items), (a.n_ctx, b.n_ctx),
+                   (a.length, b.length))))
 
 
-def take(ex: Examples, rows: np.ndarray) -> Examples:
-    return Examples(ex.centers[rows], ex.items[rows], ex.n_ctx[rows], ex.length[rows])
+def take(ex: Rows, rows: np.ndarray) -> Rows:
+    return Rows(ex.center[rows], ex.items[rows], ex.n_ctx[rows], ex.length[rows])
 
 
-def empty() -> Examples:
-    return Examples(*(np.zeros(0, dtype=d) for d in (np.int32, np.int32, np.int64, np.int64)))
+def empty() -> Rows:
+    return Rows(*(np.zeros(0, dtype=d) for d in (np.int32, np.int32, np.int64, np.int64)))

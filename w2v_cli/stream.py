@@ -15,7 +15,7 @@ import numpy as np
 from . import sampling
 from .config import Config
 from .errors import DataError
-from .examples import Examples, Rows, concat, draw_examples, empty, in_order, num_batches, rows_of, take
+from .examples import Rows, concat, draw_examples, empty, in_order, num_batches, rows_of, take
 
 def chunk_bounds(offsets: np.ndarray, chunk_tokens: int) -> np.ndarray:
     """Sentence indices cutting the corpus into chunks of about ``chunk_tokens`` tokens.
@@ -57,7 +57,7 @@ class Chunk:
     with prefetch the producer has drawn further by then.
     """
 
-    examples: Examples
+    examples: Rows
     order: np.ndarray
     full: int
     tokens: int
@@ -123,7 +123,7 @@ class EpochStream:
 
     # -- producer: every random draw of the epoch, in the order the RNG must see them --
 
-    def _draw(self, c: int, probs: np.ndarray) -> Examples:
+    def _draw(self, c: int, probs: np.ndarray) -> Rows:
         a, b = int(self.bounds[c]), int(self.bounds[c + 1])
         lo, hi = int(self.offsets[a]), int(self.offsets[b])
         ids = np.asarray(self.ids[lo:hi])
