@@ -110,9 +110,10 @@ def test_defaults_decided_for_the_devices_sparse_on_one_cpu_device():
         return c.noise_group, c.bucket
 
     # noise groups in batches of one row length where they apply, hs in buckets too, else
-    # the chapter's batches
+    # the chapter's batches; several devices split by groups: the same defaults
     assert grouping(one) == (8, True)
-    assert grouping(two) == (0, False)
+    assert grouping(two) == (8, True)
+    assert grouping(two, loss="hs") == (0, True)
     assert grouping(one, kvstore="dist_sync") == (8, True)  # a worker trains on one device
     assert grouping([mx.gpu(0)], kvstore="dist_sync") == (8, True)
     assert grouping(one, model="cbow") == (0, False)

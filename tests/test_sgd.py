@@ -130,7 +130,6 @@ def test_sgd_is_the_default_for_skipgram_hs_on_one_machine_only():
 
 @pytest.mark.parametrize("settings,message", [
     (dict(kvstore="dist_sync"), "--optimizer sgd works on one machine"),
-    (dict(device="cpu:0,1", loss="ns"), "--optimizer sgd works on one device"),
     (dict(optimizer="rmsprop"), "--optimizer 'rmsprop': expected one of adam, sgd"),
 ])
 def test_sgd_where_it_cannot_run_is_a_usage_error(settings, message):

@@ -343,8 +343,8 @@ class Layout:
 
 
 def layout_for(config: Config, counts: np.ndarray, n_devices: int, rank: int = 0) -> Layout:
-    """The layout a run trains with. Several devices split a batch by rows, so they take one
-    padded part; one device trims the chapter's batches (the same loss, less padding).
+    """The layout a run trains with. Several devices split a batch by groups, so they take
+    one padded part; one device trims the chapter's batches (the same loss, less padding).
     Shared negatives keep one part a batch: trimming changes which rows share noise, and
     its quality is not measured."""
     seed = (config.seed, rank)

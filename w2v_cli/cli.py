@@ -163,8 +163,7 @@ def prepare(corpus, min_count, max_vocab, encoding_errors, lowercase, chunk_toke
 @_opt("--optimizer", type=click.Choice(OPTIMIZERS), show_default="sgd for --model "
       "skipgram --loss hs on one machine, else adam", help="adam (the chapter's); or sgd: "
       "plain SGD as the word2vec C tool trains, its rate falling linearly to 0 over the "
-      "run, from the C tool's start (one device, no parameter server; "
-      "docs/objectives.md).")
+      "run, from the C tool's start (not on a parameter server; docs/objectives.md).")
 @_opt("--lr", type=FiniteFloat(min=0, min_open=True), show_default=(
       f"{LR['adam']} with adam, {LR['sgd']} with sgd"), help="Learning rate: adam's, or "
       "sgd's per (context, center) pair at the start.")
@@ -181,7 +180,7 @@ def prepare(corpus, min_count, max_vocab, encoding_errors, lowercase, chunk_toke
 @_opt("--negatives", type=click.IntRange(min=1), help="Noise words per context word "
       "(skipgram), or per center (cbow).")
 @_opt("--noise-group", type=click.IntRange(min=0), show_default="8 for skip-gram with "
-      "negative sampling on one device, else 0", help="Let every this many centers of a "
+      "negative sampling, else 0", help="Let every this many centers of a "
       "batch share one draw of --group-noise noise words (a small matrix product per group), "
       "weighted as --negatives per context word. 0: each context word draws --negatives of its "
       "own (the chapter's estimator; slower, the same quality on PTB, benchmarks/README.md).")

@@ -47,7 +47,7 @@ class Config:
     # > 0: every `noise_group` centers of a batch share `group_noise` noise words, weighted
     # as `negatives` per context word (a different estimate of the chapter's loss; measured as
     # good in under half the time, benchmarks/README.md). None: NOISE_GROUP where it applies
-    # (skip-gram with negative sampling on one device, a dist worker's too), else 0; the run
+    # (skip-gram with negative sampling, on any devices and on a dist worker), else 0; the run
     # saves what it resolved to. 0: each context draws its own noise words (the chapter).
     noise_group: Optional[int] = None
     group_noise: int = 20
@@ -191,16 +191,10 @@ def check(config: Config) -> None:
     if config.kvstore not in KVSTORES:
         raise UsageError(f"--kvstore {config.kvstore!r}: expected one of {', '.join(KVSTORES)}")
     check_quality(config)
-    # Each of these shapes one device's batch or update; several devices split by rows.
-    one_device = (("--sparse-grad", config.sparse_grad, "train with --dense-grad"),
-                  ("--noise-group", config.noise_group, "train without --noise-group"),
-                  ("--model cbow", config.model == "cbow", "train --model skipgram"),
-                  ("--loss hs", config.loss == "hs", "train --loss ns"),
-                  ("--optimizer sgd", config.optimizer == "sgd", "train --optimizer adam"))
-    for option, on, otherwise in one_device:
-        if on and "," in config.device:
-            raise UsageError(f"{option} works on one device, not --device {config.device}: "
-                             f"name one device, or {otherwise}")
+    # Several devices split a batch by groups (multidevice.py) and sum dense gradients.
+    if config.sparse_grad and "," in config.device:
+        raise UsageError(f"--sparse-grad works on one device, not --device {config.device}: "
+                         "name one device, or train with --dense-grad")
 
 
 KEEP = ("best", "last")

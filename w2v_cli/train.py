@@ -50,10 +50,10 @@ def for_devices(config: Config, ctxs: list) -> Config:
     and only the rows a batch reads move, distributed.RowSparseSession), dense otherwise
     (sparse gradients work on one device only, and on a GPU dense adam is cheap and the
     sparse paths unmeasured).
-    ``noise_group``: NOISE_GROUP for skip-gram with negative sampling on one device, a
-    parameter-server worker's too (the defaults' quality in under half the time on PTB, and
+    ``noise_group``: NOISE_GROUP for skip-gram with negative sampling, on any devices and
+    on a parameter-server worker (the defaults' quality in under half the time on PTB, and
     a third to a quarter of the rows a dist step moves, benchmarks/README.md), else 0 (they
-    do not apply to CBOW or hierarchical softmax, nor split across devices).
+    do not apply to CBOW or hierarchical softmax).
     ``bucket``: on with noise groups and with hierarchical softmax (its batches are one
     padded part: bucketing leaves nothing to pad but the paths; PTB, 3 seeds: the same
     quality or better at 5 and 15 epochs, 1.35x the speed for skip-gram, docs/objectives.md),
@@ -64,8 +64,7 @@ def for_devices(config: Config, ctxs: list) -> Config:
     if config.sparse_grad is None:
         changes["sparse_grad"] = len(ctxs) == 1 and ctxs[0].device_type == "cpu"
     if config.noise_group is None:
-        fits = (len(ctxs) == 1 and config.negatives > 0
-                and (config.model, config.loss) == ("skipgram", "ns"))
+        fits = config.negatives > 0 and (config.model, config.loss) == ("skipgram", "ns")
         changes["noise_group"] = NOISE_GROUP if fits else 0
     if config.bucket is None:
         changes["bucket"] = (bool(changes.get("noise_group", config.noise_group))
