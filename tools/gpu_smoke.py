@@ -161,12 +161,17 @@ class Smoke:
         return f"sparse runs resumed ({', '.join(out)}) match the CPU's within 0.001"
 
     def two_gpus(self) -> str:
+        """The defaults (noise groups), then CBOW with hierarchical softmax: each split by
+        groups over two GPUs, against one GPU."""
         self.need_gpu(2)
-        one = w2v(self.workdir("gpu-one"), "train", "--device", "gpu", "--dense-grad",
-                  "--epochs", "2", *TRAIN)
-        two = w2v(self.workdir("gpu-two"), "train", "--device", "gpu:0,1", "--epochs", "2",
-                  *TRAIN)
-        return "gpu:0,1 against gpu: " + close(two, one, 1e-4, "two GPUs")
+        out = []
+        for name, extra in (("defaults", []), ("cbow-hs", ["--model", "cbow", "--loss", "hs"])):
+            one = w2v(self.workdir(f"gpu-one-{name}"), "train", "--device", "gpu",
+                      "--dense-grad", "--epochs", "2", *TRAIN, *extra)
+            two = w2v(self.workdir(f"gpu-two-{name}"), "train", "--device", "gpu:0,1",
+                      "--epochs", "2", *TRAIN, *extra)
+            out.append(f"{name} " + close(two, one, 1e-4, f"two GPUs, {name}"))
+        return "gpu:0,1 against gpu: " + "; ".join(out)
 
 
 def main() -> int:
