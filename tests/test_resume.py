@@ -296,3 +296,26 @@ def test_a_run_whose_table_names_sort_the_other_way_resumes_exactly(tmp_path):
     train.train(config, ds)
     assert _new_embedding_number() == first + 2  # its tables were embedding<first>, <first+1>
     _resume_matches_the_whole_run(tmp_path, ds, config)
+
+
+def test_a_sparse_run_resumed_on_several_devices_is_told_to_use_one(tmp_path):
+    """--sparse-grad needs one device, and a resumed run cannot switch to --dense-grad: the
+    error says to resume on one device (not check()'s advice, --dense-grad)."""
+    from click.testing import CliRunner
+
+    from w2v_cli.cli import cli
+
+    _prepare(tmp_path)
+    common = ["--workdir", str(tmp_path), "--embed-size", "8", "--subsample", "0"]
+    result = CliRunner().invoke(cli, ["train", "--epochs", "1", "--device", "cpu", *common])
+    assert result.exit_code == 0, result.output
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    result = CliRunner().invoke(cli, ["train", "--resume", "--epochs", "2", "--device",
+                                      "cpu:0,1", "--workdir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert ("Error: this run trains with row-sparse gradients (--sparse-grad), which work on "
+            "one device, not --device cpu:0,1: resume it on one device") in result.output
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    result = CliRunner().invoke(cli, ["train", "--resume", "--epochs", "2", "--device", "cpu",
+                                      "--workdir", str(tmp_path)])
+    assert result.exit_code == 0, result.output

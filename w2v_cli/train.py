@@ -19,7 +19,7 @@ from .batches import Batch, layout_for
 from .catchup import CatchUp
 from .config import NOISE_GROUP, Config, check, resolved
 from .dataset import VOCAB_FILE, Dataset
-from .errors import DataError, Interrupted, ResumeError
+from .errors import DataError, Interrupted, ResumeError, UsageError
 from .meter import Meter, Progress
 from .model import batch_loss, build_net, parameters, table
 from .sgd import LinearSgd, start_tables
@@ -89,6 +89,11 @@ def settings_for(config: Config, given: dict, *, resume: bool = False,
     if resume:
         saved = checkpoint.saved_config(workdir)
         config = Config.from_dict({**saved, "workdir": config.workdir, **given})
+        if saved.get("sparse_grad") and "," in config.device and "sparse_grad" not in given:
+            # check()'s advice, --dense-grad, would not match the checkpoint either
+            raise UsageError(f"this run trains with row-sparse gradients (--sparse-grad), "
+                             f"which work on one device, not --device {config.device}: "
+                             "resume it on one device")
     check(config)
     return config
 
