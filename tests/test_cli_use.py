@@ -229,6 +229,19 @@ def test_plot_writes_a_labelled_png(model, tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_plot_format_follows_the_suffix_and_an_unknown_one_is_refused(model, tmp_path):
+    for name, magic in (("map.svg", b"<?xml"), ("map.PDF", b"%PDF-"), ("map", b"\x89PNG")):
+        result = run("plot", "king", "-k", "2", "-o", str(tmp_path / name))
+        assert result.exit_code == 0, result.output
+        assert (tmp_path / name).read_bytes().startswith(magic), name
+    result = run("plot", "king", "-o", str(tmp_path / "map.jpg"))
+    assert result.exit_code == 2
+    assert result.stderr == (f"Error: --output {tmp_path / 'map.jpg'}: a plot is written as "
+                             "PNG, SVG or PDF, chosen by the suffix (.png, .svg, .pdf); .jpg "
+                             "is none of them\n")
+    assert not (tmp_path / "map.jpg").exists()
+
+
 def test_plot_without_matplotlib_says_what_to_install(model, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     result = run("plot", "king", "-o", str(tmp_path / "map.png"))

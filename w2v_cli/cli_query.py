@@ -217,14 +217,17 @@ def info(as_json, workdir):
 @click.option("-k", "k", type=click.IntRange(min=1), default=8, show_default=True,
               help="Neighbours drawn around each word.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="words.png",
-              show_default=True, help="PNG file to write.")
+              show_default=True, help="File to write: PNG, or SVG or PDF when its name ends "
+              "in .svg or .pdf; - for standard output (PNG).")
 @vectors_options
 @workdir_option
 @_errors_to_exit
 def plot(words, k, output, which, vectors_file, vectors_format, workdir):
-    """Draw WORDS and their K nearest neighbours on a 2-D PCA map (PNG; needs matplotlib)."""
+    """Draw WORDS and their K nearest neighbours on a 2-D PCA map (PNG, SVG or PDF; needs
+    matplotlib)."""
     from . import plots
-    plots.require_matplotlib()  # before loading the model, so a missing extra fails fast
+    plots.plot_format(output)  # before loading the model, so a bad name or a missing
+    plots.require_matplotlib()  # extra fails fast
     vectors = _load_vectors(which, workdir, vectors_file, vectors_format)
     drawn = plots.word_map(vectors, list(words), k, output)
     click.echo(f"{len(drawn['words'])} words -> {drawn['path']}", err=output == "-")

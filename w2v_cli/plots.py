@@ -1,4 +1,5 @@
-"""PNG plots: the training loss curve and a 2-D PCA map of words and their neighbours.
+"""Plots: the training loss curve (PNG) and a 2-D PCA map of words and their neighbours
+(PNG, SVG or PDF, by the file's suffix).
 
 matplotlib is an optional extra (``pip install 'w2v[plot]'``); without it these functions
 raise MissingExtraError. Figures are built with the object API (``matplotlib.figure.Figure``),
@@ -28,10 +29,25 @@ def require_matplotlib():
                                 f"{INSTALL_HINT}") from None
 
 
+FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}  # a plot file's suffix -> format
+
+
+def plot_format(path: str | Path) -> str:
+    """The format a plot is written in: by ``path``'s suffix (FORMATS), PNG for a name without
+    one (``-``, a FIFO); UsageError for any other suffix, which would mislabel the file."""
+    suffix = Path(path).suffix.lower() if str(path) != fileio.STDOUT else ""
+    if suffix and suffix not in FORMATS:
+        raise UsageError(f"--output {path}: a plot is written as PNG, SVG or PDF, chosen by "
+                         f"the suffix ({', '.join(FORMATS)}); {suffix} is none of them")
+    return FORMATS.get(suffix, "png")
+
+
 def _save(fig, path: Path) -> None:
+    kind = plot_format(path)
+
     def write(tmp: Path) -> None:  # a full disk becomes a StorageError, the old file stays
         with open(tmp, "wb") as f:
-            fig.savefig(f, format="png", dpi=120)
+            fig.savefig(f, format=kind, dpi=120)
     fileio.atomic_write(path, write)
 
 
@@ -108,6 +124,7 @@ def word_map(vectors: Vectors, words: list[str], k: int, path: str | Path) -> di
     """
     if not words:
         raise UsageError("give at least one word to plot")
+    plot_format(path)
     Figure = require_matplotlib()
     query_ids = np.array([vectors.id_of(w) for w in words], dtype=np.int64)
     query_ids = query_ids[np.sort(np.unique(query_ids, return_index=True)[1])]
