@@ -73,6 +73,30 @@ def test_plot_into_a_fifo_keeps_the_fifo(model, tmp_path):
     assert got[0].startswith(b"\x89PNG")
 
 
+def test_a_full_device_or_a_closed_pipe_is_an_error_that_claims_no_kept_file(model, tmp_path):
+    """/dev/full is written into (no rename), so no "previous file" survives to mention; nor
+    does standard output when its reader has gone."""
+    import subprocess
+    import sys
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    result = run("export", "-o", "/dev/full")
+    assert result.exit_code == 9
+    assert result.output.splitlines()[-1] == (
+        "Error: cannot write /dev/full: the disk is full (no space left on device)")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody reads: the first write gets EPIPE
+    try:
+        done = subprocess.run([sys.executable, "-m", "w2v_cli", "export", "-o", "-",
+                               "--workdir", str(model)], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 9
+    assert done.stderr == "Error: cannot write standard output: Broken pipe\n"
+
+
 def test_export_through_a_symlink_replaces_the_target_and_keeps_the_link(model, tmp_path):
     target = tmp_path / "real" / "v.txt"
     target.parent.mkdir()

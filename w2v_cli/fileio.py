@@ -43,8 +43,15 @@ def os_reason(e: OSError) -> str:
 
 
 def storage_error(path: Path, reason: str) -> StorageError:
-    return StorageError(f"cannot write {path}: {reason} (the previous {path.name}, if any, "
-                        "is unchanged)")
+    """Writing ``path`` failed for ``reason``. A file written by rename is as it was; a FIFO
+    or device is written into, so nothing is claimed about it."""
+    try:
+        mode = path.stat().st_mode
+        direct = stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+    except OSError:
+        direct = False
+    kept = "" if direct else f" (the previous {path.name}, if any, is unchanged)"
+    return StorageError(f"cannot write {path}: {reason}{kept}")
 
 
 STDOUT = "-"  # an output path that means standard output
@@ -130,8 +137,8 @@ def _stdout_path() -> Iterator[Path]:
             with open(tmp, "rb") as f:
                 shutil.copyfileobj(f, out)
             out.flush()
-        except OSError as e:
-            raise _storage_error(Path("standard output"), e) from None
+        except OSError as e:  # a closed pipe, a full disk behind a redirect
+            raise StorageError(f"cannot write standard output: {os_reason(e)}") from None
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
