@@ -183,16 +183,16 @@ def _interrupt_at(epoch, batch):
     return on_progress
 
 
-@pytest.mark.parametrize("sparse", [True, False])
+@pytest.mark.parametrize("sparse,device", [(True, "cpu"), (False, "cpu"), (False, "cpu:0,1")])
 @pytest.mark.parametrize("model,loss", COMBINATIONS)
-def test_resume_is_exact_on_each_combination(tmp_path, model, loss, sparse):
+def test_resume_is_exact_on_each_combination(tmp_path, model, loss, sparse, device):
     ds = encode(planted_sentences(n_sentences=120), min_count=1)
     runs = {}
     for name in ("whole", "resumed"):
         wd = tmp_path / name
         dataset.save(ds, wd)
         config = _planted_config(wd, model, loss, batch_size=160, embed_size=8, seed=7,
-                                 lr=0.002, log_interval=1, sparse_grad=sparse)
+                                 lr=0.002, log_interval=1, sparse_grad=sparse, device=device)
         if name == "resumed":
             with pytest.raises(Interrupted):
                 train.train(config, ds, on_progress=_interrupt_at(2, 3))
