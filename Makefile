@@ -24,7 +24,8 @@ demo: install
 	$(BIN)/w2v similar chip -k 3
 
 # gensim goes into the .venv as a benchmark-only extra; the bench compares it with w2v.
-# BENCH_EPOCHS=1 BENCH_SEEDS=1 make bench is the quick mode (about a minute).
+# BENCH_EPOCHS=1 BENCH_SEEDS=1 BENCH_OBJECTIVES= BENCH_DIST=0 make bench is the quick mode
+# (about a minute; the objectives table and the distributed line take most of the full run).
 bench: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRA),bench]'
 	W2V_DATA_DIR=$${W2V_DATA_DIR:-../shared/data} $(BIN)/python benchmarks/bench.py

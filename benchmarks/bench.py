@@ -1,7 +1,7 @@
 """w2v against gensim on PTB at equal passes: quality on three test sets and wall time.
 
     python benchmarks/bench.py [--data-dir DIR] [--epochs 5,15] [--seeds 3] [--out FILE]
-    BENCH_EPOCHS=1 BENCH_SEEDS=1 python benchmarks/bench.py      # quick mode
+    BENCH_EPOCHS=1 BENCH_SEEDS=1 BENCH_OBJECTIVES= BENCH_DIST=0 python benchmarks/bench.py  # quick
 
 For every seed and every epoch count, `w2v train --epochs E --lr 0.002 --seed S` (defaults
 otherwise) and gensim's skip-gram with the same settings each run as their own process. Both
