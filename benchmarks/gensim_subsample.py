@@ -1,0 +1,68 @@
+"""gensim on PTB with the chapter's subsampling instead of its own: which of w2v's gaps to
+gensim come from the data a pass keeps, and which from the training.
+
+    python benchmarks/gensim_subsample.py --loss hs --epochs 5 --seed 0 -o vectors.txt
+    w2v evaluate --vectors vectors.txt --similarity ... --analogy ...
+
+gensim keeps a word of frequency f with probability (sqrt(f / t) + 1) * t / f, the C tool's
+formula; the chapter (and w2v) with sqrt(t / f), which keeps fewer mid-frequency words (PTB:
+344,000 tokens a pass against 406,000). `--subsample chapter` trains gensim with
+`sample=0` on a corpus subsampled afresh each epoch by the chapter's formula, its rate
+falling linearly from 0.025 to 0.0001 over the run as gensim's own does; `--subsample
+gensim` is gensim's usual run. The other settings are the bench's (benchmarks/bench.py):
+skip-gram, 100 dimensions, window 5, min count 10, 2 workers, PTB's <unk> dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+
+def sentences(data_dir: Path) -> list:
+    with zipfile.ZipFile(data_dir / "ptb.zip") as z:
+        text = z.read("ptb/ptb.train.txt").decode("utf-8")
+    return [[t for t in line.split() if t != "<unk>"] for line in text.splitlines()]
+
+
+def main() -> None:
+    from gensim.models import Word2Vec
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--loss", choices=("ns", "hs"), default="ns")
+    ap.add_argument("--subsample", choices=("chapter", "gensim"), default="chapter")
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("-o", "--output", type=Path, required=True)
+    args = ap.parse_args()
+    hs = args.loss == "hs"
+    settings = dict(sg=1, hs=int(hs), negative=0 if hs else 5, vector_size=100, window=5,
+                    min_count=10, workers=2, seed=args.seed)
+    corpus = sentences(args.data_dir)
+    if args.subsample == "gensim":
+        model = Word2Vec(corpus, epochs=args.epochs, sample=1e-4, **settings)
+    else:
+        counts = Counter(t for s in corpus for t in s)
+        corpus = [[t for t in s if counts[t] >= 10] for s in corpus]
+        total = sum(len(s) for s in corpus)
+        keep = {w: min(1.0, float(np.sqrt(1e-4 * total / c))) for w, c in counts.items()
+                if c >= 10}
+        model = Word2Vec(sample=0, **settings)
+        model.build_vocab(corpus)
+        rng = np.random.default_rng(args.seed)
+        first, last, n = 0.025, 0.0001, args.epochs
+        for e in range(n):
+            kept = [[t for t, r in zip(s, rng.random(len(s))) if r < keep[t]] for s in corpus]
+            model.train(kept, total_examples=len(kept), total_words=sum(map(len, kept)),
+                        epochs=1, start_alpha=first - (first - last) * e / n,
+                        end_alpha=first - (first - last) * (e + 1) / n)
+    model.wv.save_word2vec_format(str(args.output))
+
+
+if __name__ == "__main__":
+    main()
