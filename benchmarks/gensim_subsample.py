@@ -9,8 +9,9 @@ formula; the chapter (and w2v) with sqrt(t / f), which keeps fewer mid-frequency
 344,000 tokens a pass against 406,000). `--subsample chapter` trains gensim with
 `sample=0` on a corpus subsampled afresh each epoch by the chapter's formula, its rate
 falling linearly from 0.025 to 0.0001 over the run as gensim's own does; `--subsample
-gensim` is gensim's usual run. The other settings are the bench's (benchmarks/bench.py):
-skip-gram, 100 dimensions, window 5, min count 10, 2 workers, PTB's <unk> dropped.
+gensim` is gensim's usual run. `--model` and `--loss` name the combination as `w2v train`
+does; the other settings are the bench's (benchmarks/bench.py): 100 dimensions, window 5,
+min count 10, 2 workers, PTB's <unk> dropped.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--model", choices=("skipgram", "cbow"), default="skipgram")
     ap.add_argument("--loss", choices=("ns", "hs"), default="ns")
     ap.add_argument("--subsample", choices=("chapter", "gensim"), default="chapter")
     ap.add_argument("--epochs", type=int, default=5)
@@ -41,8 +43,8 @@ def main() -> None:
     ap.add_argument("-o", "--output", type=Path, required=True)
     args = ap.parse_args()
     hs = args.loss == "hs"
-    settings = dict(sg=1, hs=int(hs), negative=0 if hs else 5, vector_size=100, window=5,
-                    min_count=10, workers=2, seed=args.seed)
+    settings = dict(sg=int(args.model == "skipgram"), hs=int(hs), negative=0 if hs else 5,
+                    vector_size=100, window=5, min_count=10, workers=2, seed=args.seed)
     corpus = sentences(args.data_dir)
     if args.subsample == "gensim":
         model = Word2Vec(corpus, epochs=args.epochs, sample=1e-4, **settings)
@@ -55,7 +57,7 @@ def main() -> None:
         model = Word2Vec(sample=0, **settings)
         model.build_vocab(corpus)
         rng = np.random.default_rng(args.seed)
-        first, last, n = 0.025, 0.0001, args.epochs
+        first, last, n = model.alpha, model.min_alpha, args.epochs
         for e in range(n):
             kept = [[t for t, r in zip(s, rng.random(len(s))) if r < keep[t]] for s in corpus]
             model.train(kept, total_examples=len(kept), total_words=sum(map(len, kept)),
