@@ -42,7 +42,8 @@ def _objectives():
 @pytest.mark.parametrize("name", list(_objectives()))
 def test_split_batch_gives_the_whole_batch_gradient(name):
     """Every one-part layout, split by groups over 2 and 7 devices (7: more devices than
-    groups for noise groups of 2), gives one device's loss and gradients of both tables."""
+    groups, so some take a zero-weighted one), gives one device's loss and gradients of both
+    tables."""
     mx = mxnet()
     rng = np.random.default_rng(0)
     n_ctx = np.array([2, 1, 2, 2, 1])

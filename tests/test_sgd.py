@@ -39,7 +39,7 @@ def test_row_positions_count_each_node_once_per_context_on_its_path():
     for center, n in ((1, 2), (7, 1), (3, 3)):  # each context scores its center's whole path
         np.add.at(expected, tree.nodes[center, :tree.length[center]], n)
     rows, positions = sgd.row_positions(batch)
-    # the rows the batch looked up (padding node 0 too, scored nowhere), each with its count
+    # the rows the batch looked up (node 0 also pads short paths), each with its count
     assert rows.tolist() == sorted(set(batch.parts[0][0].ravel().tolist()))
     assert np.array_equal(positions, expected[rows])
     assert expected[tree.nodes[1, 0]] == 6  # the root: on every path, 2 + 1 + 3 contexts
