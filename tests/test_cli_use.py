@@ -230,7 +230,8 @@ def test_plot_writes_a_labelled_png(model, tmp_path):
 
 
 def test_plot_format_follows_the_suffix_and_an_unknown_one_is_refused(model, tmp_path):
-    for name, magic in (("map.svg", b"<?xml"), ("map.PDF", b"%PDF-"), ("map", b"\x89PNG")):
+    for name, magic in (("map.svg", b"<?xml"), ("map.PDF", b"%PDF-"), ("map", b"\x89PNG"),
+                        (".svg", b"<?xml")):  # a dot-file's name is its suffix
         result = run("plot", "king", "-k", "2", "-o", str(tmp_path / name))
         assert result.exit_code == 0, result.output
         assert (tmp_path / name).read_bytes().startswith(magic), name
@@ -240,6 +241,7 @@ def test_plot_format_follows_the_suffix_and_an_unknown_one_is_refused(model, tmp
                              "PNG, SVG or PDF, chosen by the suffix (.png, .svg, .pdf); .jpg "
                              "is none of them\n")
     assert not (tmp_path / "map.jpg").exists()
+    assert run("plot", "king", "-o", str(tmp_path / "map.svg.")).exit_code == 2
 
 
 def test_plot_without_matplotlib_says_what_to_install(model, tmp_path, monkeypatch):

@@ -97,6 +97,20 @@ def test_a_full_device_or_a_closed_pipe_is_an_error_that_claims_no_kept_file(mod
     assert done.stderr == "Error: cannot write standard output: Broken pipe\n"
 
 
+def test_a_failed_write_meant_for_standard_output_names_it():
+    import errno
+
+    from w2v_cli import fileio
+    from w2v_cli.errors import StorageError
+
+    def full(tmp):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(StorageError) as e:
+        fileio.atomic_write(fileio.STDOUT, full)  # the temporary file behind "-" fails
+    assert str(e.value) == "cannot write standard output: the disk is full (no space left on " \
+                           "device)"
+
+
 def test_export_through_a_symlink_replaces_the_target_and_keeps_the_link(model, tmp_path):
     target = tmp_path / "real" / "v.txt"
     target.parent.mkdir()

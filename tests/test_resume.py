@@ -316,6 +316,9 @@ def test_a_sparse_run_resumed_on_several_devices_is_told_to_use_one(tmp_path):
     assert ("Error: this run trains with row-sparse gradients (--sparse-grad), which work on "
             "one device, not --device cpu:0,1: resume it on one device") in result.output
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    result = CliRunner().invoke(cli, ["train", "--resume", "--epochs", "2", "--device",
+                                      "cpu:0,1", "--sparse-grad", "--workdir", str(tmp_path)])
+    assert result.exit_code == 2 and "resume it on one device" in result.output
     result = CliRunner().invoke(cli, ["train", "--resume", "--epochs", "2", "--device", "cpu",
                                       "--workdir", str(tmp_path)])
     assert result.exit_code == 0, result.output

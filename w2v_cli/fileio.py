@@ -30,6 +30,8 @@ TEMP_SUFFIX = ".tmp"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
+STDOUT = "-"  # an output path that means standard output
+
 
 def _storage_error(path: Path, e: OSError) -> StorageError:
     return storage_error(path, os_reason(e))
@@ -43,8 +45,10 @@ def os_reason(e: OSError) -> str:
 
 
 def storage_error(path: Path, reason: str) -> StorageError:
-    """Writing ``path`` failed for ``reason``. A file written by rename is as it was; a FIFO
-    or device is written into, so nothing is claimed about it."""
+    """Writing ``path`` failed for ``reason``. A file written by rename is as it was; standard
+    output, a FIFO or a device is written into, so nothing is claimed about it."""
+    if str(path) == STDOUT:
+        return StorageError(f"cannot write standard output: {reason}")
     try:
         mode = path.stat().st_mode
         direct = stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
@@ -52,9 +56,6 @@ def storage_error(path: Path, reason: str) -> StorageError:
         direct = False
     kept = "" if direct else f" (the previous {path.name}, if any, is unchanged)"
     return StorageError(f"cannot write {path}: {reason}{kept}")
-
-
-STDOUT = "-"  # an output path that means standard output
 
 
 def _target(path: Path) -> tuple[Path, str]:
@@ -138,7 +139,7 @@ def _stdout_path() -> Iterator[Path]:
                 shutil.copyfileobj(f, out)
             out.flush()
         except OSError as e:  # a closed pipe, a full disk behind a redirect
-            raise StorageError(f"cannot write standard output: {os_reason(e)}") from None
+            raise _storage_error(Path(STDOUT), e) from None
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:

@@ -35,7 +35,8 @@ FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}  # a plot file's suffix 
 def plot_format(path: str | Path) -> str:
     """The format a plot is written in: by ``path``'s suffix (FORMATS), PNG for a name without
     one (``-``, a FIFO); UsageError for any other suffix, which would mislabel the file."""
-    suffix = Path(path).suffix.lower() if str(path) != fileio.STDOUT else ""
+    name = Path(path).name if str(path) != fileio.STDOUT else ""
+    suffix = name[name.rfind("."):].lower() if "." in name else ""  # ".svg" and "a.svg." too
     if suffix and suffix not in FORMATS:
         raise UsageError(f"--output {path}: a plot is written as PNG, SVG or PDF, chosen by "
                          f"the suffix ({', '.join(FORMATS)}); {suffix} is none of them")

@@ -89,7 +89,7 @@ def settings_for(config: Config, given: dict, *, resume: bool = False,
     if resume:
         saved = checkpoint.saved_config(workdir)
         config = Config.from_dict({**saved, "workdir": config.workdir, **given})
-        if saved.get("sparse_grad") and "," in config.device and "sparse_grad" not in given:
+        if saved.get("sparse_grad") and config.sparse_grad and "," in config.device:
             # check()'s advice, --dense-grad, would not match the checkpoint either
             raise UsageError(f"this run trains with row-sparse gradients (--sparse-grad), "
                              f"which work on one device, not --device {config.device}: "
