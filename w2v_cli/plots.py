@@ -125,7 +125,6 @@ def word_map(vectors: Vectors, words: list[str], k: int, path: str | Path) -> di
     """
     if not words:
         raise UsageError("give at least one word to plot")
-    plot_format(path)
     Figure = require_matplotlib()
     query_ids = np.array([vectors.id_of(w) for w in words], dtype=np.int64)
     query_ids = query_ids[np.sort(np.unique(query_ids, return_index=True)[1])]
