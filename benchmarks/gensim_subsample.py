@@ -51,16 +51,20 @@ def main() -> None:
     else:
         counts = Counter(t for s in corpus for t in s)
         corpus = [[t for t in s if counts[t] >= 10] for s in corpus]
-        total = sum(len(s) for s in corpus)
-        keep = {w: min(1.0, float(np.sqrt(1e-4 * total / c))) for w, c in counts.items()
-                if c >= 10}
+        # the corpus as one flat array of tokens and sentence ends; each token's keep
+        # probability sqrt(t / f), f over the words kept by min count
+        tokens = np.array([t for s in corpus for t in s], dtype=object)
+        ends = np.cumsum([len(s) for s in corpus])[:-1]
+        _, word, count = np.unique(tokens, return_inverse=True, return_counts=True)
+        keep = np.minimum(1.0, np.sqrt(1e-4 * tokens.size / count))[word]
         model = Word2Vec(sample=0, **settings)
         model.build_vocab(corpus)
         rng = np.random.default_rng(args.seed)
         first, last, n = model.alpha, model.min_alpha, args.epochs
         for e in range(n):
-            kept = [[t for t, r in zip(s, rng.random(len(s))) if r < keep[t]] for s in corpus]
-            model.train(kept, total_examples=len(kept), total_words=sum(map(len, kept)),
+            mask = rng.random(tokens.size) < keep  # one draw for the whole corpus
+            kept = [part.tolist() for part in np.split(tokens[mask], np.cumsum(mask)[ends - 1])]
+            model.train(kept, total_examples=len(kept), total_words=int(mask.sum()),
                         epochs=1, start_alpha=first - (first - last) * e / n,
                         end_alpha=first - (first - last) * (e + 1) / n)
     model.wv.save_word2vec_format(str(args.output))
