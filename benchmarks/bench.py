@@ -118,11 +118,12 @@ def gensim_job(job: dict) -> dict:
     return {"save_seconds": time.perf_counter() - start, "vocab": len(model.wv)}
 
 
-# w2v's --model/--loss and gensim's settings for the same architecture and objective
+# w2v's --model/--loss and gensim's settings for the same architecture and objective; with
+# hierarchical softmax gensim's sample is w2v's --subsample default there (config.SUBSAMPLE)
 OBJECTIVES = [("skipgram", "ns", dict(sg=1, hs=0, negative=5)),
-              ("skipgram", "hs", dict(sg=1, hs=1, negative=0)),
+              ("skipgram", "hs", dict(sg=1, hs=1, negative=0, sample=1e-3)),
               ("cbow", "ns", dict(sg=0, hs=0, negative=5)),
-              ("cbow", "hs", dict(sg=0, hs=1, negative=0))]
+              ("cbow", "hs", dict(sg=0, hs=1, negative=0, sample=1e-3))]
 
 
 def objective_tools(model: str, loss: str, params: dict) -> tuple[str, str]:

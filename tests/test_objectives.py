@@ -15,7 +15,7 @@ from w2v_cli import batches as B
 from w2v_cli import checkpoint, dataset, huffman, info, params, train
 from w2v_cli.backend import mxnet
 from w2v_cli.cli import cli
-from w2v_cli.config import Config, check
+from w2v_cli.config import Config, check, resolved
 from w2v_cli.errors import DataError, Interrupted, ResumeError, UsageError
 from w2v_cli.examples import Rows
 from w2v_cli.model import batch_loss, build_net
@@ -264,3 +264,23 @@ def test_cli_trains_cbow_hs_and_info_shows_it_and_resume_keeps_it(planted_workdi
                                       "skipgram", "--workdir", wd])
     assert result.exit_code != 0
     assert "--model is 'skipgram' but the checkpoint has 'cbow'" in result.output
+
+
+def test_subsampling_defaults_by_loss_and_a_run_keeps_what_it_resolved_to(planted_workdir):
+    picks = {(m, loss): resolved(Config(model=m, loss=loss)).subsample
+             for m, loss in COMBINATIONS}
+    assert picks == {("skipgram", "ns"): 1e-4, ("cbow", "ns"): 1e-4,
+                     ("skipgram", "hs"): 1e-3, ("cbow", "hs"): 1e-3}
+    assert resolved(Config(loss="hs", subsample=0.0)).subsample == 0.0  # given: kept
+    wd = str(planted_workdir)
+    common = ["--workdir", wd, "--device", "cpu", "--embed-size", "8"]
+    result = CliRunner().invoke(cli, ["train", "--epochs", "1", "--loss", "hs", *common])
+    assert result.exit_code == 0, result.output
+    assert params.load_record(planted_workdir)["config"]["subsample"] == 1e-3
+    settings = next(line for line in info.format_lines(info.describe(planted_workdir))
+                    if line.startswith("settings"))
+    assert "subsample 0.001" in settings
+    result = CliRunner().invoke(cli, ["train", "--resume", "--epochs", "2", "--subsample",
+                                      "1e-4", "--workdir", wd])
+    assert result.exit_code != 0
+    assert "--subsample is 0.0001 but the checkpoint has 0.001" in result.output

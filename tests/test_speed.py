@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from w2v_cli import params
 from w2v_cli import stream as B
-from w2v_cli.config import Config
+from w2v_cli.config import Config, resolved
 from w2v_cli.examples import draw_examples
 from w2v_cli.train import train
 
@@ -57,7 +57,7 @@ def test_chunk_bounds_cut_whole_sentences():
 
 def test_one_chunk_is_the_whole_corpus_draw_then_shuffle():
     ds = _corpus()
-    config = Config(chunk_tokens=10 ** 9)
+    config = resolved(Config(chunk_tokens=10 ** 9))
     (chunk,) = _stream(ds, config, np.random.default_rng(3)).chunks()
     rng = np.random.default_rng(3)
     start = rng.bit_generator.state
@@ -81,7 +81,7 @@ def test_chunks_cover_every_sentence_once_without_subsampling():
 
 def test_sample_once_reuses_examples_and_reshuffles():
     ds = _corpus()
-    config = Config(chunk_tokens=700, sample_once=True, batch_size=64)
+    config = resolved(Config(chunk_tokens=700, sample_once=True, batch_size=64))
     assert _stream(ds, config, np.random.default_rng(0)).n_chunks > 1
     (_, _, one), (_, _, two) = _epochs(ds, config, 0, 2, ahead=True)
 
@@ -96,7 +96,7 @@ def test_sample_once_reuses_examples_and_reshuffles():
 @pytest.mark.parametrize("bucket", [False, True])
 def test_prefetch_yields_exactly_the_synchronous_batches(bucket):
     ds = _corpus()
-    config = Config(chunk_tokens=400, batch_size=64, bucket=bucket)
+    config = resolved(Config(chunk_tokens=400, batch_size=64, bucket=bucket))
     plain = _epochs(ds, config, 7, 3, ahead=False)
     for depth in (1, 4):
         ahead = _epochs(ds, config, 7, 3, ahead=True, depth=depth)

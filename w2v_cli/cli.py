@@ -13,7 +13,7 @@ from click.core import ParameterSource
 
 from . import __version__
 from .clitypes import FiniteFloat
-from .config import LOSSES, LR, MAX_SEED, MODELS, NS_OPTIONS, OPTIMIZERS, Config, default
+from .config import LOSSES, LR, MAX_SEED, MODELS, NS_OPTIONS, OPTIMIZERS, SUBSAMPLE, Config, default
 from .cli_report import (_download_progress, _eval_report, _plot_loss, _prepare_progress,
                          _train_progress)
 from .errors import Interrupted, W2VError
@@ -185,8 +185,10 @@ def prepare(corpus, min_count, max_vocab, encoding_errors, lowercase, chunk_toke
       "weighted as --negatives per context word. 0: each context word draws --negatives of its "
       "own (the chapter's estimator; slower, the same quality on PTB, benchmarks/README.md).")
 @_opt("--group-noise", type=click.IntRange(min=1), help="Noise words per --noise-group.")
-@_opt("--subsample", type=FiniteFloat(min=0), help="Subsampling threshold t: keep word w "
-      "with probability sqrt(t / f(w)); 0 keeps every word.")
+@_opt("--subsample", type=FiniteFloat(min=0), show_default=(
+      f"{SUBSAMPLE['ns']:g} with --loss ns, {SUBSAMPLE['hs']:g} with --loss hs"),
+      help="Subsampling threshold t: keep word w with probability sqrt(t / f(w)); 0 keeps "
+      "every word.")
 @_opt("--sample-once/--resample", "sample_once", field="sample_once",
       help="Draw windows and noise words once (the chapter) instead of afresh every epoch.")
 @_opt("--sparse-grad/--dense-grad", "sparse_grad", field="sparse_grad",

@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from .config import Config, noise_per_context
+from .config import Config, noise_per_context, resolved
 from .errors import DivergedError, UsageError
 from .sampling import keep_probability
 
@@ -44,6 +44,7 @@ def memory_needs(config: Config, counts: np.ndarray, tokens: int) -> list[tuple[
     counts: (V,) int64 word counts by id; tokens: corpus tokens. Each figure counts only the
     largest arrays of its part, so the sum underestimates the peak: a refusal is certain.
     """
+    config = resolved(config)  # the optimizer and the subsampling its defaults imply
     vocab, embed, window = len(counts), config.embed_size, config.window
     k = noise_per_context(config)
     tables = _table_copies(config) * vocab * embed * _FLOAT32
