@@ -135,10 +135,28 @@ def test_export_to_stdout_prints_the_vectors_alone(model, tmp_path):
     assert not Path("-").exists()
 
 
-def test_export_npy_to_stdout_is_refused(model):
-    result = run("export", "--format", "npy", "-o", "-")
+@pytest.mark.parametrize("fmt", ["npy", "tsv"])
+def test_two_file_formats_to_stdout_are_refused(model, fmt):
+    result = run("export", "--format", fmt, "-o", "-")
     assert result.exit_code == 2
     assert "cannot go to standard output" in result.output
+    assert not Path("-").exists()
+
+
+def test_npy_to_a_fifo_is_refused_and_writes_nothing_beside_it(model, tmp_path):
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+    result = run("export", "--format", "npy", "-o", fifo)
+    assert result.exit_code == 2
+    assert "is not a regular file" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f", "work"]
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_an_empty_output_name_is_refused(model):
+    result = run("export", "-o", "")
+    assert result.exit_code == 2
+    assert "--output is empty" in result.output
 
 
 def test_a_character_device_stays_one(model, tmp_path):

@@ -68,6 +68,8 @@ def still_resumes(workdir: Path) -> None:
     (["--window", "1000000"], "--window"),
     # (noise groups draw noise per group, not per context: the chapter's estimator explodes)
     (["--negatives", "1000000", "--noise-group", "0"], "--negatives"),
+    (["--negatives", "100000000", "--model", "cbow"], "--negatives"),  # per center
+    (["--group-noise", "100000000"], "--group-noise"),
     (["--embed-size", "10000000"], "--embed-size"),
     # values no run can use
     (["--subsample", "nan"], "--subsample"),

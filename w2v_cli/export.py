@@ -70,7 +70,16 @@ def vocab_path_for(npy_path: Path) -> Path:
 
 def export(vectors: Vectors, fmt: str, output: str | Path) -> list[Path]:
     """Write ``vectors`` in format ``fmt`` to ``output``. Returns the paths written."""
+    if str(output) == "":
+        raise UsageError("--output is empty; give a file name")
+    if fmt in ("npy", "tsv") and str(output) == fileio.STDOUT:
+        raise UsageError(f"--format {fmt} writes two files, so it cannot go to standard "
+                         f"output ({fileio.STDOUT}); give a {'folder' if fmt == 'tsv' else 'file'}"
+                         " name")
     output = Path(output)
+    if fmt == "npy" and output.exists() and not output.is_file() and not output.is_dir():
+        raise UsageError(f"--output {output} is not a regular file: --format npy writes its "
+                         "words beside it, in a second file")
     words, matrix = rows(vectors)
     if fmt == "tsv":
         # splitlines: every character some reader may take for a line end (and "" -> [])
@@ -88,9 +97,6 @@ def export(vectors: Vectors, fmt: str, output: str | Path) -> list[Path]:
         raise UsageError("a word holds whitespace, which the word2vec formats cannot store")
     if output.is_dir():
         raise UsageError(f"--output {output} is a directory; give a file name")
-    if fmt == "npy" and str(output) == fileio.STDOUT:
-        raise UsageError("--format npy writes two files (the matrix and its words), so it "
-                         f"cannot go to standard output ({fileio.STDOUT}); give a file name")
     if fmt == "word2vec":
         fileio.write_bytes(output, word2vec_text(words, matrix))
         return [output]

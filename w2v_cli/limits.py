@@ -54,10 +54,8 @@ def memory_needs(config: Config, counts: np.ndarray, tokens: int) -> list[tuple[
     keep = float(kept.sum() / max(int(counts[1:].sum()), 1))
     rows = int(min(config.chunk_tokens, tokens) * keep)
     chunk = rows * 2 * window * (_INT64 + k * _INT32)
-    # One batch's looked-up context and noise vectors, (batch, 2 * window * (1 + k), E).
-    noise_rows = (-(-config.batch_size // config.noise_group) * config.group_noise
-                  if config.noise_group else 0)
-    batch = (config.batch_size * 2 * window * (1 + k) + noise_rows) * embed * _FLOAT32
+    batch = _batch_rows(config, k) * embed * _FLOAT32
+    noise = _noise_options(config)
     held = ("(plain SGD keeps no other state)" if config.optimizer == "sgd" else
             "with Adam's moments" if not config.kvstore.startswith("dist") else
             "a worker holds (Adam's moments are the servers')")
@@ -68,9 +66,33 @@ def memory_needs(config: Config, counts: np.ndarray, tokens: int) -> list[tuple[
                 f"--window {window}, --negatives {config.negatives})",
          "--window, --negatives or --chunk-tokens"),
         (batch, f"one batch's context and noise vectors (--batch-size {config.batch_size}, "
-                f"--window {window}, --negatives {config.negatives}, --embed-size {embed})",
-         "--batch-size, --window, --negatives or --embed-size"),
+                f"--window {window}, "
+                + "".join(f"{name} {value}, " for name, value in noise)
+                + f"--embed-size {embed})",
+         "--batch-size, --window, " + "".join(f"{name}, " for name, _ in noise)
+         + "or --embed-size"),
     ]
+
+
+def _batch_rows(config: Config, k: int) -> int:
+    """Vectors one batch looks up (a lower bound: hierarchical softmax's path nodes are left
+    out). ``k``: noise words drawn per context word (noise_per_context)."""
+    b, slots = config.batch_size, 2 * config.window
+    if config.loss == "hs":
+        return b * slots
+    if config.model == "cbow":  # the contexts, and the center with its own noise words
+        return b * (slots + 1 + config.negatives)
+    groups = -(-b // config.noise_group) * config.group_noise if config.noise_group else 0
+    return b * slots * (1 + k) + groups
+
+
+def _noise_options(config: Config) -> list[tuple[str, int]]:
+    """The noise options that size a batch, as (option, value)."""
+    if config.loss == "hs":
+        return []
+    if config.noise_group:
+        return [("--group-noise", config.group_noise)]
+    return [("--negatives", config.negatives)]
 
 
 def _table_copies(config: Config) -> int:
