@@ -219,6 +219,34 @@ def test_resume_with_another_model_or_loss_is_refused(tmp_path):
                             *[checkpoint.dataset_fingerprint(ds)] * 2)
 
 
+def test_resume_with_another_model_names_the_model_not_the_mix_it_makes(planted_workdir):
+    """A skip-gram run has noise groups; --resume --model cbow would fail check()'s "noise
+    groups need skip-gram" first unless the changed setting is named before."""
+    wd = str(planted_workdir)
+    common = ["--workdir", wd, "--device", "cpu", "--embed-size", "8"]
+    result = CliRunner().invoke(cli, ["train", "--epochs", "1", *common])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(cli, ["train", "--resume", "--epochs", "2", "--model", "cbow",
+                                      "--workdir", wd])
+    assert result.exit_code == 10, result.output
+    assert ("Error: cannot resume: --model is 'cbow' but the checkpoint has 'skipgram'"
+            in result.output)
+
+
+def test_resume_with_too_few_epochs_says_where_the_checkpoint_stands(tmp_path):
+    ds = encode(planted_sentences(n_sentences=120), min_count=1)
+    dataset.save(ds, tmp_path)
+    config = _planted_config(tmp_path, "skipgram", "ns", epochs=3, batch_size=160,
+                             embed_size=8, log_interval=1)
+    with pytest.raises(Interrupted):
+        train.train(config, ds, on_progress=_interrupt_at(2, 1))  # inside epoch 2, 1 done
+    with pytest.raises(ResumeError, match=r"--epochs 1 ends before the checkpoint, which "
+                                          r"stands inside epoch 2 \(1 done\): give --epochs 2 "
+                                          "or more"):
+        train.train(_planted_config(tmp_path, "skipgram", "ns", epochs=1, batch_size=160,
+                                    embed_size=8, log_interval=1), ds, resume=True)
+
+
 # --- settings and the command line ------------------------------------------------------------
 
 def test_new_objectives_refuse_noise_groups():

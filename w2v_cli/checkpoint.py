@@ -283,17 +283,38 @@ def latest(workdir: Path) -> tuple[Path, dict, list[str]]:
                       + ": run `w2v train` without --resume to start a new run")
 
 
-def check_resume(saved: dict, config: Config, fingerprint: dict, saved_fingerprint: dict) -> None:
-    """Raise ResumeError naming every model setting, or dataset property, that differs."""
-    current = config.to_dict()
+def _setting_diffs(saved: dict, current: dict, names=MODEL_SETTINGS) -> list[str]:
+    """One line for each of the model settings ``names`` whose ``current`` value differs
+    from the checkpoint's settings ``saved`` (those that decide nothing left out)."""
     # A checkpoint from before a setting existed ran with its default.
     saved = {k: saved.get(k, LEGACY.get(k, config_default(k))) for k in MODEL_SETTINGS}
     # Without noise groups their size decides nothing.
-    unused = {"group_noise"} if not (saved["noise_group"] or current["noise_group"]) else set()
-    if saved["loss"] == current["loss"] == "hs":  # no noise words at all
+    unused = ({"group_noise"} if not (saved["noise_group"] or current.get("noise_group"))
+              else set())
+    if saved["loss"] == current.get("loss", saved["loss"]) == "hs":  # no noise words at all
         unused.add("negatives")
-    diffs = [f"--{k.replace('_', '-')} is {current[k]!r} but the checkpoint has {saved[k]!r}"
-             for k in MODEL_SETTINGS if saved[k] != current[k] and k not in unused]
+    return [f"--{k.replace('_', '-')} is {current[k]!r} but the checkpoint has {saved[k]!r}"
+            for k in names if saved[k] != current[k] and k not in unused]
+
+
+def _refuse(diffs: list[str]) -> None:
+    if diffs:
+        raise ResumeError("cannot resume: " + "; ".join(diffs) + ". Resume with the checkpoint's "
+                          "settings (leave those options out) or start a new run without "
+                          "--resume")
+
+
+def check_given(saved: dict, given: dict) -> None:
+    """Raise ResumeError for a model setting named in ``given`` (the options a user gave)
+    that differs from the checkpoint's ``saved`` settings: said before the settings' mix is
+    judged, so `--resume --model cbow` is told that the run is skip-gram, not that noise
+    groups need skip-gram."""
+    _refuse(_setting_diffs(saved, given, [k for k in MODEL_SETTINGS if given.get(k) is not None]))
+
+
+def check_resume(saved: dict, config: Config, fingerprint: dict, saved_fingerprint: dict) -> None:
+    """Raise ResumeError naming every model setting, or dataset property, that differs."""
+    diffs = _setting_diffs(saved, config.to_dict())
     for key, what in (("vocab_size", "vocabulary size"), ("vocab_sha1", "vocabulary"),
                       ("tokens", "number of tokens"), ("sentences", "number of sentences")):
         if saved_fingerprint.get(key) != fingerprint[key]:
@@ -301,10 +322,7 @@ def check_resume(saved: dict, config: Config, fingerprint: dict, saved_fingerpri
                          f"({fingerprint[key]} now, {saved_fingerprint.get(key)} then; was "
                          "`w2v prepare` run again?)")
             break
-    if diffs:
-        raise ResumeError("cannot resume: " + "; ".join(diffs) + ". Resume with the checkpoint's "
-                          "settings (leave those options out) or start a new run without "
-                          "--resume")
+    _refuse(diffs)
 
 
 def resume(workdir: Path, config: Config, ds, net, trainer, ctx, catch=None) -> Position:
@@ -317,8 +335,12 @@ def resume(workdir: Path, config: Config, ds, net, trainer, ctx, catch=None) -> 
     d, state, notes = latest(workdir)
     check_resume(state["config"], config, dataset_fingerprint(ds), state["dataset"])
     if state["epoch"] > config.epochs or (state["epoch"] == config.epochs and state["batch"]):
-        raise ResumeError(f"--epochs {config.epochs} is fewer than the {state['epoch']} epochs "
-                          "the checkpoint has done")
+        done = state["epoch"]
+        where = (f"inside epoch {done + 1} ({done} done)" if state["batch"]
+                 else f"after epoch {done}")
+        raise ResumeError(f"--epochs {config.epochs} ends before the checkpoint, which stands "
+                          f"{where}: give --epochs {done + 1 if state['batch'] else done} "
+                          "or more")
     try:
         net.load_parameters(str(d / PARAMS_FILE), ctx=ctx)
         load_states(trainer, d)

@@ -88,6 +88,7 @@ def settings_for(config: Config, given: dict, *, resume: bool = False,
                               "`w2v train --resume`, or pass --restart to discard it")
     if resume:
         saved = checkpoint.saved_config(workdir)
+        checkpoint.check_given(saved, given)
         config = Config.from_dict({**saved, "workdir": config.workdir, **given})
         if saved.get("sparse_grad") and config.sparse_grad and "," in config.device:
             # check()'s advice, --dense-grad, would not match the checkpoint either
