@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import stat
 import threading
 from pathlib import Path
@@ -248,8 +249,7 @@ cli(prog_name="w2v")
 """
 
 
-def _interrupt(*args) -> tuple[int, str]:
-    import signal
+def _interrupt(*args, signum=signal.SIGINT) -> tuple[int, str]:
     import subprocess
     import sys
 
@@ -261,7 +261,7 @@ def _interrupt(*args) -> tuple[int, str]:
                             env=env)
     try:
         assert proc.stderr.readline().strip() == "ready"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         err = proc.communicate(timeout=60)[1]
     finally:
         if proc.poll() is None:
@@ -276,18 +276,25 @@ def prepared(workdir, corpus_file) -> Path:
     return workdir
 
 
-def test_sigint_during_prepare_exits_130_and_keeps_the_previous_dataset(prepared, corpus_file):
+SIGNALS = pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+
+
+@SIGNALS
+def test_a_signal_during_prepare_exits_128_plus_it_and_keeps_the_previous_dataset(
+        prepared, corpus_file, signum):
     before = snapshot(prepared)
-    code, err = _interrupt("prepare", "--corpus", corpus_file, "--workdir", prepared)
-    assert code == 130, err
-    assert err.strip().splitlines() == ["interrupted by SIGINT; stopped"]
-    assert snapshot(prepared) == before
+    code, err = _interrupt("prepare", "--corpus", corpus_file, "--workdir", prepared,
+                           signum=signum)
+    assert code == 128 + signum, err
+    assert err.strip().splitlines() == [f"interrupted by {signum.name}; stopped"]
+    assert snapshot(prepared) == before  # its scratch folder and the lock went too
 
 
-def test_sigint_in_another_command_exits_130(prepared):
-    code, err = _interrupt("info", "--workdir", prepared)
-    assert code == 130, err
-    assert err.strip().splitlines() == ["interrupted by SIGINT; stopped"]
+@SIGNALS
+def test_a_signal_in_another_command_exits_128_plus_it(prepared, signum):
+    code, err = _interrupt("info", "--workdir", prepared, signum=signum)
+    assert code == 128 + signum, err
+    assert err.strip().splitlines() == [f"interrupted by {signum.name}; stopped"]
 
 
 # ---- leftovers of a killed prepare ----------------------------------------------------------

@@ -155,6 +155,59 @@ def test_prefetch_raises_the_producers_error_and_stops_early():
     assert len(produced) == n
 
 
+def test_prefetch_stops_waiting_when_asked():
+    import threading
+
+    release = threading.Event()
+
+    def slow():
+        yield 1
+        release.wait(30)  # the second item is not ready until the test says so
+        yield 2
+
+    asked = []
+    it = B.prefetch(slow(), should_stop=lambda: asked.append(1) or len(asked) >= 3)
+    assert next(it) == 1
+    with pytest.raises(B.StopWaiting):
+        next(it)  # returns without waiting for the item being produced
+    assert len(asked) == 3  # asked while waiting, until it said stop
+    assert not release.is_set()
+    release.set()
+
+
+def test_a_stop_while_the_first_chunk_is_sampled_ends_the_run_at_once(tmp_path, monkeypatch):
+    """Ctrl-C before any batch is ready (a large chunk being sampled): exit 130 now, not
+    after the chunk, and nothing written as a checkpoint."""
+    from w2v_cli import dataset, interrupt
+    from w2v_cli.errors import Interrupted
+
+    import threading
+
+    ds = _corpus()
+    dataset.save(ds, tmp_path)
+    seen = threading.Event()
+
+    class Flag(interrupt.StopFlag):
+        def is_set(self):
+            if self.signum is not None:
+                seen.set()
+            return super().is_set()
+
+    stop = Flag()
+    real = B.EpochStream._draw
+
+    def slow_draw(self, c, probs):
+        stop.set()  # the signal arrives while this chunk is drawn...
+        assert seen.wait(30)  # ...and the draw lasts until the trainer has seen it
+        return real(self, c, probs)
+    monkeypatch.setattr(B.EpochStream, "_draw", slow_draw)
+    config = Config(workdir=str(tmp_path), embed_size=8, epochs=1, device="cpu")
+    with pytest.raises(Interrupted, match="before the first step: nothing was trained") as e:
+        train(config, ds, stop=stop)
+    assert e.value.exit_code == 130
+    assert not list(tmp_path.glob("checkpoints/*/state.json"))
+
+
 def _train(tmp_path, name, ds, **kw):
     config = Config(workdir=str(tmp_path / name), embed_size=8, epochs=2, seed=5,
                     device="cpu", **kw)

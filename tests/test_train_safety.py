@@ -77,6 +77,7 @@ def still_resumes(workdir: Path) -> None:
     (["--lr", "inf"], "--lr"),
     (["--lr", "nan"], "--lr"),
     (["--seed", "-1"], "--seed"),
+    (["--chunk-tokens", "1"], "--chunk-tokens"),  # pieces too short for any window
 ])
 def test_a_train_that_cannot_run_changes_nothing(trained, args, says):
     before = snapshot(trained)

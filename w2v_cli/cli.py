@@ -11,7 +11,7 @@ import sys
 import click
 from click.core import ParameterSource
 
-from . import __version__
+from . import __version__, interrupt
 from .clitypes import FiniteFloat
 from .config import LOSSES, LR, MAX_SEED, MODELS, NS_OPTIONS, OPTIMIZERS, SUBSAMPLE, Config, default
 from .cli_report import (_download_progress, _eval_report, _plot_loss, _prepare_progress,
@@ -41,8 +41,9 @@ def _errors_to_exit(fn):
             return fn(*args, **kwargs)
         except Interrupted as e:
             raise _Stopped(e) from None
-        except KeyboardInterrupt:
-            raise _Stopped(Interrupted("interrupted by SIGINT; stopped", signal.SIGINT)) from None
+        except KeyboardInterrupt as e:
+            signum = signal.SIGTERM if isinstance(e, interrupt.Terminated) else signal.SIGINT
+            raise _Stopped(Interrupted(f"interrupted by {signum.name}; stopped", signum)) from None
         except W2VError as e:
             raise _Failure(e) from None
     return wrapper
@@ -88,8 +89,11 @@ device_option = _opt("--device", type=str, help="auto, cpu, cpu:N, gpu, gpu:N, o
                      "to split each batch across several GPUs. auto uses GPU 0 when MXNet sees "
                      "one that this build has kernels for (compute capability 5.0 to 8.9), "
                      "else the CPU.")
-chunk_option = _opt("--chunk-tokens", type=click.IntRange(min=1), help="Corpus tokens held "
-                    "in memory at once (prepare reads, train samples, chunk by chunk).")
+# Smaller chunks would cut sentences into pieces too short to hold a window.
+MIN_CHUNK_TOKENS = 100
+chunk_option = _opt("--chunk-tokens", type=click.IntRange(min=MIN_CHUNK_TOKENS),
+                    help="Corpus tokens held in memory at once (prepare reads, train samples, "
+                    "chunk by chunk); train samples a longer sentence in pieces of this size.")
 
 
 def _stderr_is_tty() -> bool:
@@ -106,6 +110,7 @@ def cli():
     w2v train --epochs 5 --lr 0.002  train, writing model.params
     w2v similar chip -k 3            nearest words by cosine similarity
     """
+    interrupt.raise_on_sigterm()  # SIGTERM cleans up and exits 143, as Ctrl-C exits 130
     notes = logging.getLogger("w2v_cli")
     if not any(isinstance(h, _NoteHandler) for h in notes.handlers):
         notes.addHandler(_NoteHandler())

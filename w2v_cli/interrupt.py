@@ -4,6 +4,9 @@ Training checks the flag after each optimizer step; when it is set it writes a c
 stops, so Ctrl-C never leaves a half-done update or a half-written file. A second Ctrl-C
 while the checkpoint is being written is swallowed too (the write is short and atomic); the
 handlers are the previous ones again once the ``with`` block ends.
+
+Every other command takes SIGTERM as Ctrl-C (:func:`raise_on_sigterm`): an exception, so
+its cleanup runs (temporary files, the workdir lock) before it exits 143.
 """
 
 from __future__ import annotations
@@ -55,3 +58,19 @@ class catch_signals:
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         self._previous.clear()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt (see raise_on_sigterm)."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def raise_on_sigterm() -> None:
+    """Make SIGTERM raise Terminated in the main thread, unless something (a caller, a test
+    harness) already handles it. train and launch set their stop flags over this."""
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+        signal.signal(signal.SIGTERM, _raise_terminated)

@@ -212,10 +212,12 @@ class Epochs:
     ``make_stream()`` returns the next epoch's EpochStream (all sharing one RNG). Iterating
     yields one ``(stream, batch iterator)`` per epoch; take each epoch's batches to the end
     before asking for the next. ``close()`` stops the thread (training ended early).
+    ``should_stop``: see :func:`prefetch` (StopWaiting comes out of the batch iterator).
     """
 
     def __init__(self, make_stream: Callable[[], EpochStream], n_epochs: int,
-                 ahead: bool = True, depth: int = 1):
+                 ahead: bool = True, depth: int = 1,
+                 should_stop: Callable[[], bool] | None = None):
         def produce():
             for _ in range(n_epochs):
                 stream = make_stream()
@@ -225,7 +227,7 @@ class Epochs:
         self._n_epochs = n_epochs
         self._source = produce()
         if ahead:
-            self._source = prefetch(self._source, depth)
+            self._source = prefetch(self._source, depth, should_stop)
 
     def __iter__(self) -> Iterator[tuple[EpochStream, Iterator[Rows]]]:
         for _ in range(self._n_epochs):
@@ -247,15 +249,24 @@ class Epochs:
 
 
 T = TypeVar("T")
+WAIT_POLL = 0.1  # seconds between ``should_stop`` calls while the consumer waits
 
 
-def prefetch(items: Iterable[T], depth: int = 1) -> Iterator[T]:
+class StopWaiting(Exception):
+    """Raised by :func:`prefetch` when ``should_stop()`` says so while the consumer waits for
+    the producer (a Ctrl-C while a chunk is being sampled)."""
+
+
+def prefetch(items: Iterable[T], depth: int = 1,
+             should_stop: Callable[[], bool] | None = None) -> Iterator[T]:
     """Iterate over ``items`` while a background thread computes up to ``depth`` of them ahead.
 
     Yields exactly what iterating ``items`` directly yields, in the same order; an exception
     raised while producing is raised here. Closing the iterator early (an error or Ctrl-C in
     the consumer) stops the thread. numpy releases the GIL in its heavy loops, so sampling
-    runs alongside the training steps.
+    runs alongside the training steps. ``should_stop``: asked every WAIT_POLL seconds while
+    nothing is ready; when it returns True, StopWaiting is raised here at once, without
+    waiting for the item being produced (the thread ends once it is).
     """
     q: queue.Queue = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
@@ -281,9 +292,16 @@ def prefetch(items: Iterable[T], depth: int = 1) -> Iterator[T]:
 
     thread = threading.Thread(target=work, name="w2v-prefetch", daemon=True)
     thread.start()
+    abandon = False  # StopWaiting: leave the producer to end its item alone (a daemon thread)
     try:
         while True:
-            item, error = q.get()
+            try:
+                item, error = q.get(timeout=WAIT_POLL if should_stop else None)
+            except queue.Empty:
+                if should_stop():
+                    abandon = True
+                    raise StopWaiting from None
+                continue
             if item is done:
                 if error is not None:
                     raise error
@@ -291,4 +309,5 @@ def prefetch(items: Iterable[T], depth: int = 1) -> Iterator[T]:
             yield item
     finally:
         stop.set()
-        thread.join()
+        if not abandon:
+            thread.join()

@@ -233,28 +233,39 @@ class Run:
             self._resume()
         elif self.edge.worker.rank == 0:  # the previous run's checkpoints go at this one's first
             self.record["run"] = checkpoint.start_run(workdir)
-        epochs = stream.Epochs(self._stream, config.epochs - self.pos.epoch)
+        epochs = stream.Epochs(self._stream, config.epochs - self.pos.epoch,
+                               should_stop=stop.is_set)  # a Ctrl-C while a chunk is sampled
+        self._current = self.pos.epoch + 1  # the epoch under way
         with contextlib.closing(epochs):  # stops the sampling thread if training ends early
-            for epoch, (epoch_stream, rows) in zip(range(self.pos.epoch + 1, config.epochs + 1),
-                                                   epochs):
-                mx = mxnet()
-                mx.random.seed(checkpoint.mx_seed(config.seed, epoch))  # every device
-                done = self._epoch(epoch, epoch_stream, rows)
-                self.record["epochs"].append(done)
-                early = self.monitor.after_epoch(self, epoch, done) if self.monitor else False
-                self.record["complete"] = epoch == config.epochs or early
-                # The RNG state where the next epoch starts: the producer's snapshot, as it
-                # has drawn into that epoch already.
-                self.edge.save_epoch(self, checkpoint.Position(
-                    epoch, 0, epoch_stream.end_state, record=self.record))
-                self._report_epoch(epoch, done)
-                if self.monitor:
-                    self.monitor.saved(self, epoch)
-                if early:
-                    break
-                if stop.is_set() and epoch < config.epochs:
-                    self.edge.interrupted(self, None, f"the end of epoch {epoch}/{config.epochs}")
+            try:
+                self._epochs(epochs, stop)
+            except stream.StopWaiting:  # Ctrl-C while the next chunk was being sampled
+                self._stopped_waiting(self._current)
         return self._finish()
+
+    def _epochs(self, epochs: stream.Epochs, stop: interrupt.StopFlag) -> None:
+        """Train the epochs left; ``self._current`` follows the epoch under way."""
+        config = self.config
+        for epoch, (epoch_stream, rows) in zip(range(self.pos.epoch + 1, config.epochs + 1),
+                                               epochs):
+            mx = mxnet()
+            mx.random.seed(checkpoint.mx_seed(config.seed, epoch))  # every device
+            done = self._epoch(epoch, epoch_stream, rows)
+            self.record["epochs"].append(done)
+            early = self.monitor.after_epoch(self, epoch, done) if self.monitor else False
+            self.record["complete"] = epoch == config.epochs or early
+            # The RNG state where the next epoch starts: the producer's snapshot, as it
+            # has drawn into that epoch already.
+            self.edge.save_epoch(self, checkpoint.Position(
+                epoch, 0, epoch_stream.end_state, record=self.record))
+            self._current = epoch + 1
+            self._report_epoch(epoch, done)
+            if self.monitor:
+                self.monitor.saved(self, epoch)
+            if early:
+                break
+            if stop.is_set() and epoch < config.epochs:
+                self.edge.interrupted(self, None, f"the end of epoch {epoch}/{config.epochs}")
 
     def _stream(self) -> stream.EpochStream:
         cache = self.__dict__.setdefault("_sample_cache", {})  # --sample-once, across epochs
@@ -299,25 +310,42 @@ class Run:
         partial = self.pos if epoch == self.pos.epoch + 1 and self.pos.batch else None
         meter = Meter(self, epoch, epoch_stream, partial)
         queued = _Queued()
-        i = 0
-        for i, (b, upcoming) in enumerate(_with_next(self.layout.epoch(epoch, rows)), start=1):
-            meter.tokens += b.rows
-            if partial and i <= partial.batch:
-                continue  # done before the checkpoint this run resumed from
-            host = HostArrays()  # the batch's arrays, lent to MXNet until queued lets go
-            losses = self.step(b, upcoming, host)
-            meter.add(losses)
-            queued.add(losses, host)
-            last = upcoming is None
-            if i % self.config.log_interval == 0 or last:
-                meter.report(i, last)
-            if self.stop.is_set() and not last:  # saved as it is: see checkpoint.py
+        i = trained = 0  # batches of the epoch so far; of them, trained by this process
+        try:
+            for i, (b, upcoming) in enumerate(_with_next(self.layout.epoch(epoch, rows)),
+                                              start=1):
+                meter.tokens += b.rows
+                if partial and i <= partial.batch:
+                    continue  # done before the checkpoint this run resumed from
+                host = HostArrays()  # the batch's arrays, lent to MXNet until queued lets go
+                losses = self.step(b, upcoming, host)
+                trained += 1
+                meter.add(losses)
+                queued.add(losses, host)
+                last = upcoming is None
+                if i % self.config.log_interval == 0 or last:
+                    meter.report(i, last)
+                if self.stop.is_set() and not last:  # saved as it is: see checkpoint.py
+                    self.edge.interrupted(self, meter.position(i), meter.where(i))
+        except stream.StopWaiting:  # stopped while the next chunk was being sampled
+            if trained:  # checkpoint what this process trained of the epoch
                 self.edge.interrupted(self, meter.position(i), meter.where(i))
+            raise
         if meter.tokens == 0:
             raise DataError("no training pairs: every sentence has fewer than 2 tokens "
                             "after subsampling (use a larger corpus or --subsample 0)")
         self.flush()
         return meter.result()
+
+    def _stopped_waiting(self, epoch: int) -> None:
+        """Ctrl-C while waiting for epoch ``epoch``'s next chunk, with nothing trained since
+        the last checkpoint (an epoch's end, or the one this run resumed from), which
+        stands; or, before a new run's first step, nothing trained at all."""
+        if epoch == 1 and not self.pos.batch:
+            raise Interrupted(f"interrupted by {self.stop.name} before the first step: nothing "
+                              "was trained", self.stop.signum)
+        self.edge.interrupted(self, None, f"epoch {epoch}/{self.config.epochs}, while its "
+                              "next chunk was sampled")
 
     def step(self, b: Batch, upcoming: Optional[Batch], host: HostArrays) -> list:
         """One update: catch the batch's center rows up, forward, backward, adam (or sgd)."""
