@@ -187,6 +187,32 @@ def test_early_stop_and_keep_best_need_an_eval_set(tmp_path, args, message):
     assert _snapshot(wd) == before
 
 
+@pytest.mark.parametrize("which, args, what", [
+    ("similarity", ["--early-stop", "1"], "--early-stop follows {f}, which has not 2 pairs"),
+    ("analogy", ["--keep", "best"], "--keep best follows {f}, which has not a question"),
+])
+def test_following_a_set_with_nothing_in_the_vocabulary_is_refused(tmp_path, sets, which,
+                                                                  args, what):
+    wd = tmp_path / "work"
+    _prepare(wd)
+    _cli(wd, "train", *ARGS, "--epochs", "1")
+    before = _snapshot(wd)
+    foreign = tmp_path / "foreign.txt"  # one usable pair is not enough for a rho
+    foreign.write_text("c0w0 c0w1 9\nnowhere word 5\n" if which == "similarity"
+                       else ": s\nc0w0 c0w1 c1w0 elsewhere\n")
+    option = "--eval-similarity" if which == "similarity" else "--eval-analogy"
+    result = CliRunner().invoke(cli, ["train", *ARGS, "--epochs", "2", option, str(foreign),
+                                      *args], env={"W2V_WORKDIR": str(wd)})
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("Error: " + what.format(f=foreign))
+    assert _snapshot(wd) == before
+    # followed second, after a set that fits, it is only scored
+    result = CliRunner().invoke(cli, ["train", *ARGS, "--epochs", "1", option, sets[0 if which
+                                      == "similarity" else 1], option, str(foreign), *args],
+                                env={"W2V_WORKDIR": str(wd)})
+    assert result.exit_code == 0, result.output
+
+
 def test_the_settings_live_in_config_and_round_trip_but_are_not_model_settings(sets):
     config = Config(eval_similarity=(sets[0],), eval_analogy=(sets[1],), early_stop=3,
                     keep="last")

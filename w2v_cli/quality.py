@@ -33,11 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+import numpy as np
+
 from . import evaluate, fileio
 from .config import Config
+from .errors import UsageError
 from .evaluate import AnalogyQuestions, SimilarityPairs
 from .params import PARAMS_FILE
-from .vectors import Vectors
+from .vectors import MISSING, Vectors
 
 METRICS_FILE = "metrics.jsonl"
 BEST_FILE = "best.params"
@@ -65,6 +68,29 @@ class EvalSets:
 
     def __bool__(self) -> bool:
         return bool(self.similarity or self.analogy)
+
+    def check_followed(self, config: Config, vocab) -> None:
+        """UsageError when --early-stop or --keep best would follow a set of which nothing
+        can be scored with ``vocab`` (fewer than 2 pairs, or no question, with every word in
+        it): its score would be n/a after every epoch, so nothing could improve."""
+        option = ("--early-stop" if config.early_stop else
+                  "--keep best" if keep_of(config) == "best" else None)
+        if not self or option is None:
+            return
+        probe = Vectors(vocab, np.ones((len(vocab), 1), dtype=np.float32))
+        if self.similarity:
+            first = self.similarity[0]
+            found = [probe.find_all(words, fold_case=True) != MISSING
+                     for words in (first.words1, first.words2)]
+            usable, what = int((found[0] & found[1]).sum()) >= 2, "2 pairs"
+        else:
+            first = self.analogy[0]
+            ids = probe.find_all([w for row in first.words for w in row], fold_case=True)
+            usable, what = bool((ids.reshape(-1, 4) != MISSING).all(axis=1).any()), "a question"
+        if not usable:
+            raise UsageError(f"{option} follows {first.path}, which has not {what} with every "
+                             "word in the vocabulary: its score cannot change; give a set "
+                             "that fits this corpus first")
 
     @property
     def followed(self) -> Optional[str]:

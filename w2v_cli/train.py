@@ -116,6 +116,7 @@ def train(config: Config, ds: Dataset,
     config = resolved(config)
     check(config)
     sets = quality.EvalSets.read(config)  # a bad file is an error before any disk change
+    sets.check_followed(config, ds.vocab)
     with interrupt.catch_signals(stop) as stop:
         if config.kvstore.startswith("dist"):
             from . import distributed  # the one-machine path never loads the dist code
