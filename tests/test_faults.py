@@ -204,6 +204,19 @@ def test_out_of_range_k(trained):
           error="Error: -k must be between 1 and 31 (the words that can be returned), got 999")
 
 
+def test_k_against_vectors_with_no_word_left_to_return():
+    import numpy as np
+
+    from w2v_cli.errors import UsageError
+    from w2v_cli.vectors import Vectors
+
+    one = Vectors(None, np.ones((1, 2), dtype=np.float32), tokens=["a"])
+    with pytest.raises(UsageError) as e:
+        one.check_k(1, 1)
+    assert str(e.value) == ("the vectors hold 1 word: none is left to return once the 1 query "
+                            "word is left out")
+
+
 # ------------------------------------------------------------------------------ model files
 
 

@@ -154,10 +154,12 @@ def test_npy_to_a_fifo_is_refused_and_writes_nothing_beside_it(model, tmp_path):
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
 
 
-def test_an_empty_output_name_is_refused(model):
-    result = run("export", "-o", "")
+@pytest.mark.parametrize("args", [["export", "-o", ""], ["plot", "c0w1", "-o", ""],
+                                  ["info", "--workdir", ""]])
+def test_an_empty_path_is_refused(model, args):
+    result = run(*args)
     assert result.exit_code == 2
-    assert "--output is empty" in result.output
+    assert "is empty: give a name." in result.output
 
 
 def test_a_character_device_stays_one(model, tmp_path):

@@ -152,3 +152,13 @@ def test_draw_examples_is_seeded_and_batches_cover_every_example_once():
     # contexts of each row are never among its noise words
     for row, n in zip(a.items[:200], a.n_ctx[:200]):
         assert not set(row[n:n * 4]) & set(row[:n])
+
+
+def test_a_huge_threshold_keeps_every_word_without_a_warning():
+    import warnings
+
+    counts = np.array([0, 10 ** 6, 5, 1], dtype=np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow warning would reach the user
+        p = sampling.keep_probability(counts, 1e308)
+    assert p.tolist() == [1.0, 1.0, 1.0, 1.0]

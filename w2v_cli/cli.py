@@ -12,7 +12,7 @@ import click
 from click.core import ParameterSource
 
 from . import __version__, interrupt
-from .clitypes import FiniteFloat
+from .clitypes import FiniteFloat, GivenPath
 from .config import LOSSES, LR, MAX_SEED, MODELS, NS_OPTIONS, OPTIMIZERS, SUBSAMPLE, Config, default
 from .cli_report import (_download_progress, _eval_report, _plot_loss, _prepare_progress,
                          _train_progress)
@@ -78,10 +78,10 @@ def _opt(*decls, field: str | None = None, **kwargs):
 
 
 workdir_option = _opt(
-    "--workdir", type=click.Path(file_okay=False), envvar="W2V_WORKDIR",
+    "--workdir", type=GivenPath(file_okay=False), envvar="W2V_WORKDIR",
     help="Working directory shared by prepare, train and similar [env W2V_WORKDIR].")
 data_dir_option = _opt(
-    "--data-dir", type=click.Path(file_okay=False), envvar="W2V_DATA_DIR",
+    "--data-dir", type=GivenPath(file_okay=False), envvar="W2V_DATA_DIR",
     help="Where the PTB archive is kept (downloaded once) [env W2V_DATA_DIR].")
 seed_option = _opt("--seed", type=click.IntRange(0, MAX_SEED),
                    help="Random seed for sampling and initialization.")

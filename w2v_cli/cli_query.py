@@ -12,6 +12,7 @@ import click
 from click.core import ParameterSource
 
 from .cli import _errors_to_exit, cli, workdir_option
+from .clitypes import GivenPath
 from .config import Config
 
 
@@ -178,7 +179,7 @@ def evaluate(similarity, analogy_files, method, fold_case, as_json, which, vecto
               help="word2vec text, word2vec binary (both read by gensim's "
                    "KeyedVectors.load_word2vec_format), .npy plus a .vocab.txt word list, or "
                    "tsv: vectors.tsv and metadata.tsv for the TensorFlow Embedding Projector.")
-@click.option("-o", "--output", required=True, type=click.Path(),
+@click.option("-o", "--output", required=True, type=GivenPath(),
               help="File to write (for npy the words go beside it in NAME.vocab.txt; for tsv "
                    "a folder, made if missing).")
 @vectors_options
@@ -216,7 +217,7 @@ def info(as_json, workdir):
 @click.argument("words", nargs=-1, required=True)
 @click.option("-k", "k", type=click.IntRange(min=1), default=8, show_default=True,
               help="Neighbours drawn around each word.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default="words.png",
+@click.option("-o", "--output", type=GivenPath(dir_okay=False), default="words.png",
               show_default=True, help="File to write: PNG, or SVG or PDF when its name ends "
               "in .svg or .pdf; - for standard output (PNG).")
 @vectors_options

@@ -16,3 +16,13 @@ class FiniteFloat(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return super().convert(number, param, ctx)
+
+
+class GivenPath(click.Path):
+    """``click.Path`` that refuses an empty name, which ``pathlib`` would read as the current
+    folder (``--workdir ''`` from an unset shell variable)."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value:
+            self.fail("is empty: give a name.", param, ctx)
+        return super().convert(value, param, ctx)

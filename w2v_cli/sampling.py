@@ -36,7 +36,8 @@ def keep_probability(counts: np.ndarray, t: float) -> np.ndarray:
     if t <= 0:
         return np.ones(len(counts))
     n = counts[1:].sum()
-    return np.minimum(1.0, np.sqrt(t * n / np.maximum(counts, 1)))
+    with np.errstate(over="ignore"):  # a huge t: inf, which keeps the word as 1 does
+        return np.minimum(1.0, np.sqrt(t * n / np.maximum(counts, 1)))
 
 
 def _offsets_after(offsets: np.ndarray, keep: np.ndarray) -> np.ndarray:

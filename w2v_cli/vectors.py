@@ -113,6 +113,11 @@ class Vectors:
 
     def check_k(self, k: int, excluded: int) -> None:
         candidates = self.n_words - excluded
+        if candidates < 1:
+            raise UsageError(f"the vectors hold {self.n_words} word{'s' * (self.n_words != 1)}: "
+                             f"none is left to return once the {excluded} query word"
+                             f"{'s' * (excluded != 1)} {'are' if excluded != 1 else 'is'} "
+                             "left out")
         if not 1 <= k <= candidates:
             raise UsageError(f"-k must be between 1 and {candidates} (the words that can be "
                              f"returned), got {k}")
