@@ -234,8 +234,7 @@ def test_truncated_params(trained):
     params.write_bytes(params.read_bytes()[:-100])  # a new inode: the checkpoint keeps its copy
     fails(trained, "similar", "c0w1", code=5,
           error=f"Error: {params} is not a readable MXNet parameter file (ends early at byte "
-                f"{params.stat().st_size}); it is truncated or corrupted: re-run `w2v train` "
-                "(or `w2v train --resume`)")
+                f"{params.stat().st_size}); it is truncated or corrupted: re-run `w2v train`")
 
 
 def test_corrupted_params_caught_by_checksum(trained):

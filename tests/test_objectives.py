@@ -247,6 +247,19 @@ def test_resume_with_too_few_epochs_says_where_the_checkpoint_stands(tmp_path):
                                     embed_size=8, log_interval=1), ds, resume=True)
 
 
+def test_resuming_a_finished_run_says_there_is_nothing_to_train(planted_workdir):
+    wd = str(planted_workdir)
+    result = CliRunner().invoke(cli, ["train", "--epochs", "1", "--workdir", wd, "--device",
+                                      "cpu", "--embed-size", "8"])
+    assert result.exit_code == 0, result.output
+    before = (planted_workdir / "model.params").read_bytes()
+    result = CliRunner().invoke(cli, ["train", "--resume", "--workdir", wd])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("note: the run has done its 1 epoch: nothing left to "
+                                    "train (give --epochs with more to go on)\n")
+    assert (planted_workdir / "model.params").read_bytes() == before
+
+
 # --- settings and the command line ------------------------------------------------------------
 
 def test_new_objectives_refuse_noise_groups():

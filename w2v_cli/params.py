@@ -66,8 +66,7 @@ class _Reader:
 
     def bad(self, why: str) -> ModelError:
         return ModelError(f"{self.path} is not a readable MXNet parameter file ({why}); "
-                          "it is truncated or corrupted: re-run `w2v train` (or "
-                          "`w2v train --resume`)")
+                          "it is truncated or corrupted: re-run `w2v train`")
 
     def take(self, n: int) -> memoryview:
         if n < 0 or self.pos + n > len(self.data):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import logging
 import shlex
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -24,6 +25,7 @@ from .meter import Meter, Progress
 from .model import batch_loss, build_net, parameters, table
 from .sgd import LinearSgd, start_tables
 
+log = logging.getLogger(__name__)  # one-line notes; the CLI shows them on stderr as "note: ..."
 STEPS_AHEAD = 2  # steps queued on the devices beyond the one running; bounds their memory
 
 
@@ -87,9 +89,14 @@ def settings_for(config: Config, given: dict, *, resume: bool = False,
             raise ResumeError(f"{workdir} holds an unfinished run ({left}); continue it with "
                               "`w2v train --resume`, or pass --restart to discard it")
     if resume:
-        saved = checkpoint.saved_config(workdir)
+        state = checkpoint.latest(workdir)[1]
+        saved = {**checkpoint.LEGACY, **state["config"]}
         checkpoint.check_given(saved, given)
         config = Config.from_dict({**saved, "workdir": config.workdir, **given})
+        if state["epoch"] >= config.epochs and not state["batch"]:  # said before MXNet runs
+            n = state["epoch"]
+            log.warning(f"the run has done its {n} epoch{'s' * (n != 1)}: nothing left to "
+                        "train (give --epochs with more to go on)")
         if saved.get("sparse_grad") and config.sparse_grad and "," in config.device:
             # check()'s advice, --dense-grad, would not match the checkpoint either
             raise UsageError(f"this run trains with row-sparse gradients (--sparse-grad), "
