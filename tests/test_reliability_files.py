@@ -430,3 +430,18 @@ def test_a_corpus_that_changes_while_read_is_an_error_and_changes_nothing(
     with pytest.raises(DataError, match=f"corpus file {path} changed while it was read"):
         dataset.prepare(config, on_chunk=meddle)
     assert snapshot(prepared) == before
+
+
+@pytest.mark.parametrize("error, reason", [
+    (OSError(28, "No space left on device"), "the disk is full (no space left on device)"),
+    (OSError("19900 requested and 11232 written"),
+     "only 11232 of 19900 bytes could be written (the disk is probably full)"),
+    (RuntimeError("[14:01:02] src/io.cc:120: Check failed: No space left on device\nStack"),
+     "the disk is full (no space left on device)"),
+    (OSError(13, "Permission denied"), "Permission denied"),
+    (RuntimeError("first line\nsecond"), "first line"),
+])
+def test_a_full_disk_is_said_plainly_however_the_writer_reports_it(error, reason):
+    from w2v_cli import fileio
+
+    assert fileio.os_reason(error) == reason

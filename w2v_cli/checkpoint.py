@@ -86,7 +86,7 @@ def _save_tables(tables: dict, path: Path) -> None:
         try:
             arrays.save(tmp, tables)
         except (OSError, mx.base.MXNetError) as e:
-            raise fileio.storage_error(path, first_line(e)) from None
+            raise fileio.storage_error(path, fileio.os_reason(e)) from None
 
 
 def _save_caught_up(net, catch, path: Path) -> None:
@@ -99,7 +99,7 @@ def _save_caught_up(net, catch, path: Path) -> None:
                   for name, p in net._collect_params_with_prefix().items()}
         arrays.save(path, tables)
     except (OSError, mx.base.MXNetError) as e:
-        raise fileio.storage_error(path, first_line(e)) from None
+        raise fileio.storage_error(path, fileio.os_reason(e)) from None
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -182,7 +182,7 @@ def save_checkpoint(workdir: Path, net, trainer, config: Config, ds, pos: Positi
                     np.save(tmp / CATCHUP_FILE, catch.last, allow_pickle=False)
                     arrays.append(CATCHUP_FILE)
             except (OSError, mx.base.MXNetError) as e:
-                raise fileio.storage_error(final, first_line(e)) from None
+                raise fileio.storage_error(final, fileio.os_reason(e)) from None
             state = {
                 "format": STATE_FORMAT, "version": STATE_VERSION,
                 "epoch": pos.epoch, "batch": pos.batch,

@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .errors import StorageError
+from .errors import StorageError, first_line
 
 TEMP_SUFFIX = ".tmp"
 
@@ -37,11 +37,24 @@ def _storage_error(path: Path, e: OSError) -> StorageError:
     return storage_error(path, os_reason(e))
 
 
-def os_reason(e: OSError) -> str:
-    """What went wrong, in words: a full disk said plainly, else the system's message."""
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+_SHORT_WRITE = re.compile(r"(\d+) requested and (\d+) written")  # numpy's tofile / np.save
+
+
+def os_reason(e: BaseException) -> str:
+    """What went wrong, in words: a full disk said plainly, however the writer reported it
+    (an errno, MXNet's message, numpy's short write), else the system's message (the
+    first line of any other error's)."""
+    text = str(e)
+    if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or \
+            "No space left on device" in text:
         return "the disk is full (no space left on device)"
-    return e.strerror or str(e)
+    short = _SHORT_WRITE.search(text)
+    if short:
+        return (f"only {short[2]} of {short[1]} bytes could be written (the disk is probably "
+                "full)")
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return first_line(e)
 
 
 def storage_error(path: Path, reason: str) -> StorageError:
