@@ -63,6 +63,19 @@ def test_blocks_are_read_by_size_and_cut_after_a_line_end_or_a_space():
         (b"ab ", True), (b"cd\t", True), (b"ef\n", False), (b"g", False)]
 
 
+def test_a_run_without_whitespace_is_held_no_longer_than_any_token_may_be():
+    bound = corpus._MAX_RUN_BYTES  # 4008: surely over 1000 characters
+    pieces = corpus._whole_lines(io.BytesIO(b"a" * 10 ** 6 + b" b\n"), 1024)
+    assert next(pieces) == (b"a" * 4092, True)  # 4 blocks held, cut 4 bytes short of the end
+    assert bound < 4096
+    # cut at a character's first byte, so the piece still decodes and the check names it
+    euro = "\u20ac".encode()  # 3 bytes
+    first, open_end = next(corpus._whole_lines(io.BytesIO(euro * 5000), 1024))
+    assert open_end and len(first) % 3 == 0 and len(first) > bound - 4
+    with pytest.raises(DataError, match="line 1: more than 1000 characters without a space"):
+        corpus._decode(first, "f", "strict", 1)
+
+
 def test_max_vocab_keeps_the_most_frequent_and_folds_the_rest_into_unk(tmp_path, monkeypatch):
     s, _ = _both(tmp_path, "b a c a b a d <unk> e e\nc c c\n", 1, 2, monkeypatch=monkeypatch)
     # counts: a 3, c 4, b 2, e 2, d 1, <unk> 1 -> keep c, a; the rest is <unk>

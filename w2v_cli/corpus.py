@@ -217,6 +217,9 @@ class LineStream:
                 raise DataError(f"cannot read corpus file {name}: {e}") from None
 
 
+# Bytes of a run without whitespace that surely hold over MAX_TOKEN_CHARS characters
+# (UTF-8 takes at most 4 a character), cut at a character's start.
+_MAX_RUN_BYTES = 4 * (MAX_TOKEN_CHARS + 2)
 # Where a line too long for one block may be cut: ASCII whitespace, which str.split() splits
 # on and UTF-8 never puts inside a character.
 _SPACE_BYTES = [bytes([c]) for c in b" \t\r\x0b\x0c\x1c\x1d\x1e\x1f"]
@@ -226,8 +229,9 @@ def _whole_lines(f, block_bytes: int):
     """Yield ``(piece, open_end)``: the bytes of binary file ``f`` in pieces of about
     ``block_bytes``, each cut after a line end (``open_end`` false) or, when a piece read holds
     no line end, after its last ASCII whitespace (``open_end`` true: the line goes on). The
-    last piece ends wherever the file ends. Only a run without any whitespace (which the
-    long-token check refuses) is held whole.
+    last piece ends wherever the file ends. A run without any whitespace is held until it
+    is longer than any token may be, then handed on whole characters at a time (to the
+    long-token check, which refuses it): memory stays bounded by the block size.
 
     Read by size and cut, not line by line: a zip member's readline is Python code, and
     PTB's 42k lines took a third of `prepare` that way."""
@@ -244,6 +248,12 @@ def _whole_lines(f, block_bytes: int):
             cut = max(piece.rfind(c) for c in _SPACE_BYTES) + 1
             if not cut:
                 pending.append(piece)
+                if sum(map(len, pending)) > _MAX_RUN_BYTES:  # longer than any token may be:
+                    run = b"".join(pending)                   # on to the check that refuses it
+                    end = next(j for j in range(len(run) - 4, len(run))
+                               if run[j] & 0xC0 != 0x80)  # a character's first byte
+                    yield run[:end], True
+                    pending = [run[end:]]
                 continue
         yield b"".join(pending + [piece[:cut]]), open_end
         pending = [piece[cut:]] if cut < len(piece) else []
