@@ -203,6 +203,7 @@ def test_info_on_a_trained_planted_corpus(planted_corpus, workdir, monkeypatch):
     assert summary["run"]["epochs"][1]["epoch"] == 2
     assert set(summary["files"]) == {"vocab.json", "ids.npy", "offsets.npy", "model.params",
                                       "run.json", "loss.png"}
+    assert summary["problems"] == [] and "problem" not in lines
 
     # without matplotlib training still succeeds and says the plot was skipped
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
@@ -218,6 +219,25 @@ def test_info_before_training(planted_corpus, workdir):
     assert "model       not trained yet (run `w2v train`)" in result.stdout
     assert run("info", "--workdir", str(workdir / "nothing")).stderr == (
         f"Error: no prepared dataset in {workdir / 'nothing'}: run `w2v prepare` first\n")
+
+
+def test_info_names_what_the_other_commands_would_refuse(planted_corpus, workdir):
+    assert run("prepare", "--corpus", str(planted_corpus), "--min-count", "1").exit_code == 0
+    result = run("train", "--epochs", "1", "--embed-size", "8", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    # prepared again with another vocabulary: the model no longer fits it
+    assert run("prepare", "--corpus", str(planted_corpus), "--min-count", "1",
+               "--max-vocab", "20").exit_code == 0
+    (workdir / "offsets.npy").unlink()
+    summary = json.loads(run("info", "--json").stdout)
+    assert summary["problems"] == [
+        "offsets.npy is missing: run `w2v prepare` again",
+        "the model was trained on another vocabulary than vocab.json holds now (was `w2v "
+        "prepare` run again?): run `w2v train`"]
+    result = run("info")
+    assert result.exit_code == 0
+    assert [line.split(None, 1)[1] for line in result.stdout.splitlines()
+            if line.startswith("problem ")] == summary["problems"]
 
 
 def test_plot_writes_a_labelled_png(model, tmp_path):

@@ -1,4 +1,5 @@
-"""What a working directory holds: corpus, vocabulary, settings, epochs, losses, throughput.
+"""What a working directory holds: corpus, vocabulary, settings, epochs, losses, throughput,
+and what the other commands would refuse (a missing array, a model of another vocabulary).
 
 Reads only the JSON files (``vocab.json``, ``run.json``); never loads MXNet or the arrays.
 """
@@ -29,14 +30,34 @@ def describe(workdir: Path) -> dict:
     vocab = Vocab.load(workdir / VOCAB_FILE)
     dataset = {"source": vocab.meta.get("source", {}), "vocab_size": len(vocab),
                "min_count": vocab.meta.get("min_count"), **vocab.meta.get("stats", {})}
+    problems = []
     try:
         run = params.load_record(workdir)
-    except ModelError:
+    except ModelError as e:
         run = None
+        if (workdir / params.RUN_FILE).exists():
+            problems.append(str(e))
     names = (VOCAB_FILE, IDS_FILE, OFFSETS_FILE, params.PARAMS_FILE, params.RUN_FILE,
              LOSS_PLOT_FILE)
     files = {n: (workdir / n).stat().st_size for n in names if (workdir / n).is_file()}
-    return {"workdir": str(workdir), "files": files, "dataset": dataset, "run": run}
+    return {"workdir": str(workdir), "files": files, "dataset": dataset, "run": run,
+            "problems": problems + _problems(files, vocab, run)}
+
+
+def _problems(files: dict, vocab: Vocab, run) -> list[str]:
+    """What the other commands would refuse, found from the file list and the JSON files
+    alone (not the arrays: this stays fast for any corpus)."""
+    out = [f"{name} is missing: run `w2v prepare` again" for name in (IDS_FILE, OFFSETS_FILE)
+           if name not in files]
+    if run is None:
+        return out
+    if params.PARAMS_FILE not in files:
+        out.append(f"{params.PARAMS_FILE} is missing: run `w2v train`")
+    trained_on = (run.get("dataset") or {}).get("vocab_sha1")
+    if trained_on and trained_on != params.vocab_sha1(vocab):
+        out.append(f"the model was trained on another vocabulary than {VOCAB_FILE} holds now "
+                   "(was `w2v prepare` run again?): run `w2v train`")
+    return out
 
 
 def _source_text(source: dict) -> str:
@@ -77,6 +98,7 @@ def format_lines(info: dict) -> list[str]:
                 rows.append(("throughput", (f"{tokens / seconds:,.0f} tokens/sec "
                                            f"({seconds:.1f} s of training)")))
     rows.append(("files", ", ".join(f"{n} ({_size(s)})" for n, s in info["files"].items())))
+    rows += [("problem", p) for p in info.get("problems", [])]
     width = max(len(name) for name, _ in rows)
     return [f"{name:<{width}}  {value}" for name, value in rows]
 
