@@ -180,8 +180,8 @@ def evaluate(similarity, analogy_files, method, fold_case, as_json, which, vecto
                    "KeyedVectors.load_word2vec_format), .npy plus a .vocab.txt word list, or "
                    "tsv: vectors.tsv and metadata.tsv for the TensorFlow Embedding Projector.")
 @click.option("-o", "--output", required=True, type=GivenPath(),
-              help="File to write (for npy the words go beside it in NAME.vocab.txt; for tsv "
-                   "a folder, made if missing).")
+              help="File to write, - for standard output (for npy the words go beside it "
+                   "in NAME.vocab.txt; for tsv a folder). Missing parent folders are made.")
 @vectors_options
 @workdir_option
 @_errors_to_exit
@@ -219,7 +219,7 @@ def info(as_json, workdir):
               help="Neighbours drawn around each word.")
 @click.option("-o", "--output", type=GivenPath(dir_okay=False), default="words.png",
               show_default=True, help="File to write: PNG, or SVG or PDF when its name ends "
-              "in .svg or .pdf; - for standard output (PNG).")
+              "in .svg or .pdf; - for standard output (PNG). Missing parent folders are made.")
 @vectors_options
 @workdir_option
 @_errors_to_exit
