@@ -72,6 +72,6 @@ def test_tsv_refuses_a_word_that_would_shift_the_rows(tmp_path, word):
         export.export(v, "tsv", tmp_path / "p")
     assert not (tmp_path / "p").exists()
     (tmp_path / "f").write_text("")
-    with pytest.raises(UsageError, match="is a file; --format tsv writes a folder"):
+    with pytest.raises(UsageError, match="is not a folder; --format tsv writes one"):
         export.export(Vectors(Vocab(["<unk>", "ok"], np.array([0, 1])), np.ones((2, 2))),
                       "tsv", tmp_path / "f")

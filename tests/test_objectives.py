@@ -255,9 +255,13 @@ def test_resuming_a_finished_run_says_there_is_nothing_to_train(planted_workdir)
     before = (planted_workdir / "model.params").read_bytes()
     result = CliRunner().invoke(cli, ["train", "--resume", "--workdir", wd])
     assert result.exit_code == 0, result.output
-    assert result.stderr.startswith("note: the run has done its 1 epoch: nothing left to "
-                                    "train (give --epochs with more to go on)\n")
+    assert result.stderr.startswith("note: the run had done its 1 epoch: nothing was "
+                                    "trained (give --epochs with more to go on)\n")
     assert (planted_workdir / "model.params").read_bytes() == before
+    # a resume refused for another reason says only that
+    result = CliRunner().invoke(cli, ["train", "--resume", "--epochs", "2", "--seed", "5",
+                                      "--workdir", wd])
+    assert result.exit_code == 10 and result.stderr.startswith("Error: cannot resume")
 
 
 # --- settings and the command line ------------------------------------------------------------

@@ -198,7 +198,7 @@ def test_a_stop_while_the_first_chunk_is_sampled_ends_the_run_at_once(tmp_path, 
 
     def slow_draw(self, c, probs):
         stop.set()  # the signal arrives while this chunk is drawn...
-        assert seen.wait(30)  # ...and the draw lasts until the trainer has seen it
+        assert seen.wait(10)  # ...and the draw lasts until the trainer has seen it
         return real(self, c, probs)
     monkeypatch.setattr(B.EpochStream, "_draw", slow_draw)
     config = Config(workdir=str(tmp_path), embed_size=8, epochs=1, device="cpu")
@@ -206,6 +206,51 @@ def test_a_stop_while_the_first_chunk_is_sampled_ends_the_run_at_once(tmp_path, 
         train(config, ds, stop=stop)
     assert e.value.exit_code == 130
     assert not list(tmp_path.glob("checkpoints/*/state.json"))
+
+
+@pytest.mark.parametrize("at, where", [(3, "epoch 2/2, batch 2/"), (0, "the end of epoch 1/2")])
+def test_a_stop_while_waiting_checkpoints_what_stands_and_resumes_exactly(tmp_path, monkeypatch,
+                                                                         at, where):
+    """Ctrl-C while the trainer waits for the sampler, inside epoch 2 (batch 2 trained, the
+    third drawn as the next step's) or before its first batch: the run stops there, and
+    resuming gives the uninterrupted run's tables."""
+    from w2v_cli import dataset, interrupt
+    from w2v_cli import train as train_mod
+    from w2v_cli.errors import Interrupted
+
+    ds = _corpus()
+    settings = dict(embed_size=8, epochs=2, batch_size=64, device="cpu", seed=3, subsample=0.0)
+    stop, real = interrupt.StopFlag(), train_mod.layout_for
+
+    def layout_for(*args, **kwargs):
+        layout = real(*args, **kwargs)
+        batches = layout.epoch
+
+        def epoch(e, rows):  # the sampler "takes long" before epoch 2's batch ``at``
+            for n, b in enumerate(batches(e, rows)):
+                if (e, n) == (2, at):
+                    stop.set()
+                    raise B.StopWaiting
+                yield b
+        layout.epoch = epoch
+        return layout
+    tables = {}
+    for name in ("whole", "cut"):
+        wd = tmp_path / name
+        dataset.save(ds, wd)
+        config = Config(workdir=str(wd), **settings)
+        if name == "cut":
+            with monkeypatch.context() as m:
+                m.setattr(train_mod, "layout_for", layout_for)
+                with pytest.raises(Interrupted, match=f"at {where}") as e:
+                    train(config, ds, stop=stop)
+            assert e.value.exit_code == 130
+            train(config, ds, resume=True)
+        else:
+            train(config, ds)
+        tables[name] = params.load_tables(wd, len(ds.vocab))
+    for table in ("center", "context"):
+        assert np.array_equal(tables["whole"][table], tables["cut"][table])
 
 
 def _train(tmp_path, name, ds, **kw):

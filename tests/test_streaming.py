@@ -74,6 +74,11 @@ def test_a_run_without_whitespace_is_held_no_longer_than_any_token_may_be():
     assert open_end and len(first) % 3 == 0 and len(first) > bound - 4
     with pytest.raises(DataError, match="line 1: more than 1000 characters without a space"):
         corpus._decode(first, "f", "strict", 1)
+    # bytes that start no character at all (not UTF-8) go on whole, for decoding to refuse
+    bad, open_end = next(corpus._whole_lines(io.BytesIO(b"\x80" * 5000), 1024))
+    assert (bad, open_end) == (b"\x80" * 4096, True)  # 4 blocks, uncut
+    with pytest.raises(DataError, match="line 1: not valid UTF-8"):
+        corpus._decode(bad, "f", "strict", 1)
 
 
 def test_max_vocab_keeps_the_most_frequent_and_folds_the_rest_into_unk(tmp_path, monkeypatch):

@@ -250,8 +250,9 @@ def _whole_lines(f, block_bytes: int):
                 pending.append(piece)
                 if sum(map(len, pending)) > _MAX_RUN_BYTES:  # longer than any token may be:
                     run = b"".join(pending)                   # on to the check that refuses it
-                    end = next(j for j in range(len(run) - 4, len(run))
-                               if run[j] & 0xC0 != 0x80)  # a character's first byte
+                    end = next((j for j in range(len(run) - 4, len(run))
+                                if run[j] & 0xC0 != 0x80),  # a character's first byte,
+                               len(run))  # or none: not UTF-8, which decoding will say
                     yield run[:end], True
                     pending = [run[end:]]
                 continue

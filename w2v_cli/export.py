@@ -88,7 +88,7 @@ def export(vectors: Vectors, fmt: str, output: str | Path) -> list[Path]:
             raise UsageError(f"the word {bad!r} is empty or holds a tab or line break, which "
                              "would shift the rows of the TSV files")
         if output.exists() and not output.is_dir():
-            raise UsageError(f"--output {output} is a file; --format tsv writes a folder")
+            raise UsageError(f"--output {output} is not a folder; --format tsv writes one")
         tsv_vectors, metadata = projector_tsv(words, matrix)
         fileio.write_bytes(output / TSV_VECTORS, tsv_vectors)
         fileio.write_bytes(output / TSV_METADATA, metadata)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import logging
 import shlex
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -25,7 +24,6 @@ from .meter import Meter, Progress
 from .model import batch_loss, build_net, parameters, table
 from .sgd import LinearSgd, start_tables
 
-log = logging.getLogger(__name__)  # one-line notes; the CLI shows them on stderr as "note: ..."
 STEPS_AHEAD = 2  # steps queued on the devices beyond the one running; bounds their memory
 
 
@@ -93,10 +91,6 @@ def settings_for(config: Config, given: dict, *, resume: bool = False,
         saved = {**checkpoint.LEGACY, **state["config"]}
         checkpoint.check_given(saved, given)
         config = Config.from_dict({**saved, "workdir": config.workdir, **given})
-        if state["epoch"] >= config.epochs and not state["batch"]:  # said before MXNet runs
-            n = state["epoch"]
-            log.warning(f"the run has done its {n} epoch{'s' * (n != 1)}: nothing left to "
-                        "train (give --epochs with more to go on)")
         if saved.get("sparse_grad") and config.sparse_grad and "," in config.device:
             # check()'s advice, --dense-grad, would not match the checkpoint either
             raise UsageError(f"this run trains with row-sparse gradients (--sparse-grad), "
@@ -349,11 +343,13 @@ class Run:
         """Ctrl-C while waiting for epoch ``epoch``'s next chunk, with nothing trained since
         the last checkpoint (an epoch's end, or the one this run resumed from), which
         stands; or, before a new run's first step, nothing trained at all."""
-        if epoch == 1 and not self.pos.batch:
+        epochs = self.config.epochs
+        if epoch == self.pos.epoch + 1 and self.pos.batch:  # the checkpoint resumed from
+            self.edge.interrupted(self, None, f"epoch {epoch}/{epochs}, batch {self.pos.batch}")
+        if epoch == 1:
             raise Interrupted(f"interrupted by {self.stop.name} before the first step: nothing "
                               "was trained", self.stop.signum)
-        self.edge.interrupted(self, None, f"epoch {epoch}/{self.config.epochs}, while its "
-                              "next chunk was sampled")
+        self.edge.interrupted(self, None, f"the end of epoch {epoch - 1}/{epochs}")
 
     def step(self, b: Batch, upcoming: Optional[Batch], host: HostArrays) -> list:
         """One update: catch the batch's center rows up, forward, backward, adam (or sgd)."""
