@@ -20,8 +20,9 @@ NS_OPTIONS = ("negatives", "noise_group", "group_noise")  # meaningless with --l
 OPTIMIZERS = ("adam", "sgd")
 LR = {"adam": 0.002, "sgd": 0.05}  # --lr where it is not given, by optimizer
 # --subsample where it is not given, by --loss: hierarchical softmax keeps more of the frequent
-# words (PTB, seeds 0-2, both architectures: better on all three sets at 5 epochs, and at the
-# same wall time; docs/objectives.md)
+# words (PTB, seeds 0-2, both architectures: better on all three sets at 5 epochs; at the
+# same wall time better on SimLex-999 and the analogies, level on WordSim-353;
+# docs/objectives.md)
 SUBSAMPLE = {"ns": 1e-4, "hs": 1e-3}
 
 
