@@ -275,10 +275,13 @@ def train(epochs, optimizer, lr, batch_size, embed_size, window, model, loss, ne
         _refuse_noise_options_with_hs(config, given, resume)
         config = train_mod.settings_for(config, given, resume=resume, restart=restart)
         ds = dataset.load(config.workdir_path)
-        reports, progress = [], _train_progress(_stderr_is_tty())
-        record = train_mod.train(config, ds, on_progress=lambda p: (reports.append(1),
-                                                                    progress(p)),
-                                 resume=resume, on_scores=_eval_report(config.epochs))
+        reports, show = [], _train_progress(_stderr_is_tty())
+
+        def on_progress(p):
+            reports.append(p)
+            show(p)
+        record = train_mod.train(config, ds, on_progress=on_progress, resume=resume,
+                                 on_scores=_eval_report(config.epochs))
         if resume and not reports:  # every epoch asked for was done before
             n = len(record["epochs"])
             click.echo(f"note: the run had done its {n} epoch{'s' * (n != 1)}: nothing was "

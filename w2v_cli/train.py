@@ -87,8 +87,7 @@ def settings_for(config: Config, given: dict, *, resume: bool = False,
             raise ResumeError(f"{workdir} holds an unfinished run ({left}); continue it with "
                               "`w2v train --resume`, or pass --restart to discard it")
     if resume:
-        state = checkpoint.latest(workdir)[1]
-        saved = {**checkpoint.LEGACY, **state["config"]}
+        saved = checkpoint.saved_config(workdir)
         checkpoint.check_given(saved, given)
         config = Config.from_dict({**saved, "workdir": config.workdir, **given})
         if saved.get("sparse_grad") and config.sparse_grad and "," in config.device:
