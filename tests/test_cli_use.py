@@ -81,6 +81,16 @@ def test_similar_text_errors_go_to_stderr(model):
                              "close matches: king\n")
 
 
+def test_stdin_is_read_as_utf8_and_a_bad_byte_shows_as_a_replacement(model):
+    """Words arrive as bytes: UTF-8 whatever the locale, an invalid byte shown as U+FFFD
+    (not Python's surrogate escape '\\udcff')."""
+    result = CliRunner().invoke(cli, ["similar", "-k", "1"], input=b"kin\xffg\nqueen\n")
+    assert result.exit_code == 2
+    assert result.stdout == "queen:\ncosine sim=0.816: princess\n"
+    assert result.stderr == ("Error: 'kin\ufffdg' is not in the vocabulary (8 words); "
+                             "close matches: king\n")
+
+
 def test_similar_which_context_uses_the_other_table(model):
     # in the context table pear is (0, 0, 0, 2, 0.5): closer to apple than in the center one
     assert run("similar", "apple", "-k", "1").stdout == "cosine sim=0.894: pear\n"

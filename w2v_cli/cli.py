@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import signal
 import sys
 
@@ -46,7 +47,19 @@ def _errors_to_exit(fn):
             raise _Stopped(Interrupted(f"interrupted by {signum.name}; stopped", signum)) from None
         except W2VError as e:
             raise _Failure(e) from None
+        except BrokenPipeError:
+            _reader_gone()
     return wrapper
+
+
+def _reader_gone() -> None:
+    """Standard output's reader closed the pipe (`w2v export -o - | head`): end without a
+    word, exit 141 as a tool killed by SIGPIPE does, and point stdout at /dev/null so that
+    Python's flush at exit does not complain either."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(128 + signal.SIGPIPE)
 
 
 @contextlib.contextmanager

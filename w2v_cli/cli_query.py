@@ -58,7 +58,10 @@ def _stdin_queries():
     """Queries from stdin, one a line, blank lines skipped, each answered as it arrives."""
     if sys.stdin.isatty():
         click.echo("reading queries from stdin, one a line (Ctrl-D ends)", err=True)
-    for line in sys.stdin:
+    raw = getattr(sys.stdin, "buffer", None)
+    # UTF-8 as the vocabulary is, whatever the locale; a byte that is not shows as U+FFFD
+    lines = sys.stdin if raw is None else (b.decode("utf-8", "replace") for b in raw)
+    for line in lines:
         if line.strip():
             yield line.split()
 

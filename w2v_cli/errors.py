@@ -7,7 +7,7 @@ Exit codes: 1 other, 2 usage (Click's own option errors use 2 as well), 3 data, 
 5 model, 6 backend, 7 missing extra, 8 workdir locked, 9 storage (disk full, unwritable),
 10 resume, 11 launch (a parameter-server job failed), 12 diverged (a loss or parameter
 became nan or infinite), 130 / 143 interrupted by SIGINT / SIGTERM (after a checkpoint was
-written).
+written), 141 standard output's reader closed the pipe (the CLI, quietly).
 """
 
 

@@ -151,7 +151,9 @@ def _stdout_path() -> Iterator[Path]:
             with open(tmp, "rb") as f:
                 shutil.copyfileobj(f, out)
             out.flush()
-        except OSError as e:  # a closed pipe, a full disk behind a redirect
+        except BrokenPipeError:
+            raise  # the reader has gone (`| head`): the CLI ends quietly, as cat would
+        except OSError as e:  # a full disk behind a redirect
             raise _storage_error(Path(STDOUT), e) from None
 
 
