@@ -126,6 +126,28 @@ OBJECTIVES = [("skipgram", "ns", dict(sg=1, hs=0, negative=5)),
               ("cbow", "hs", dict(sg=0, hs=1, negative=0, sample=1e-3))]
 
 
+def tokens_a_pass(prepared: Path) -> dict:
+    """The tokens one pass keeps on average after subsampling, each tool by its own formula,
+    from the prepared vocabulary's counts (words under min_count and <unk> left out, as both
+    tools leave them out): w2v's, sqrt(t / f) (w2v_cli.sgd.expected_centers), at each
+    --loss's default threshold; gensim's, (sqrt(f / s) + 1) * s / f, at each ``sample`` the
+    bench gives it; both capped at 1. A threshold means more data in gensim's formula than
+    in w2v's: this shows how much. {run name: tokens}."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))  # the tree under test, not an installed copy
+    import numpy as np
+    from w2v_cli.config import SUBSAMPLE
+    from w2v_cli.sgd import expected_centers
+
+    counts = np.asarray(json.loads((prepared / "vocab.json").read_text())["counts"], np.float64)
+    kept = counts[1:]
+    f = kept / kept.sum()
+    out = {f"w2v --loss {loss}": expected_centers(counts, t) for loss, t in SUBSAMPLE.items()}
+    for s in sorted({GENSIM["sample"], *(p["sample"] for *_, p in OBJECTIVES if "sample" in p)}):
+        out[f"gensim sample={s:g}"] = float((kept * np.minimum(1.0, (np.sqrt(f / s) + 1) * s / f)).sum())
+    return out
+
+
 def objective_tools(model: str, loss: str, params: dict) -> tuple[str, str]:
     """The run names of one combination in the objectives table: w2v's and gensim's."""
     return (f"w2v --model {model} --loss {loss}",
@@ -310,6 +332,9 @@ def markdown(results: dict) -> str:
     lines += [f"w2v prepare (once, shared by every w2v run): {results['prepare']['wall']:.2f} s"]
     if results.get("objectives"):
         lines += objectives_table(results["objectives"]) + [""]
+    if results.get("tokens_a_pass"):
+        lines.append("tokens a pass after subsampling (on average): " + "; ".join(
+            f"{name} {n:,.0f}" for name, n in results["tokens_a_pass"].items()))
     cost = results.get("eval_cost")
     if cost:
         shares = [e / t for e, t in zip(cost["eval_seconds"], cost["train_seconds"])]
@@ -378,6 +403,7 @@ def bench(args) -> dict:
         prepared = tmp / "prepared"
         _log("w2v prepare")
         results["prepare"] = prepare(data_dir, prepared)
+        results["tokens_a_pass"] = tokens_a_pass(prepared)
         # Seeds outermost and the two tools side by side, so a drift in the machine's speed
         # falls on both.
         for seed in range(args.seeds):

@@ -4,6 +4,7 @@ and scoring through `w2v evaluate --vectors`. No training."""
 from __future__ import annotations
 
 import argparse
+import json
 import importlib.util
 from pathlib import Path
 
@@ -177,3 +178,18 @@ def test_a_recipe_row_is_labelled_by_its_options_with_its_own_ratio():
     assert "| w2v --noise-group 8 --bucket | 15 | 60.0 | 0.360 | 0.210 | 3.5 |" in lines
     assert "w2v --noise-group 8 --bucket: 3.00x gensim's wall time at 15 epochs" in lines
     assert "| 15 | 120.0 | 20.0 | 6.00x |" in lines  # the defaults' ratio as before
+
+
+def test_tokens_a_pass_by_each_tools_formula(tmp_path, monkeypatch):
+    """kept counts 64, 16, 16, 4 (f = .64, .16, .16, .04; id 0, <unk>, left out): w2v keeps
+    sqrt(t / f), gensim (sqrt(f / s) + 1) * s / f, each at most 1, worked out by hand."""
+    from w2v_cli import config
+
+    (tmp_path / "vocab.json").write_text(json.dumps({"counts": [7, 64, 16, 16, 4]}))
+    monkeypatch.setitem(config.SUBSAMPLE, "ns", 0.01)  # 8 + 4 + 4 + 2
+    monkeypatch.setitem(config.SUBSAMPLE, "hs", 0.04)  # 16 + 8 + 8 + 4
+    monkeypatch.setitem(bench.GENSIM, "sample", 0.01)  # 9 + 5 + 5 + 3
+    monkeypatch.setattr(bench, "OBJECTIVES", [("skipgram", "hs", {"sample": 0.04})])  # 20 + 12 + 12 + 4
+    got = bench.tokens_a_pass(tmp_path)
+    assert got == pytest.approx({"w2v --loss ns": 18, "w2v --loss hs": 36,
+                                 "gensim sample=0.01": 22, "gensim sample=0.04": 48})
