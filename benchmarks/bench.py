@@ -118,8 +118,9 @@ def gensim_job(job: dict) -> dict:
     return {"save_seconds": time.perf_counter() - start, "vocab": len(model.wv)}
 
 
-# w2v's --model/--loss and gensim's settings for the same architecture and objective; with
-# hierarchical softmax gensim's sample is w2v's --subsample default there (config.SUBSAMPLE)
+# w2v's --model/--loss and gensim's settings for the same architecture and objective. With
+# hierarchical softmax gensim's sample is its own default, 1e-3, at which its formula keeps
+# as many tokens a pass as w2v's --subsample default there, 2e-3 (tokens_a_pass).
 OBJECTIVES = [("skipgram", "ns", dict(sg=1, hs=0, negative=5)),
               ("skipgram", "hs", dict(sg=1, hs=1, negative=0, sample=1e-3)),
               ("cbow", "ns", dict(sg=0, hs=0, negative=5)),

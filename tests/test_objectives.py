@@ -315,17 +315,17 @@ def test_subsampling_defaults_by_loss_and_a_run_keeps_what_it_resolved_to(plante
     picks = {(m, loss): resolved(Config(model=m, loss=loss)).subsample
              for m, loss in COMBINATIONS}
     assert picks == {("skipgram", "ns"): 1e-4, ("cbow", "ns"): 1e-4,
-                     ("skipgram", "hs"): 1e-3, ("cbow", "hs"): 1e-3}
+                     ("skipgram", "hs"): 2e-3, ("cbow", "hs"): 2e-3}
     assert resolved(Config(loss="hs", subsample=0.0)).subsample == 0.0  # given: kept
     wd = str(planted_workdir)
     common = ["--workdir", wd, "--device", "cpu", "--embed-size", "8"]
     result = CliRunner().invoke(cli, ["train", "--epochs", "1", "--loss", "hs", *common])
     assert result.exit_code == 0, result.output
-    assert params.load_record(planted_workdir)["config"]["subsample"] == 1e-3
+    assert params.load_record(planted_workdir)["config"]["subsample"] == 2e-3
     settings = next(line for line in info.format_lines(info.describe(planted_workdir))
                     if line.startswith("settings"))
-    assert "subsample 0.001" in settings
+    assert "subsample 0.002" in settings
     result = CliRunner().invoke(cli, ["train", "--resume", "--epochs", "2", "--subsample",
                                       "1e-4", "--workdir", wd])
     assert result.exit_code != 0
-    assert "--subsample is 0.0001 but the checkpoint has 0.001" in result.output
+    assert "--subsample is 0.0001 but the checkpoint has 0.002" in result.output
