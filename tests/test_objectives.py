@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from conftest import encode, planted_sentences
 from w2v_cli import batches as B
-from w2v_cli import checkpoint, dataset, huffman, info, params, train
+from w2v_cli import arrays, checkpoint, dataset, huffman, info, params, train
 from w2v_cli.backend import mxnet
 from w2v_cli.cli import cli
 from w2v_cli.config import Config, check, resolved
@@ -147,6 +147,34 @@ def test_cbow_paths_give_minus_log_p_center_given_the_mean():
         expected += sum(_bce(u[node] @ mean, t) for node, t in
                         zip(tree.nodes[c, :d], tree.targets[c, :d]))
     assert _loss_of(batch, net) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("grouping", [B.Padded(), B.Trimmed()])
+def test_every_cbow_context_takes_the_whole_gradient_of_its_rows_mean(grouping, sparse):
+    # The C tool's and gensim's update: the mean forward, each real context given dL/dmean
+    # backward (not 1/n of it), padding (id 0 here) nothing. The rows' contexts are distinct,
+    # so each context row's gradient is its one row's dL/dmean.
+    rows = _rows()
+    with arrays.scope(sparse):
+        net = build_net(8, 4, mx.cpu(), sparse_grad=sparse)
+        batch = B.Layout(grouping, B.CbowPaths(COUNTS), (0, 0)).batch(rows)
+        lent = [arrays.on(x, mx.cpu()) for x in batch.arrays()]
+        with mx.autograd.record():
+            loss = batch_loss(net, batch, lent)
+        loss.backward()
+        grad = net[0].weight.grad()
+        grad = (grad.tostype("default") if sparse else grad).asnumpy().astype(np.float64)
+    v, u = (net[i].weight.data().asnumpy().astype(np.float64) for i in (0, 1))
+    tree = huffman.build(COUNTS)
+    expected = np.zeros_like(v)
+    for r, (c, n) in enumerate(zip(rows.center, rows.n_ctx)):
+        mean, d = v[rows.items[r, :n]].mean(axis=0), tree.length[c]
+        nodes, targets = tree.nodes[c, :d], tree.targets[c, :d]
+        d_mean = ((1 / (1 + np.exp(-(u[nodes] @ mean))) - targets)[:, None] * u[nodes]).sum(0)
+        expected[rows.items[r, :n]] = d_mean  # every context the same, whole
+    np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-7)
+    assert not grad[0].any()
 
 
 # --- training --------------------------------------------------------------------------------

@@ -41,6 +41,16 @@ def batch_dot(a, b, transpose_b: bool = False):
     return dot(a, b, transpose_b=transpose_b)
 
 
+def stop_gradient(x):
+    """``x`` forward, no gradient backward: an NDArray or a Symbol being traced, of either
+    front end (the numpy one has no operator of its own for it in MXNet 1.9.1)."""
+    mx = current_mxnet()
+    block = mx.sym.BlockGrad if isinstance(x, mx.sym.Symbol) else mx.nd.BlockGrad
+    if mx.util.is_np_array():
+        return block(x.as_nd_ndarray()).as_np_ndarray()
+    return block(x)
+
+
 def take(x, idx):
     """Rows ``idx`` of ``x`` (a gather along axis 0)."""
     mx = current_mxnet()

@@ -125,11 +125,20 @@ def _summed_bce(loss, scores, label, weight, group: int):
 
 def input_vectors(embed_v, center, mix=None, batch_dot=None):
     """(R, 1, E): the first table's rows of ``center`` (R, 1), or with ``mix`` (R, 1, C) the
-    mix of the rows of ``center`` (R, C): CBOW's mean of the contexts, padding weighted 0."""
+    mix of the rows of ``center`` (R, C): CBOW's mean of the contexts, padding weighted 0.
+
+    Backward, every context of a CBOW row takes the whole gradient of the row's mean, not
+    1 / n_ctx of it, as the word2vec C tool and gensim (``cbow_mean=1``) update them; padding
+    takes none. Measured on PTB against the mean's true gradient: docs/objectives.md."""
     v = embed_v(center)
     if mix is None:
         return v
-    return (batch_dot or arrays.batch_dot)(mix, v)
+    batch_dot = batch_dot or arrays.batch_dot
+    total = batch_dot((mix > 0).astype("float32"), v)  # the contexts' sum: the gradient's path
+    # forward total - total + mean is the mean exactly. (Stopping total - mean in one piece
+    # crashes the legacy front end's eager backward with row_sparse gradients, MXNet 1.9.1.)
+    stop = arrays.stop_gradient
+    return total - stop(total) + batch_dot(mix, stop(v))
 
 
 def _parts_loss(net, batch, center, weight, label, ids, mix=None):
