@@ -190,8 +190,9 @@ def prepare(corpus, min_count, max_vocab, encoding_errors, lowercase, chunk_toke
 @_opt("--window", type=click.IntRange(min=1), help="Largest context window; each center "
       "draws its size uniformly from 1..window.")
 @_opt("--model", type=click.Choice(MODELS), help="skipgram: each center predicts its "
-      "context words; cbow: the mean of the context vectors predicts the center (faster "
-      "per pass). docs/objectives.md compares them.")
+      "context words; cbow: the mean of the context vectors predicts the center, and each "
+      "context takes the whole error (the C tool's update). docs/objectives.md compares "
+      "them.")
 @_opt("--loss", type=click.Choice(LOSSES), help="ns: negative sampling; hs: hierarchical "
       "softmax over a Huffman tree of the vocabulary (then --negatives, --noise-group and "
       "--group-noise do not apply).")
