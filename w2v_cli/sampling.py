@@ -69,15 +69,18 @@ def windows(ids: np.ndarray, offsets: np.ndarray, window: int,
     start = offsets[:-1][sentence_of[pos]]
     end = offsets[1:][sentence_of[pos]]
     size = rng.integers(1, window + 1, size=pos.size)
-    deltas = np.concatenate([np.arange(-window, 0), np.arange(1, window + 1)])
-    where = pos[:, None] + deltas[None, :]
-    valid = (np.abs(deltas)[None, :] <= size[:, None]) & (where >= start[:, None]) \
-        & (where < end[:, None])
-    ctx = np.where(valid, ids[np.clip(where, 0, max(ids.size - 1, 0))], 0)
-    # Stable sort of "invalid" pushes the valid entries left and keeps their order.
-    order = np.argsort(~valid, axis=1, kind="stable")
-    ctx = np.take_along_axis(ctx, order, axis=1).astype(np.int32)
-    return Windows(ids[pos].astype(np.int32), ctx, valid.sum(axis=1))
+    left = np.minimum(size, pos - start)  # contexts before the center
+    n_ctx = left + np.minimum(size, end - 1 - pos)
+    # Slot j holds the j-th context in corpus order: token pos - left + j, one further on
+    # once past the center itself; slots from n_ctx on are padding (id 0). Computed, not
+    # sorted into place: each row's contexts are one run of tokens either side.
+    slot = np.arange(2 * window)
+    src = pos[:, None] - left[:, None] + slot[None, :]
+    src += slot[None, :] >= left[:, None]
+    valid = slot[None, :] < n_ctx[:, None]
+    ctx = np.where(valid, ids[np.minimum(src, max(ids.size - 1, 0))], 0).astype(np.int32,
+                                                                                 copy=False)
+    return Windows(ids[pos].astype(np.int32), ctx, n_ctx)
 
 
 def noise_distribution(counts: np.ndarray) -> np.ndarray:
