@@ -259,7 +259,7 @@ def train(epochs, optimizer, lr, batch_size, embed_size, window, model, loss, ne
     `w2v train --resume`. With --kvstore dist_* this process is one worker of a parameter
     server; the workers may share one workdir, whose lock only rank 0 takes.
     """
-    from . import dataset
+    from . import dataset, plots
     from . import train as train_mod
 
     settings = dict(workdir=workdir, epochs=epochs, optimizer=optimizer, lr=lr,
@@ -294,14 +294,21 @@ def train(epochs, optimizer, lr, batch_size, embed_size, window, model, loss, ne
         def on_progress(p):
             reports.append(p)
             show(p)
-        record = train_mod.train(config, ds, on_progress=on_progress, resume=resume,
-                                 on_scores=_eval_report(config.epochs))
-        if resume and not reports:  # every epoch asked for was done before
-            n = len(record["epochs"])
-            click.echo(f"note: the run had done its {n} epoch{'s' * (n != 1)}: nothing was "
-                       "trained (give --epochs with more to go on)", err=True)
-        if record.get("worker", {}).get("rank", 0) == 0:  # one curve per workdir, under the lock
-            _plot_loss(record, config.workdir_path)
+        # A process that has yet to import MXNet imports matplotlib meanwhile, in a child
+        # on the other core (plots.PlotProcess); a parameter-server worker draws no curve
+        # unless it is rank 0, and draws it itself.
+        plotter = plots.loss_plotter(in_child="mxnet" not in sys.modules and not dist)
+        try:
+            record = train_mod.train(config, ds, on_progress=on_progress, resume=resume,
+                                     on_scores=_eval_report(config.epochs))
+            if resume and not reports:  # every epoch asked for was done before
+                n = len(record["epochs"])
+                click.echo(f"note: the run had done its {n} epoch{'s' * (n != 1)}: nothing "
+                           "was trained (give --epochs with more to go on)", err=True)
+            if record.get("worker", {}).get("rank", 0) == 0:  # one curve a workdir, locked
+                _plot_loss(record, config.workdir_path, plotter)
+        finally:
+            plotter.close()
     from .quality import summary
 
     for line in summary(record):

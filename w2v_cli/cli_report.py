@@ -70,17 +70,17 @@ def _eval_report(epochs: int):
     return lambda row, _quality: click.echo("\n".join(format_row(row, epochs)), err=True)
 
 
-def _plot_loss(record: dict, workdir) -> None:
-    """Draw loss.png in the workdir after training. The run is already saved, so no failure
-    here (a missing matplotlib, a full disk) may turn it into an error: it only skips the plot."""
-    from . import plots
+def _plot_loss(record: dict, workdir, plotter) -> None:
+    """Draw loss.png in the workdir after training, by ``plotter`` (plots.loss_plotter). The
+    run is already saved, so no failure here (a missing matplotlib, a full disk) may turn it
+    into an error: it only skips the plot."""
     from .info import LOSS_PLOT_FILE
     from .quality import curves
 
     try:
-        path = plots.loss_curve(record.get("curve", []), workdir / LOSS_PLOT_FILE,
-                                epochs=len(record["epochs"]), scores=curves(record),
-                                marked=record.get("quality", {}).get("kept", {}).get("epoch"))
+        path = plotter.loss_curve(curve=record.get("curve", []), path=workdir / LOSS_PLOT_FILE,
+                                  epochs=len(record["epochs"]), scores=curves(record),
+                                  marked=record.get("quality", {}).get("kept", {}).get("epoch"))
     except W2VError as e:
         click.echo(f"loss plot skipped: {e}", err=True)
     else:

@@ -9,12 +9,15 @@ not pyplot, so no global figure state is left behind, and no display is needed.
 from __future__ import annotations
 
 import importlib
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from . import fileio
-from .errors import MissingExtraError, UsageError
+from .errors import MissingExtraError, UsageError, W2VError
 from .vectors import Vectors
 
 INSTALL_HINT = "install it with `pip install 'w2v[plot]'` (or `pip install matplotlib`)"
@@ -97,6 +100,99 @@ def loss_curve(curve, path: str | Path, epochs: int | None = None, title: str = 
     return path
 
 
+class InlinePlotter:
+    """Draws the loss curve in this process (matplotlib imported on first use)."""
+
+    def loss_curve(self, **request) -> Path:
+        """:func:`loss_curve` with these keyword arguments; W2VError on failure."""
+        return loss_curve(**request)
+
+    def close(self) -> None:
+        pass
+
+
+class PlotProcess:
+    """Draws the loss curve in a child process started before training.
+
+    Importing matplotlib costs about a second; started before MXNet is imported, the child
+    spends it on the other core. It then waits on its stdin for one request (the keyword
+    arguments of :func:`loss_curve`, as JSON), draws, answers one JSON line on stdout
+    (``{"path": ...}`` or ``{"error": ..., "missing_extra": bool}``) and exits. It runs in
+    its own session, so a Ctrl-C meant for training never reaches it; when this process
+    ends without asking (an error, a signal, SIGKILL) its stdin closes and it exits.
+    """
+
+    TIMEOUT = 120.0  # seconds to wait for a drawing before giving up on it
+
+    def __init__(self, python: str = sys.executable, env: dict | None = None):
+        self._proc = subprocess.Popen(
+            [python, "-m", "w2v_cli.plots"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True, env=env, start_new_session=True)
+
+    def loss_curve(self, **request) -> Path:
+        """Have the child draw :func:`loss_curve` with these keyword arguments (``path`` as
+        text); returns its path, or raises MissingExtraError / W2VError saying why not."""
+        request = {**request, "path": str(request["path"])}
+        try:
+            out = self._proc.communicate(json.dumps(request), timeout=self.TIMEOUT)[0]
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+            raise W2VError(f"the plotting process gave no answer in {self.TIMEOUT:.0f} s") \
+                from None
+        except OSError:  # it ended before reading the request
+            out = ""
+        lines = out.strip().splitlines()
+        try:
+            answer = json.loads(lines[-1]) if lines else {}
+        except ValueError:
+            answer = {}
+        if "path" in answer:
+            return Path(answer["path"])
+        if "error" in answer:
+            kind = MissingExtraError if answer.get("missing_extra") else W2VError
+            raise kind(answer["error"])
+        # The child broke down (it could not import w2v_cli, it crashed): draw it here.
+        return loss_curve(**{**request, "path": Path(request["path"])})
+
+    def close(self) -> None:
+        """End the child if it is still waiting (closing its stdin ends it)."""
+        proc = self._proc
+        if proc.poll() is None:
+            try:
+                proc.communicate(timeout=5)  # EOF on its stdin: it exits without drawing
+            except (subprocess.TimeoutExpired, OSError, ValueError):
+                proc.kill()
+                proc.wait()
+
+
+def loss_plotter(*, in_child: bool):
+    """A PlotProcess when ``in_child`` (start it before importing MXNet), else an
+    InlinePlotter. Either way: ``.loss_curve(**kwargs)``, then ``.close()``."""
+    return PlotProcess() if in_child else InlinePlotter()
+
+
+def _serve() -> None:
+    """The child of PlotProcess: import matplotlib, draw the one request read from stdin."""
+    try:
+        require_matplotlib()
+        failure = None
+    except MissingExtraError as e:
+        failure = e
+    text = sys.stdin.read()
+    if not text.strip():  # the parent ended without asking
+        return
+    try:
+        if failure:
+            raise failure
+        answer = {"path": str(loss_curve(**json.loads(text)))}
+    except W2VError as e:
+        answer = {"error": str(e), "missing_extra": isinstance(e, MissingExtraError)}
+    except Exception as e:  # noqa: BLE001 - the parent reports it; no traceback here
+        answer = {"error": f"{type(e).__name__}: {e}", "missing_extra": False}
+    sys.stdout.write(json.dumps(answer) + "\n")
+
+
 def pca_2d(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Project rows onto their first two principal components.
 
@@ -154,3 +250,7 @@ def word_map(vectors: Vectors, words: list[str], k: int, path: str | Path) -> di
     _save(fig, path)
     return {"words": labels, "queries": n_q, "coords": coords, "explained": explained,
             "path": path}
+
+
+if __name__ == "__main__":
+    _serve()
