@@ -133,7 +133,7 @@ def test_prefetch_raises_the_producers_error_and_stops_early():
         yield 1
         raise ValueError("boom")
 
-    it = B.prefetch(failing())
+    it = B.Prefetch(failing())
     assert next(it) == 1
     with pytest.raises(ValueError, match="boom"):
         next(it)
@@ -147,7 +147,7 @@ def test_prefetch_raises_the_producers_error_and_stops_early():
             yield i
             i += 1
 
-    it = B.prefetch(endless(), depth=2)
+    it = B.Prefetch(endless(), depth=2)
     assert [next(it) for _ in range(3)] == [0, 1, 2]
     it.close()  # joins the thread: nothing more is produced afterwards
     n = len(produced)
@@ -166,7 +166,7 @@ def test_prefetch_stops_waiting_when_asked():
         yield 2
 
     asked = []
-    it = B.prefetch(slow(), should_stop=lambda: asked.append(1) or len(asked) >= 3)
+    it = B.Prefetch(slow(), should_stop=lambda: asked.append(1) or len(asked) >= 3)
     assert next(it) == 1
     with pytest.raises(B.StopWaiting):
         next(it)  # returns without waiting for the item being produced
@@ -429,3 +429,53 @@ def test_a_producer_error_reaches_the_trainer_through_the_thread():
             list(batch_iter)
     epochs.close()
     assert not _prefetch_threads()
+
+
+def test_a_fresh_run_draws_while_mxnet_is_imported_and_trains_as_if_it_had_not(
+        tmp_path, monkeypatch):
+    """train() starts a fresh run's sampler before resolving the devices (which imports
+    MXNet in a new process); the run then trains exactly as a Run that starts its own."""
+    from w2v_cli import interrupt
+    from w2v_cli import train as T
+
+    ds = _corpus(200)
+    seen = []
+    resolve = T.resolve_devices
+
+    def resolve_devices(spec):
+        seen.append(len(_prefetch_threads()))
+        return resolve(spec)
+
+    monkeypatch.setattr(T, "resolve_devices", resolve_devices)
+    early, t_early = _train(tmp_path, "early", ds, batch_size=64)
+    assert seen == [1]  # drawing already
+
+    ctxs = resolve("cpu")
+    config = T.for_devices(resolved(Config(workdir=str(tmp_path / "own"), embed_size=8,
+                                           epochs=2, seed=5, device="cpu", batch_size=64)), ctxs)
+    own = T.Run(config, ds, ctxs, T.Local()).train(False, interrupt.StopFlag())
+    t_own = params.load_tables(config.workdir_path, len(ds.vocab))
+    for key in ("center", "context"):
+        np.testing.assert_array_equal(t_early[key], t_own[key])
+    assert early["final"]["loss"] == own["final"]["loss"]
+    assert not _prefetch_threads()
+
+
+def test_a_device_error_stops_the_early_sampler_and_writes_nothing(tmp_path, monkeypatch):
+    from w2v_cli import dataset
+    from w2v_cli import train as T
+    from w2v_cli.errors import BackendError
+
+    ds = _corpus(200)
+    wd = tmp_path / "w"
+    dataset.save(ds, wd)
+    before = sorted(p.name for p in wd.iterdir())
+
+    def no_device(spec):
+        raise BackendError("no such device")
+
+    monkeypatch.setattr(T, "resolve_devices", no_device)
+    with pytest.raises(BackendError, match="no such device"):
+        train(Config(workdir=str(wd), embed_size=8, epochs=2, device="cpu"), ds)
+    assert not _prefetch_threads()
+    assert sorted(p.name for p in wd.iterdir()) == before

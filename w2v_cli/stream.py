@@ -212,7 +212,7 @@ class Epochs:
     ``make_stream()`` returns the next epoch's EpochStream (all sharing one RNG). Iterating
     yields one ``(stream, batch iterator)`` per epoch; take each epoch's batches to the end
     before asking for the next. ``close()`` stops the thread (training ended early).
-    ``should_stop``: see :func:`prefetch` (StopWaiting comes out of the batch iterator).
+    ``should_stop``: see :class:`Prefetch` (StopWaiting comes out of the batch iterator).
     """
 
     def __init__(self, make_stream: Callable[[], EpochStream], n_epochs: int,
@@ -227,7 +227,7 @@ class Epochs:
         self._n_epochs = n_epochs
         self._source = produce()
         if ahead:
-            self._source = prefetch(self._source, depth, should_stop)
+            self._source = Prefetch(self._source, depth, should_stop)
 
     def __iter__(self) -> Iterator[tuple[EpochStream, Iterator[Rows]]]:
         for _ in range(self._n_epochs):
@@ -253,61 +253,77 @@ WAIT_POLL = 0.1  # seconds between ``should_stop`` calls while the consumer wait
 
 
 class StopWaiting(Exception):
-    """Raised by :func:`prefetch` when ``should_stop()`` says so while the consumer waits for
+    """Raised by :class:`Prefetch` when ``should_stop()`` says so while the consumer waits for
     the producer (a Ctrl-C while a chunk is being sampled)."""
 
 
-def prefetch(items: Iterable[T], depth: int = 1,
-             should_stop: Callable[[], bool] | None = None) -> Iterator[T]:
+class Prefetch(Iterator[T]):
     """Iterate over ``items`` while a background thread computes up to ``depth`` of them ahead.
 
-    Yields exactly what iterating ``items`` directly yields, in the same order; an exception
-    raised while producing is raised here. Closing the iterator early (an error or Ctrl-C in
-    the consumer) stops the thread. numpy releases the GIL in its heavy loops, so sampling
-    runs alongside the training steps. ``should_stop``: asked every WAIT_POLL seconds while
-    nothing is ready; when it returns True, StopWaiting is raised here at once, without
-    waiting for the item being produced (the thread ends once it is).
+    The thread starts at once, not at the first ``next()``: whatever the caller does before
+    asking (importing MXNet, building the net) overlaps the first item. Yields exactly what
+    iterating ``items`` directly yields, in the same order; an exception raised while
+    producing is raised here. :meth:`close` (an error or Ctrl-C in the consumer, or the
+    consumer never asking) stops the thread. numpy releases the GIL in its heavy loops, so
+    sampling runs alongside the training steps. ``should_stop``: asked every WAIT_POLL
+    seconds while nothing is ready; when it returns True, StopWaiting is raised here at once,
+    without waiting for the item being produced (the thread ends once it is).
     """
-    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
-    stop = threading.Event()
-    done = object()
 
-    def put(item) -> bool:
-        while not stop.is_set():
+    _DONE = object()
+
+    def __init__(self, items: Iterable[T], depth: int = 1,
+                 should_stop: Callable[[], bool] | None = None):
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._should_stop = should_stop
+        self._finished = False
+        self._abandon = False  # StopWaiting: the producer ends its item alone (a daemon)
+        self._thread = threading.Thread(target=self._work, args=(iter(items),),
+                                        name="w2v-prefetch", daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
             try:
-                q.put(item, timeout=0.05)
+                self._queue.put(item, timeout=0.05)
                 return True
             except queue.Full:
                 continue
         return False
 
-    def work():
+    def _work(self, items: Iterator[T]) -> None:
         try:
             for item in items:
-                if not put((item, None)):
+                if not self._put((item, None)):
                     return
-            put((done, None))
+            self._put((self._DONE, None))
         except BaseException as e:  # handed to the consumer, raised there
-            put((done, e))
+            self._put((self._DONE, e))
 
-    thread = threading.Thread(target=work, name="w2v-prefetch", daemon=True)
-    thread.start()
-    abandon = False  # StopWaiting: leave the producer to end its item alone (a daemon thread)
-    try:
+    def __next__(self) -> T:
+        if self._finished:
+            raise StopIteration
         while True:
             try:
-                item, error = q.get(timeout=WAIT_POLL if should_stop else None)
+                item, error = self._queue.get(
+                    timeout=WAIT_POLL if self._should_stop else None)
             except queue.Empty:
-                if should_stop():
-                    abandon = True
+                if self._should_stop():
+                    self._abandon = True
+                    self.close()
                     raise StopWaiting from None
                 continue
-            if item is done:
+            if item is self._DONE:
+                self.close()
                 if error is not None:
                     raise error
-                return
-            yield item
-    finally:
-        stop.set()
-        if not abandon:
-            thread.join()
+                raise StopIteration
+            return item
+
+    def close(self) -> None:
+        """Stop the thread (joined, unless it was abandoned to finish its item alone)."""
+        self._finished = True
+        self._stop.set()
+        if not self._abandon and self._thread is not threading.current_thread():
+            self._thread.join()

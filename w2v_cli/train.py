@@ -60,9 +60,17 @@ def for_devices(config: Config, ctxs: list) -> Config:
     off otherwise (CBOW with negative sampling lost SimLex-999 in buckets; the chapter's
     estimator is the chapter's batches).
     """
-    changes: dict = {}
+    config = for_sampling(config)
     if config.sparse_grad is None:
-        changes["sparse_grad"] = len(ctxs) == 1 and ctxs[0].device_type == "cpu"
+        sparse = len(ctxs) == 1 and ctxs[0].device_type == "cpu"
+        config = dataclasses.replace(config, sparse_grad=sparse)
+    return config
+
+
+def for_sampling(config: Config) -> Config:
+    """``config`` with ``noise_group`` and ``bucket`` decided, as :func:`for_devices` says:
+    the settings of its defaults that change what is drawn, which no device changes."""
+    changes: dict = {}
     if config.noise_group is None:
         fits = config.negatives > 0 and (config.model, config.loss) == ("skipgram", "ns")
         changes["noise_group"] = NOISE_GROUP if fits else 0
@@ -122,12 +130,37 @@ def train(config: Config, ds: Dataset,
             from . import distributed  # the one-machine path never loads the dist code
 
             return distributed.train(config, ds, on_progress, resume, stop)
-        ctxs = resolve_devices(config.device)
-        config = for_devices(config, ctxs)
-        limits.check_memory(config, ds.vocab.counts, int(ds.ids.size))  # before any disk change
-        run = Run(config, ds, ctxs, Local(), on_progress,
-                  monitor=quality.Monitor(config, sets, on_scores))
-        return run.train(resume, stop)
+        # A fresh run's draws do not depend on the device: its first chunk is drawn while
+        # MXNet is imported (the memory check comes first, and again once devices are known).
+        config = for_sampling(config)
+        limits.check_memory(config, ds.vocab.counts, int(ds.ids.size))
+        early = None if resume else stream.Epochs(
+            draws(config, ds, ds.vocab.counts, run_rng(config, Local.worker)), config.epochs,
+            should_stop=stop.is_set)
+        with contextlib.closing(early) if early else contextlib.nullcontext():
+            ctxs = resolve_devices(config.device)
+            config = for_devices(config, ctxs)
+            limits.check_memory(config, ds.vocab.counts, int(ds.ids.size))  # before disk changes
+            run = Run(config, ds, ctxs, Local(), on_progress,
+                      monitor=quality.Monitor(config, sets, on_scores), epochs=early)
+            return run.train(resume, stop)
+
+
+def run_rng(config: Config, worker: Worker) -> np.random.Generator:
+    """The RNG a run samples with: from the seed, and the worker's rank on a parameter server
+    (each worker samples its own shard with its own stream)."""
+    return np.random.default_rng([config.seed, worker.rank] if worker.distributed
+                                 else config.seed)
+
+
+def draws(config: Config, part, counts: np.ndarray, rng: np.random.Generator, rank: int = 0,
+          steps: Optional[int] = None) -> Callable[[], stream.EpochStream]:
+    """make_stream for stream.Epochs: each call is the next epoch's EpochStream over ``part``
+    (a Dataset; counts: (V,) int64), all drawing from ``rng`` and sharing one
+    ``--sample-once`` cache."""
+    cache: dict = {}
+    return lambda: stream.EpochStream(part, counts, config, rng, cache, sample_seed=(rank,),
+                                      steps=steps)
 
 
 def build(config: Config, vocab_size: int, ctxs: list, kvstore) -> tuple:
@@ -193,11 +226,14 @@ class Run:
     """One training process: settings, data, network, trainer, devices, where it stands.
 
     ``edge``: Local, or a distributed.Session for one worker of a parameter server.
-    ``monitor``: a quality.Monitor scoring each epoch, or None.
+    ``monitor``: a quality.Monitor scoring each epoch, or None. ``epochs``: a fresh run's
+    sampler, already started with ``draws(config, ds, counts, run_rng(...))`` (train() starts it
+    before importing MXNet); else the run starts its own where it stands.
     """
 
     def __init__(self, config: Config, ds: Dataset, ctxs: list, edge, on_progress=None,
-                 monitor: Optional[quality.Monitor] = None):
+                 monitor: Optional[quality.Monitor] = None,
+                 epochs: Optional[stream.Epochs] = None):
         mx = mxnet()
         self.config, self.ds, self.ctxs, self.edge = config, ds, ctxs, edge
         self.on_progress, self.stop = on_progress, interrupt.StopFlag()
@@ -208,8 +244,10 @@ class Run:
                 dataclasses.replace(p, worker=(worker.rank, worker.num_workers)))
         self.part, shard_info = edge.shard(ds)
         # Each worker samples its own shard with its own stream; all start from the same weights.
-        self.rng = np.random.default_rng([config.seed, worker.rank] if worker.distributed
-                                         else config.seed)
+        self.rng = run_rng(config, worker)
+        self._draws = draws(config, self.part, ds.vocab.counts, self.rng, worker.rank,
+                            edge.steps)
+        self._early = epochs
         mx.random.seed(config.seed)
         with arrays.scope(config.sparse_grad):
             self.net, self.trainer, self.catch = edge.build(config, len(ds.vocab), ctxs)
@@ -234,8 +272,9 @@ class Run:
             self._resume()
         elif self.edge.worker.rank == 0:  # the previous run's checkpoints go at this one's first
             self.record["run"] = checkpoint.start_run(workdir)
-        epochs = stream.Epochs(self._stream, config.epochs - self.pos.epoch,
-                               should_stop=stop.is_set)  # a Ctrl-C while a chunk is sampled
+        epochs = self._early if self._early and not resume else stream.Epochs(
+            self._draws, config.epochs - self.pos.epoch,
+            should_stop=stop.is_set)  # a Ctrl-C while a chunk is sampled
         self._current = self.pos.epoch + 1  # the epoch under way
         with contextlib.closing(epochs):  # stops the sampling thread if training ends early
             try:
@@ -267,11 +306,6 @@ class Run:
                 break
             if stop.is_set() and epoch < config.epochs:
                 self.edge.interrupted(self, None, f"the end of epoch {epoch}/{config.epochs}")
-
-    def _stream(self) -> stream.EpochStream:
-        cache = self.__dict__.setdefault("_sample_cache", {})  # --sample-once, across epochs
-        return stream.EpochStream(self.part, self.ds.vocab.counts, self.config, self.rng, cache,
-                                  sample_seed=(self.edge.worker.rank,), steps=self.edge.steps)
 
     def _resume(self) -> None:
         workdir = self.config.workdir_path
