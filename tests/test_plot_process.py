@@ -57,6 +57,15 @@ def test_a_child_that_cannot_start_leaves_the_drawing_to_this_process(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_no_child_to_start_means_drawing_here(monkeypatch):
+    def no_process(*args, **kwargs):
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(plots.subprocess, "Popen", no_process)
+    assert isinstance(plots.loss_plotter(in_child=True), plots.InlinePlotter)
+    assert isinstance(plots.loss_plotter(in_child=False), plots.InlinePlotter)
+
+
 def test_a_child_never_asked_ends_when_closed(tmp_path):
     child = plots.PlotProcess()
     child.close()

@@ -168,8 +168,14 @@ class PlotProcess:
 
 def loss_plotter(*, in_child: bool):
     """A PlotProcess when ``in_child`` (start it before importing MXNet), else an
-    InlinePlotter. Either way: ``.loss_curve(**kwargs)``, then ``.close()``."""
-    return PlotProcess() if in_child else InlinePlotter()
+    InlinePlotter (also when no process can be started). Either way:
+    ``.loss_curve(**kwargs)``, then ``.close()``."""
+    if in_child:
+        try:
+            return PlotProcess()
+        except OSError:  # no interpreter to start, no processes left: draw here
+            pass
+    return InlinePlotter()
 
 
 def _serve() -> None:
