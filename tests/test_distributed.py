@@ -396,3 +396,30 @@ def test_a_failing_server_optimizer_stops_its_server_with_a_message():
                           timeout=120)
     assert proc.returncode == 1 and "still running" not in proc.stdout
     assert "error: the server's optimizer failed" in proc.stderr
+
+
+def test_worker_records_of_another_job_go_when_a_run_finishes(tmp_path):
+    from w2v_cli import train
+
+    ds = encode(planted_sentences(n_sentences=120), min_count=1)
+    wd = tmp_path / "w"
+    dataset.save(ds, wd)
+    for rank in (1, 2, 3):
+        (wd / params.worker_record_name(rank)).write_text("{}\n")
+    (wd / "run.rankx.json").write_text("not a rank\n")
+
+    params.remove_worker_records(wd, 3)  # rank 0 of a 3-worker job keeps ranks 1 and 2
+    assert sorted(p.name for p in wd.glob("run.rank*")) == [
+        "run.rank1.json", "run.rank2.json", "run.rankx.json"]
+
+    config = Config(workdir=str(wd), epochs=2, batch_size=64, embed_size=8, device="cpu")
+
+    def fail(p):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # a run that does not finish leaves them
+        train.train(config, ds, on_progress=fail)
+    assert sorted(p.name for p in wd.glob("run.rank*")) == [
+        "run.rank1.json", "run.rank2.json", "run.rankx.json"]
+    train.train(config, ds)  # a one-machine run that finishes: no worker of it has a record
+    assert sorted(p.name for p in wd.glob("run.rank*")) == ["run.rankx.json"]

@@ -114,8 +114,9 @@ class Session:
         workdir = run.config.workdir_path
         if self.worker.rank == 0:
             params.save_record(workdir, {**params.load_record(workdir), **record})
+            params.remove_worker_records(workdir, self.worker.num_workers)  # a larger job's
         else:
-            params.save_record(workdir, record, name=f"run.rank{self.worker.rank}.json")
+            params.save_record(workdir, record, name=params.worker_record_name(self.worker.rank))
 
 
 class RowSparseSession(Session):

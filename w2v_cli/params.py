@@ -8,6 +8,8 @@ vocabulary they were trained on, which :func:`load_tables` and :func:`check_voca
 
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import json
 import struct
@@ -32,6 +34,22 @@ CONTEXT_KEY = "1.weight"
 
 def save_record(workdir: Path, record: dict, name: str = RUN_FILE) -> None:
     fileio.write_json(workdir / name, {"format": RUN_FORMAT, "version": RUN_VERSION, **record})
+
+
+def worker_record_name(rank: int) -> str:
+    """The run record of a parameter-server worker of rank >= 1 (rank 0 writes run.json)."""
+    return f"run.rank{rank}.json"
+
+
+def remove_worker_records(workdir: Path, from_rank: int) -> None:
+    """Remove the worker records of rank ``from_rank`` and up: at the end of a run, those
+    that describe another job's workers (a one-machine run: 1, every one; a job of n
+    workers: n)."""
+    for path in workdir.glob(worker_record_name("*")):
+        rank = path.name[len("run.rank"):-len(".json")]
+        if rank.isdigit() and int(rank) >= from_rank:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
 
 def load_record(workdir: Path) -> dict:

@@ -220,6 +220,7 @@ class Local:
         # Keep what the checkpoint added to run.json (its folder, the params' SHA-1).
         workdir = run.config.workdir_path
         params.save_record(workdir, {**params.load_record(workdir), **record})
+        params.remove_worker_records(workdir, 1)  # a parameter-server job's, trained before
 
 
 class Run:
