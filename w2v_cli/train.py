@@ -246,8 +246,6 @@ class Run:
         self.part, shard_info = edge.shard(ds)
         # Each worker samples its own shard with its own stream; all start from the same weights.
         self.rng = run_rng(config, worker)
-        self._draws = draws(config, self.part, ds.vocab.counts, self.rng, worker.rank,
-                            edge.steps)
         self._early = epochs
         mx.random.seed(config.seed)
         with arrays.scope(config.sparse_grad):
@@ -273,8 +271,10 @@ class Run:
             self._resume()
         elif self.edge.worker.rank == 0:  # the previous run's checkpoints go at this one's first
             self.record["run"] = checkpoint.start_run(workdir)
+        worker = self.edge.worker
         epochs = self._early if self._early and not resume else stream.Epochs(
-            self._draws, config.epochs - self.pos.epoch,
+            draws(config, self.part, self.ds.vocab.counts, self.rng, worker.rank,
+                  self.edge.steps), config.epochs - self.pos.epoch,
             should_stop=stop.is_set)  # a Ctrl-C while a chunk is sampled
         self._current = self.pos.epoch + 1  # the epoch under way
         with contextlib.closing(epochs):  # stops the sampling thread if training ends early
