@@ -43,6 +43,11 @@ TEST_SETS = {"wordsim353": ("wordsim353.tsv", "rho"),
              "analogy_dev": ("dev/questions-words-dev.txt", "accuracy %")}
 METRIC_TITLES = {"wordsim353": "WordSim-353 rho", "simlex999_dev": "SimLex-999 dev rho",
                  "analogy_dev": "analogy dev %"}
+# What w2v must reach at TARGET_EPOCHS, means over the seeds: at most WALL_RATIO times
+# gensim's wall time, and each metric no further below gensim's than its margin.
+TARGET_EPOCHS = 15
+WALL_RATIO = 2.0
+MARGINS = {"simlex999_dev": 0.02, "analogy_dev": 0.3}
 
 
 # --- the runs -------------------------------------------------------------------------------
@@ -296,6 +301,40 @@ def ratios(rows: list[dict]) -> list[dict]:
             for tool, e in mean if tool == "w2v" and ("gensim", e) in mean]
 
 
+def targets(rows: list[dict]) -> list[dict]:
+    """The checks of w2v against gensim at TARGET_EPOCHS (none if either tool did not run
+    there): the wall-time ratio against WALL_RATIO, each metric of MARGINS against
+    gensim's mean less the margin. Each: {"what", "w2v", "bound", "met"}."""
+    at = {r["tool"]: r for r in rows if r["epochs"] == TARGET_EPOCHS}
+    if not {"w2v", "gensim"} <= at.keys():
+        return []
+    w2v, gensim = at["w2v"], at["gensim"]
+    ratio = w2v["wall"]["mean"] / gensim["wall"]["mean"]
+    checks = [{"what": "wall", "w2v": ratio, "bound": WALL_RATIO, "met": ratio <= WALL_RATIO}]
+    for name, margin in MARGINS.items():
+        if w2v[name] is None or gensim[name] is None:
+            continue
+        bound = gensim[name]["mean"] - margin
+        checks.append({"what": name, "w2v": w2v[name]["mean"], "bound": bound,
+                       "gensim": gensim[name]["mean"], "met": w2v[name]["mean"] >= bound})
+    return checks
+
+
+def targets_line(checks: list[dict]) -> str:
+    """One line saying which targets were met, with the figures compared."""
+    parts = []
+    for c in checks:
+        verdict = "met" if c["met"] else "NOT met"
+        if c["what"] == "wall":
+            parts.append(f"wall {c['w2v']:.2f}x gensim's (at most {c['bound']:g}x): {verdict}")
+        else:
+            d, unit = (1, " points") if c["what"] == "analogy_dev" else (3, "")
+            title = METRIC_TITLES[c["what"]].rsplit(" ", 1)[0]
+            parts.append(f"{title} {c['w2v']:.{d}f} against gensim's {c['gensim']:.{d}f} - "
+                         f"{MARGINS[c['what']]:g}{unit} = {c['bound']:.{d}f}: {verdict}")
+    return f"targets at {TARGET_EPOCHS} epochs (means over the seeds): " + "; ".join(parts)
+
+
 def coverage(runs: list[dict]) -> str:
     """Items scored out of each set's total, e.g. 'WordSim-353 rho 217/353'; every distinct
     count is listed, so a tool whose vocabulary differs shows up."""
@@ -323,6 +362,9 @@ def markdown(results: dict) -> str:
     lines += ["", "| epochs | w2v wall s | gensim wall s | w2v/gensim |", "|---:|---:|---:|---:|"]
     lines += [f"| {x['epochs']} | {x['w2v']:.1f} | {x['gensim']:.1f} | {x['ratio']:.2f}x |"
               for x in ratios(rows)]
+    checks = targets(rows)
+    if checks:
+        lines += ["", targets_line(checks)]
     gensim = {r["epochs"]: r["wall"]["mean"] for r in rows if r["tool"] == "gensim"}
     lines += [f"{r['tool']}: {r['wall']['mean'] / gensim[r['epochs']]:.2f}x gensim's wall time at "
               f"{r['epochs']} epochs" for r in rows
@@ -449,6 +491,7 @@ def bench(args) -> dict:
     results["machine"]["load_after"] = os.getloadavg()[0]
     results["summary"] = summary_rows(results["runs"])
     results["ratios"] = ratios(results["summary"])
+    results["targets"] = targets(results["summary"])
     return results
 
 

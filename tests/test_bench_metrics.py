@@ -99,6 +99,28 @@ def test_the_markdown_table_exactly():
     ]
 
 
+def test_the_targets_at_15_epochs_compare_means_with_gensims():
+    runs = [_run("w2v", 15, 0, 40.0, 0.3, 0.18, 3.0), _run("gensim", 15, 0, 21.0, 0.3, 0.21, 3.5),
+            _run("w2v", 15, 1, 44.0, 0.3, 0.16, 4.0), _run("gensim", 15, 1, 19.0, 0.3, 0.19, 3.5)]
+    checks = bench.targets(bench.summary_rows(runs))
+    # wall 42 / 20 = 2.1x; SimLex 0.17 against 0.20 - 0.02; analogies 3.5 against 3.5 - 0.3
+    assert [(c["what"], c["met"]) for c in checks] == [
+        ("wall", False), ("simlex999_dev", False), ("analogy_dev", True)]
+    assert checks[0]["w2v"] == pytest.approx(2.1)
+    assert checks[1]["bound"] == pytest.approx(0.18) and checks[2]["bound"] == pytest.approx(3.2)
+    line = next(x for x in bench.markdown(_results(runs)).splitlines()
+                if x.startswith("targets"))
+    assert line == ("targets at 15 epochs (means over the seeds): wall 2.10x gensim's (at most "
+                    "2x): NOT met; SimLex-999 dev 0.170 against gensim's 0.200 - 0.02 = 0.180: "
+                    "NOT met; analogy dev 3.5 against gensim's 3.5 - 0.3 points = 3.2: met")
+
+
+def test_no_targets_line_without_both_tools_at_15_epochs():
+    runs = [_run("w2v", 15, 0, 40.0, 0.3, 0.18, 3.0), _run("gensim", 5, 0, 9.0, 0.3, 0.2, 3.5)]
+    assert bench.targets(bench.summary_rows(runs)) == []
+    assert not any(x.startswith("targets") for x in bench.markdown(_results(runs)).splitlines())
+
+
 def test_the_scoring_cost_line():
     results = _results([_run("w2v", 1, 0, 16.0, 0.1, 0.02, 0.1)])
     results["eval_cost"] = {"eval_seconds": [0.12, 0.1], "train_seconds": [8.0, 10.0]}
