@@ -334,6 +334,27 @@ def test_stale_lock_from_a_dead_process_is_taken_over(trained):
     assert not (trained / lock.LOCK_FILE).exists()
 
 
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+def test_a_lock_path_that_is_not_a_plain_file_is_refused_and_left_alone(trained, tmp_path,
+                                                                         kind):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    path = trained / lock.LOCK_FILE
+    if kind == "symlink":
+        path.symlink_to(victim)
+        what = "a symbolic link"
+    else:
+        os.mkfifo(path)
+        what = "not a regular file"
+    before = snapshot(trained)
+    fails(trained, "train", *SMALL, code=9,
+          error=f"Error: the lock file {path} is {what}; w2v writes its lock there and will not "
+                "write through it: remove it, then run the command again")
+    assert victim.read_text() == "keep me\n"
+    assert snapshot(trained) == before
+    assert path.is_symlink() if kind == "symlink" else path.is_fifo()
+
+
 # ------------------------------------------------------------------------------ full disk
 
 

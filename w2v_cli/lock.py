@@ -9,9 +9,11 @@ host, command, start time) is only there for the message a blocked process shows
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,10 +84,15 @@ def acquire(workdir: Path, command: str, create: bool = True) -> WorkdirLock:
     except ImportError:  # not a POSIX system: no lock (w2v targets Linux and macOS)
         return WorkdirLock(path, -1)
     for _ in range(100):
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # never through a link: the lock writes into its file
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
         except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise StorageError(_not_a_file(path, "a symbolic link")) from None
             raise StorageError(f"cannot create the lock file {path}: {e.strerror or e}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise StorageError(_not_a_file(path, "not a regular file"))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -100,7 +107,7 @@ def acquire(workdir: Path, command: str, create: bool = True) -> WorkdirLock:
             raise StorageError(f"cannot lock {path}: {e.strerror or e}") from None
         # The holder we waited on may have unlinked the file between our open and our lock.
         try:
-            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            same = os.lstat(path).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
             same = False
         if not same:
@@ -117,6 +124,11 @@ def acquire(workdir: Path, command: str, create: bool = True) -> WorkdirLock:
             pass  # the content is informational only; the flock is what locks
         return WorkdirLock(path, fd, stale)
     raise LockError(f"could not lock {workdir}: the lock file keeps changing")
+
+
+def _not_a_file(path: Path, what: str) -> str:
+    return (f"the lock file {path} is {what}; w2v writes its lock there and will not write "
+            "through it: remove it, then run the command again")
 
 
 def describe_stale(stale: dict) -> str:
