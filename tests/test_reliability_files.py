@@ -444,6 +444,13 @@ def test_a_corpus_that_changes_while_read_is_an_error_and_changes_nothing(
      "the disk is full (no space left on device)"),
     (OSError(13, "Permission denied"), "Permission denied"),
     (RuntimeError("first line\nsecond"), "first line"),
+    # MXNet 1.9.1's nd.save on a full disk, as it reads
+    (RuntimeError('Traceback (most recent call last):\n  File "../3rdparty/dmlc-core/src/io/'
+                  'local_filesys.cc", line 38\nMXNetError: Check failed: std: :fwrite(ptr, 1, '
+                  'size, fp_) == size: FileStream.Write incomplete'),
+     "the write was cut short (the disk is probably full)"),
+    (RuntimeError('Traceback (most recent call last):\n  File "src/x.cc", line 9\n'
+                  'MXNetError: Check failed: something else'), "Check failed: something else"),
 ])
 def test_a_full_disk_is_said_plainly_however_the_writer_reports_it(error, reason):
     from w2v_cli import fileio

@@ -97,6 +97,13 @@ class DivergedError(W2VError):
 
 def first_line(e: BaseException) -> str:
     """The first line of an exception's message (MXNet's run to a stack trace), or its
-    class name when the message is empty."""
+    class name when the message is empty. A message that is a stack trace ("Traceback (most
+    recent call last):", then frames, then "MXNetError: what") gives what follows its last
+    "...Error:"."""
     text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+    lines = text.splitlines()
+    if lines and lines[0].startswith("Traceback"):
+        errors = [x.split("Error:", 1)[1].strip() for x in lines if "Error:" in x]
+        if errors and errors[-1]:
+            return errors[-1]
+    return lines[0] if text else type(e).__name__

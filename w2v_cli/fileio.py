@@ -48,6 +48,8 @@ def os_reason(e: BaseException) -> str:
     if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or \
             "No space left on device" in text:
         return "the disk is full (no space left on device)"
+    if "FileStream.Write incomplete" in text:  # MXNet's writer says no more than this
+        return "the write was cut short (the disk is probably full)"
     short = _SHORT_WRITE.search(text)
     if short:
         return (f"only {short[2]} of {short[1]} bytes could be written (the disk is probably "
