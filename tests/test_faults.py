@@ -73,6 +73,12 @@ def test_missing_corpus_file(prepared, tmp_path):
           error=f"Error: Invalid value for '--corpus': Path '{tmp_path / 'nope.txt'}' does not exist.")
 
 
+def test_a_device_as_corpus_is_named_as_one(prepared):
+    fails(prepared, "prepare", "--corpus", "/dev/null", code=3,
+          error="Error: corpus file /dev/null is neither a file, a folder nor a pipe (a device "
+                "or a socket); give text files, folders of them, or a pipe")
+
+
 def test_unreadable_corpus_file(prepared, corpus_file, monkeypatch):
     def denied(path, mode="r", *a, **k):
         raise PermissionError(errno.EACCES, "Permission denied", str(path))

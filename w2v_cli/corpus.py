@@ -139,6 +139,9 @@ def corpus_files(paths: list[str | Path], exclude: Optional[Path] = None) -> lis
             files.extend(found)
         elif p.is_file() or p.is_fifo():
             files.append(p)
+        elif p.exists():
+            raise DataError(f"corpus file {p} is neither a file, a folder nor a pipe (a device "
+                            "or a socket); give text files, folders of them, or a pipe")
         else:
             raise DataError(f"corpus file {p} does not exist")
     return files
