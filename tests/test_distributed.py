@@ -309,6 +309,13 @@ def test_cli_launch_and_train_errors(tmp_path, workdir):
     assert "Error: worker-0 exited with status 3" in result.output
     assert {p.name for p in (tmp_path / "logs").iterdir()} == {"scheduler.log", "server-0.log",
                                                                "worker-0.log"}
+    # a scheduler address that is not this machine's: refused before anything starts
+    result = runner.invoke(cli, ["launch", "-n", "1", "--root-uri", "192.0.2.1",  # TEST-NET-1
+                                 "--log-dir", str(tmp_path / "logs2"), "--", "true"])
+    assert result.exit_code == 2, result.output
+    assert ("Error: --root-uri 192.0.2.1: not an address of this machine, where the scheduler "
+            "runs (cannot listen there: Cannot assign requested address)") in result.output
+    assert not (tmp_path / "logs2").exists()
     # train as a dist worker, but not started by a launcher
     dataset.save(encode(["a b a b"], 1), workdir)
     env = {v: None for v in ("DMLC_ROLE", "DMLC_PS_ROOT_URI", "DMLC_PS_ROOT_PORT",

@@ -130,6 +130,24 @@ def plan(command: list[str], num_workers: int, num_servers: int = 1, port: int =
     return nodes
 
 
+def check_root_uri(root_uri: str) -> None:
+    """UsageError unless the scheduler, which runs here, can listen on ``root_uri``: an
+    address (or a name resolving to one) of this machine. ps-lite's scheduler binds it, and
+    would fail with a stack trace while the job waited for it."""
+    try:
+        infos = socket.getaddrinfo(root_uri, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as e:
+        raise UsageError(f"--root-uri {root_uri}: not an address this machine can resolve "
+                         f"({getattr(e, 'strerror', None) or e})") from None
+    family, _, _, _, address = infos[0]
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((address[0], 0))
+    except OSError as e:
+        raise UsageError(f"--root-uri {root_uri}: not an address of this machine, where the "
+                         f"scheduler runs (cannot listen there: {e.strerror or e})") from None
+
+
 def ssh_argv(node: Node, cwd: str) -> list[str]:
     """The ssh command that runs ``node`` on its host, in ``cwd``, with its environment."""
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(node.env.items()))
