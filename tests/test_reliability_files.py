@@ -8,6 +8,8 @@ import hashlib
 import os
 import signal
 import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -15,7 +17,9 @@ import pytest
 from click.testing import CliRunner
 from planted_vectors import write_model, planted_vocab, MATRIX
 
+from w2v_cli import fileio
 from w2v_cli.cli import cli
+from w2v_cli.errors import StorageError
 
 
 def run(*args, input=None):
@@ -138,6 +142,73 @@ def test_export_to_stdout_prints_the_vectors_alone(model, tmp_path):
     assert result.stdout_bytes == regular.read_bytes()
     assert "-> -" in result.stderr
     assert not Path("-").exists()
+
+
+def w2v_process(*args, stdout) -> subprocess.CompletedProcess:
+    """Run w2v from this checkout in a process of its own, whose stdout is a real descriptor."""
+    return subprocess.run([sys.executable, "-m", "w2v_cli", *map(str, args)], stdout=stdout,
+                          stderr=subprocess.PIPE, text=False, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+
+
+@pytest.mark.parametrize("name", ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"])
+@pytest.mark.parametrize("mode, kept", [("ab", b"PREV\n"), ("wb", b"")])
+def test_export_to_dev_stdout_writes_into_the_shells_file(model, tmp_path, name, mode, kept):
+    """`w2v export -o /dev/stdout >> a.txt` appends to a.txt, as `-o -` does, rather than
+    renaming a new file over it; with `>` the file is the same one too."""
+    regular = tmp_path / "v.txt"
+    assert run("export", "-o", regular).exit_code == 0
+    out = tmp_path / "a.txt"
+    out.write_bytes(b"PREV\n")
+    inode = out.stat().st_ino
+    with open(out, mode) as f:
+        done = w2v_process("export", "-o", name, stdout=f)
+    assert (done.returncode, done.stderr.decode().splitlines()[-1]) == \
+        (0, f"8 words x 5 (center vectors) -> {name}")
+    assert out.read_bytes() == kept + regular.read_bytes()
+    assert out.stat().st_ino == inode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "v.txt", "work"]
+
+
+def test_export_to_dev_stdout_into_a_pipe(model, tmp_path):
+    regular = tmp_path / "v.txt"
+    assert run("export", "-o", regular).exit_code == 0
+    done = w2v_process("export", "-o", "/dev/stdout", stdout=subprocess.PIPE)
+    assert (done.returncode, done.stdout) == (0, regular.read_bytes())
+
+
+def test_plot_to_dev_stdout_into_a_pipe(model):
+    pytest.importorskip("matplotlib")
+    done = w2v_process("plot", "king", "-k", "2", "-o", "/dev/stdout", stdout=subprocess.PIPE)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout[:8] == b"\x89PNG\r\n\x1a\n"
+    assert done.stdout[-8:] == b"IEND\xaeB`\x82"  # one whole PNG, nothing after it
+
+
+def test_every_name_of_an_open_descriptor_is_written_through_it(tmp_path):
+    read_end, write_end = os.pipe()
+    link = tmp_path / "link"
+    link.symlink_to(f"/dev/fd/{write_end}")
+    names = [f"/dev/fd/{write_end}", f"/proc/self/fd/{write_end}",
+             f"/proc/{os.getpid()}/fd/{write_end}", link]
+    try:
+        for name in names:
+            fileio.write_bytes(name, f"{name}\n".encode())
+    finally:
+        os.close(write_end)
+    with os.fdopen(read_end, "rb") as r:
+        assert r.read().decode().splitlines() == [str(n) for n in names]
+    assert list(tmp_path.iterdir()) == [link]
+
+
+def test_a_descriptor_open_for_reading_only_is_refused(tmp_path):
+    (tmp_path / "in").write_bytes(b"old\n")
+    with open(tmp_path / "in", "rb") as f:
+        name = f"/dev/fd/{f.fileno()}"
+        with pytest.raises(StorageError) as e:
+            fileio.write_bytes(name, b"new\n")
+    assert str(e.value) == f"cannot write {name}: descriptor {name[8:]} is open for reading only"
+    assert (tmp_path / "in").read_bytes() == b"old\n"
 
 
 @pytest.mark.parametrize("fmt", ["npy", "tsv"])

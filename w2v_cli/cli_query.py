@@ -191,12 +191,13 @@ def evaluate(similarity, analogy_files, method, fold_case, as_json, which, vecto
 def export(fmt, output, which, vectors_file, vectors_format, workdir):
     """Write the trained vectors for other tools (<unk> left out, most frequent word first)."""
     from . import export as export_mod
+    from . import fileio
 
     vectors = _load_vectors(which, workdir, vectors_file, vectors_format)
     paths = export_mod.export(vectors, fmt, output)
     what = f"{which} vectors" if vectors_file is None else f"from {vectors_file}"
     click.echo(f"{vectors.n_words} words x {vectors.matrix.shape[1]} ({what}) -> "
-               f"{', '.join(map(str, paths))}", err=output == "-")  # -o -: stdout holds the vectors
+               f"{', '.join(map(str, paths))}", err=fileio.is_stdout(output))  # it holds the vectors
 
 
 @cli.command()
@@ -229,9 +230,9 @@ def info(as_json, workdir):
 def plot(words, k, output, which, vectors_file, vectors_format, workdir):
     """Draw WORDS and their K nearest neighbours on a 2-D PCA map (PNG, SVG or PDF; needs
     matplotlib)."""
-    from . import plots
+    from . import fileio, plots
     plots.plot_format(output)  # before loading the model, so a bad name or a missing
     plots.require_matplotlib()  # extra fails fast
     vectors = _load_vectors(which, workdir, vectors_file, vectors_format)
     drawn = plots.word_map(vectors, list(words), k, output)
-    click.echo(f"{len(drawn['words'])} words -> {drawn['path']}", err=output == "-")
+    click.echo(f"{len(drawn['words'])} words -> {drawn['path']}", err=fileio.is_stdout(output))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -61,16 +62,47 @@ def os_reason(e: BaseException) -> str:
 
 def storage_error(path: Path, reason: str) -> StorageError:
     """Writing ``path`` failed for ``reason``. A file written by rename is as it was; standard
-    output, a FIFO or a device is written into, so nothing is claimed about it."""
+    output, a FIFO, a device or a descriptor is written into, so nothing is claimed about it."""
     if str(path) == STDOUT:
         return StorageError(f"cannot write standard output: {reason}")
     try:
         mode = path.stat().st_mode
-        direct = stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+        direct = stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or _descriptor(path) is not None
     except OSError:
         direct = False
     kept = "" if direct else f" (the previous {path.name}, if any, is unchanged)"
     return StorageError(f"cannot write {path}: {reason}{kept}")
+
+
+def _descriptor(path: Path) -> int | None:
+    """The number of this process's open descriptor that ``path`` names (/dev/stdout,
+    /dev/fd/3, /proc/self/fd/1, /proc/PID/fd/1 with this PID, or a symlink to one), else None.
+
+    Opening such a path would make a new open file, at offset 0 and without the shell's
+    append mode, and a rename would replace the file or fail on a pipe: it is written
+    through the descriptor instead. The links are followed one at a time, since the last
+    one (``/proc/self/fd/1 -> pipe:[N]``) names no path."""
+    own = re.compile(rf"/proc/{os.getpid()}(/task/[0-9]+)?/fd|/dev/fd")  # /dev/fd: BSD, macOS
+    for _ in range(40):  # the kernel's limit on links in one lookup
+        if re.fullmatch("[0-9]+", path.name) and own.fullmatch(os.path.realpath(path.parent)):
+            return int(path.name)
+        try:
+            path = path.parent / os.readlink(path)  # an absolute link replaces the whole
+        except OSError:  # not a link (or not there): a path like any other
+            return None
+    return None
+
+
+def is_stdout(path: str | os.PathLike) -> bool:
+    """Whether writing ``path`` sends the bytes to standard output: ``-``, /dev/stdout, or a
+    path naming another descriptor open on the same file. A message then goes to stderr."""
+    if str(path) == STDOUT:
+        return True
+    fd = _descriptor(Path(path))
+    try:
+        return fd is not None and os.path.sameopenfile(fd, 1)
+    except OSError:  # either is closed
+        return False
 
 
 def _target(path: Path) -> tuple[Path, str]:
@@ -95,27 +127,35 @@ def _target(path: Path) -> tuple[Path, str]:
                        f"character device such as /dev/null, or {STDOUT} for standard output")
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success fsync it and rename it over ``path``.
+def atomic_path(path: str | os.PathLike) -> contextlib.AbstractContextManager[Path]:
+    """A context yielding a temporary path beside ``path``; on success it fsyncs it and
+    renames it over ``path``.
 
     For writers that insist on opening the file themselves (``save_parameters``, ``np.save``).
     On any exception the temporary file is removed and ``path`` is untouched. OSErrors of
     the temporary file's creation, fsync and rename become StorageError; the body's own
-    exceptions pass through (use :func:`atomic_write` to map those too).
+    exceptions pass through (use :func:`atomic_write` to map those too). ``path`` is
+    checked when this is called, so a refused one raises before anything is written.
 
     Only a regular file (or nothing) is replaced: a symlink's target is replaced and the link
     kept; a FIFO or a character device is yielded itself, to be written into; ``-`` is
-    standard output, written once the body has succeeded.
+    standard output, and a path naming an open descriptor (/dev/stdout, /dev/fd/3) that
+    descriptor, written once the body has succeeded.
     """
     if str(path) == STDOUT:
-        with _stdout_path() as tmp:
-            yield tmp
-        return
-    path, how = _target(Path(path))
-    if how == "direct":
-        yield path
-        return
+        return _through_descriptor(None, path)
+    path = Path(path)
+    fd = _descriptor(path)
+    if fd is not None:
+        _check_writable(fd, path)
+        return _through_descriptor(fd, path)
+    path, how = _target(path)
+    return contextlib.nullcontext(path) if how == "direct" else _replacing(path)
+
+
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """The temporary file of :func:`atomic_path` for a regular (or missing) ``path``."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
@@ -139,24 +179,43 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fsync_dir(path.parent)
 
 
+def _check_writable(fd: int, path: Path) -> None:
+    """StorageError unless descriptor ``fd`` is open for writing."""
+    try:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    except OSError as e:
+        raise StorageError(f"cannot write {path}: descriptor {fd} is not open ({e.strerror})") \
+            from None
+    if flags & os.O_ACCMODE == os.O_RDONLY:
+        raise StorageError(f"cannot write {path}: descriptor {fd} is open for reading only")
+
+
 @contextlib.contextmanager
-def _stdout_path() -> Iterator[Path]:
-    """A temporary file whose bytes go to standard output once the body has succeeded, so a
-    failed write prints nothing rather than a part."""
+def _through_descriptor(fd: int | None, name: str | Path) -> Iterator[Path]:
+    """A temporary file whose bytes go to descriptor ``fd`` (None: ``sys.stdout``) once the
+    body has succeeded, so a failed write sends nothing rather than a part. The descriptor's
+    own offset and append mode are kept, as a shell's ``>>`` or ``>`` set them."""
     with tempfile.TemporaryDirectory(prefix="w2v-out.") as d:
         tmp = Path(d) / "out"
         tmp.touch()
         yield tmp
-        out = sys.stdout.buffer
         try:
-            sys.stdout.flush()
-            with open(tmp, "rb") as f:
+            sys.stdout.flush()  # what was printed before comes first
+            sys.stderr.flush()
+            with open(tmp, "rb") as f, _opened(fd) as out:
                 shutil.copyfileobj(f, out)
-            out.flush()
+                out.flush()
         except BrokenPipeError:
             raise  # the reader has gone (`| head`): the CLI ends quietly, as cat would
         except OSError as e:  # a full disk behind a redirect
-            raise _storage_error(Path(STDOUT), e) from None
+            raise _storage_error(Path(name), e) from None
+
+
+def _opened(fd: int | None):
+    """Descriptor ``fd`` as a binary file that leaves it open when closed; None: stdout."""
+    if fd is None:
+        return contextlib.nullcontext(sys.stdout.buffer)
+    return open(fd, "wb", closefd=False)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
