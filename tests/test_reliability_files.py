@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import select
 import signal
 import stat
 import subprocess
@@ -13,13 +14,16 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from planted_vectors import write_model, planted_vocab, MATRIX
 
-from w2v_cli import fileio
+from w2v_cli import export, fileio
 from w2v_cli.cli import cli
 from w2v_cli.errors import StorageError
+from w2v_cli.vectors import Vectors
+from w2v_cli.vocab import Vocab
 
 
 def run(*args, input=None):
@@ -227,6 +231,70 @@ def test_npy_to_a_fifo_is_refused_and_writes_nothing_beside_it(model, tmp_path):
     assert "is not a regular file" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f", "work"]
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+_REFUSED = "it is a folder; give a regular file, a FIFO, a character device such as " \
+    "/dev/null, or - for standard output"
+
+
+def test_npy_refused_for_its_words_leaves_the_matrix_as_it_was(model, tmp_path):
+    (tmp_path / "x.npy").write_bytes(b"OLD\n")
+    (tmp_path / "x.vocab.txt").mkdir()
+    before = snapshot(tmp_path)
+    result = run("export", "--format", "npy", "-o", tmp_path / "x.npy")
+    assert result.exit_code == 9
+    assert result.output.splitlines()[-1] == \
+        f"Error: cannot write {tmp_path / 'x.vocab.txt'}: {_REFUSED}"
+    assert snapshot(tmp_path) == before  # no temporary file left either
+
+
+def test_tsv_refused_for_its_metadata_leaves_the_vectors_as_they_were(model, tmp_path):
+    out = tmp_path / "o" / "out"
+    (out / "metadata.tsv").mkdir(parents=True)
+    (out / "vectors.tsv").write_bytes(b"V\n")
+    before = snapshot(tmp_path)
+    result = run("export", "--format", "tsv", "-o", out)
+    assert result.exit_code == 9
+    assert result.output.splitlines()[-1] == \
+        f"Error: cannot write {out / 'metadata.tsv'}: {_REFUSED}"
+    assert snapshot(tmp_path) == before
+
+
+def test_npy_to_dev_stdout_is_refused_and_changes_nothing(model, tmp_path):
+    out = tmp_path / "out"
+    out.write_bytes(b"OLD\n")
+    with open(out, "ab") as f:
+        done = w2v_process("export", "--format", "npy", "-o", "/dev/fd/1", stdout=f)
+    assert (done.returncode, done.stderr.decode().splitlines()[-1]) == (2, (
+        "Error: --format npy writes two files, so it cannot go to standard output (/dev/fd/1); "
+        "give a file name"))
+    assert out.read_bytes() == b"OLD\n"
+
+
+def test_npy_renames_its_matrix_only_once_its_words_are_in_a_fifo(tmp_path):
+    """The words go into a FIFO, more of them than a pipe holds, so the writer waits for the
+    reader: while it waits the matrix is the old one, and a reader that never came (or a
+    Ctrl-C) would leave it so."""
+    words = [f"w{i:07d}" for i in range(20000)]  # 180 kB, a pipe holds 64 kB
+    vectors = Vectors(Vocab(["<unk>", *words], np.arange(20001)[::-1]),
+                      np.ones((20001, 2), np.float32))
+    matrix, fifo = tmp_path / "x.npy", tmp_path / "x.vocab.txt"
+    matrix.write_bytes(b"OLD\n")
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    writer = threading.Thread(target=export.export, args=(vectors, "npy", matrix), daemon=True)
+    writer.start()
+    try:
+        assert select.select([reader], [], [], 60)[0] == [reader]  # the words have begun
+        assert matrix.read_bytes() == b"OLD\n"
+        os.set_blocking(reader, True)
+        got = b"".join(iter(lambda: os.read(reader, 1 << 16), b""))
+    finally:
+        os.close(reader)
+    writer.join(60)
+    assert got == "".join(w + "\n" for w in words).encode()
+    np.testing.assert_array_equal(np.load(matrix), np.ones((20000, 2), np.float32))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy", "x.vocab.txt"]
 
 
 @pytest.mark.parametrize("args", [["export", "-o", ""], ["plot", "c0w1", "-o", ""],

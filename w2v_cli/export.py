@@ -15,7 +15,9 @@ normalized) vectors, as the original word2vec tool writes them.
   no header, as the projector wants a single column). A word holding a tab or a line break
   would shift the rows, so such a word is refused rather than altered; spaces are fine.
 
-Each file is written atomically (``fileio``): an interrupted export leaves no partial file.
+Each file is written atomically (``fileio``): an interrupted export leaves no partial file,
+and the two files of ``npy`` and ``tsv`` are both checked before either is written, and renamed
+into place together, so a refused or failed export leaves both as they were.
 """
 
 from __future__ import annotations
@@ -72,9 +74,9 @@ def export(vectors: Vectors, fmt: str, output: str | Path) -> list[Path]:
     """Write ``vectors`` in format ``fmt`` to ``output``. Returns the paths written."""
     if str(output) == "":
         raise UsageError("--output is empty; give a file name")
-    if fmt in ("npy", "tsv") and str(output) == fileio.STDOUT:
+    if fmt in ("npy", "tsv") and fileio.is_stdout(output):  # -, /dev/stdout
         raise UsageError(f"--format {fmt} writes two files, so it cannot go to standard "
-                         f"output ({fileio.STDOUT}); give a {'folder' if fmt == 'tsv' else 'file'}"
+                         f"output ({output}); give a {'folder' if fmt == 'tsv' else 'file'}"
                          " name")
     output = Path(output)
     if fmt == "npy" and output.exists() and not output.is_file() and not output.is_dir():
@@ -90,8 +92,7 @@ def export(vectors: Vectors, fmt: str, output: str | Path) -> list[Path]:
         if output.exists() and not output.is_dir():
             raise UsageError(f"--output {output} is not a folder; --format tsv writes one")
         tsv_vectors, metadata = projector_tsv(words, matrix)
-        fileio.write_bytes(output / TSV_VECTORS, tsv_vectors)
-        fileio.write_bytes(output / TSV_METADATA, metadata)
+        fileio.write_files({output / TSV_VECTORS: tsv_vectors, output / TSV_METADATA: metadata})
         return [output / TSV_VECTORS, output / TSV_METADATA]
     if any(not w or any(ch.isspace() for ch in w) for w in words):
         raise UsageError("a word holds whitespace, which the word2vec formats cannot store")
@@ -105,7 +106,7 @@ def export(vectors: Vectors, fmt: str, output: str | Path) -> list[Path]:
         return [output]
     if fmt == "npy":
         vocab_path = vocab_path_for(output)
-        fileio.save_npy(output, np.ascontiguousarray(matrix, dtype=np.float32))
-        fileio.write_bytes(vocab_path, "".join(w + "\n" for w in words).encode("utf-8"))
+        fileio.write_files({output: np.ascontiguousarray(matrix, dtype=np.float32),
+                            vocab_path: "".join(w + "\n" for w in words).encode("utf-8")})
         return [output, vocab_path]
     raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")

@@ -154,6 +154,17 @@ def atomic_path(path: str | os.PathLike) -> contextlib.AbstractContextManager[Pa
 
 
 @contextlib.contextmanager
+def atomic_paths(paths: list[str | os.PathLike]) -> Iterator[list[Path]]:
+    """:func:`atomic_path` for files that belong together (a matrix and its words): every
+    path is checked before any temporary file is made, and each is renamed into place only
+    once the body has written them all, so a refused or failed write replaces none."""
+    writers = [atomic_path(p) for p in paths]
+    with contextlib.ExitStack() as stack:  # it leaves the last entered first: enter backwards,
+        tmps = [stack.enter_context(w) for w in reversed(writers)]  # so they commit in order
+        yield tmps[::-1]
+
+
+@contextlib.contextmanager
 def _replacing(path: Path) -> Iterator[Path]:
     """The temporary file of :func:`atomic_path` for a regular (or missing) ``path``."""
     try:
@@ -230,7 +241,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    write_files({path: data})
 
 
 def write_json(path: str | os.PathLike, obj) -> None:
@@ -239,13 +250,26 @@ def write_json(path: str | os.PathLike, obj) -> None:
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     """Write one array in numpy's .npy format, atomically."""
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            # Through a plain .write(): given a real file, numpy calls ndarray.tofile, whose
-            # short write on a full disk is an OSError without errno ("N requested and M
-            # written"); Python's own write reports ENOSPC.
-            np.save(_Writer(f), array, allow_pickle=False)
-    atomic_write(path, write)
+    write_files({path: array})
+
+
+def write_files(files: dict[str | os.PathLike, bytes | np.ndarray]) -> None:
+    """Write files that belong together through :func:`atomic_paths`, each ``bytes`` as they
+    are or an array in numpy's .npy format: a refused path or a failed write (a StorageError)
+    replaces none of them (a FIFO or a descriptor before it may have been written into)."""
+    with atomic_paths(list(files)) as tmps:
+        for (path, data), tmp in zip(files.items(), tmps):
+            try:
+                with open(tmp, "wb") as f:
+                    if isinstance(data, np.ndarray):
+                        # Through a plain .write(): given a real file, numpy calls
+                        # ndarray.tofile, whose short write on a full disk is an OSError
+                        # without errno ("N requested and M written"); Python's reports ENOSPC.
+                        np.save(_Writer(f), data, allow_pickle=False)
+                    else:
+                        f.write(data)
+            except OSError as e:
+                raise _storage_error(Path(path), e) from None
 
 
 class _Writer:
