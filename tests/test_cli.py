@@ -97,6 +97,21 @@ def test_out_of_range_options_are_rejected_before_any_work(args, workdir):
     assert not workdir.exists()
 
 
+@pytest.mark.parametrize("args,shown", [(["--lr", "1e308"], "1e+308"),
+                                        (["--lr", "1e-320"], "1e-320"),
+                                        (["--optimizer", "sgd", "--lr", "1e39"], "1e+39"),
+                                        (["--lr", "1.2e-38"], "1.2e-38")])
+def test_lr_outside_float32_is_a_usage_error_before_training(args, shown, planted_corpus,
+                                                            workdir):
+    run("prepare", "--corpus", str(planted_corpus), "--min-count", "1")
+    result = run("train", "--epochs", "1", "--device", "cpu", *args)
+    assert result.exit_code == 2
+    assert result.stderr == (f"Error: --lr must be between 1.175e-34 and 3.403e+38, got {shown}: "
+                             "MXNet takes rates as normal float32 numbers, and a run lowers the "
+                             "rate to as little as 1e-4 of --lr\n")
+    assert not (workdir / "run.json").exists()
+
+
 def test_prepare_offline_without_archive_says_where_to_put_it(tmp_path, workdir, monkeypatch):
     import w2v_cli.corpus as corpus
     monkeypatch.setattr(corpus, "PTB_URL", "http://127.0.0.1:9/ptb.zip")  # nothing listens

@@ -131,6 +131,11 @@ def default(name: str):
 
 
 MAX_SEED = 2 ** 32 - 1  # numpy and MXNet seeds are unsigned 32-bit
+FLOAT32_TINY = 2.0 ** -126  # float32's smallest normal number
+FLOAT32_MAX = (2 - 2.0 ** -23) * 2.0 ** 127
+# MXNet refuses a rate that is not a normal float32 number, and a run scales --lr down to as
+# little as 1e-4 of it (sgd.MIN_RATE; adam's bias correction: to 0.15), so --lr stays 1e4 above.
+LR_RANGE = (FLOAT32_TINY * 1e4, FLOAT32_MAX)
 
 
 def resolved(config: Config) -> Config:
@@ -186,8 +191,10 @@ def check(config: Config) -> None:
     if config.noise_group and not config.negatives:
         raise UsageError("--noise-group needs --negatives of 1 or more (it weights the shared "
                          "noise words as that many per context word)")
-    if config.lr is not None and not config.lr > 0:
-        raise UsageError("--lr must be positive")
+    if config.lr is not None and not LR_RANGE[0] <= config.lr <= LR_RANGE[1]:
+        raise UsageError(f"--lr must be between {LR_RANGE[0]:.4g} and {LR_RANGE[1]:.4g}, got "
+                         f"{config.lr!r}: MXNet takes rates as normal float32 numbers, and a "
+                         "run lowers the rate to as little as 1e-4 of --lr")
     if config.optimizer not in (None, *OPTIMIZERS):
         raise UsageError(f"--optimizer {config.optimizer!r}: expected one of "
                          f"{', '.join(OPTIMIZERS)}")
