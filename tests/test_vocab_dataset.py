@@ -61,3 +61,27 @@ def test_vocab_load_rejects_other_versions_and_garbage(tmp_path):
         Vocab.load(p)
     with pytest.raises(DataError, match="run `w2v prepare` first"):
         Vocab.load(tmp_path / "missing.json")
+
+
+STATS_ERROR = ('"stats" must be an object whose sentences, tokens, kept_tokens are non-negative '
+               'integers; re-run `w2v prepare`')
+SOURCE_ERROR = ('"source" must be an object whose "files", if any, are objects with a "path" '
+                'string; re-run `w2v prepare`')
+
+
+@pytest.mark.parametrize("meta,error", [
+    ({"stats": None}, STATS_ERROR), ({"stats": {"tokens": "12"}}, STATS_ERROR),
+    ({"source": 5}, SOURCE_ERROR), ({"source": {"files": 7}}, SOURCE_ERROR),
+    ({"source": {"kind": "files", "files": [{"sha1": "ab"}]}}, SOURCE_ERROR),
+    ({"source": {"kind": "ptb", "split": "train"}, "stats": {"sentences": 1}}, None),
+])
+def test_vocab_load_checks_the_metadata_other_commands_read(tmp_path, meta, error):
+    p = tmp_path / "vocab.json"
+    p.write_text(json.dumps({"format": "w2v-vocab", "version": 1, "tokens": [UNK, "a"],
+                             "counts": [0, 2], **meta}))
+    if error is None:
+        assert Vocab.load(p).meta == meta
+        return
+    with pytest.raises(DataError) as e:
+        Vocab.load(p)
+    assert str(e.value) == f"{p}: {error}"

@@ -101,7 +101,28 @@ class Vocab:
                 or not all(isinstance(c, int) and 0 <= c < 2 ** 63 for c in counts):
             raise DataError(f"{path}: tokens must be strings and counts non-negative integers")
         meta = {k: v for k, v in d.items() if k not in ("format", "version", "tokens", "counts")}
+        _check_meta(path, meta)
         try:
             return cls(tokens, np.array(counts, dtype=np.int64), meta)
         except DataError as e:
             raise DataError(f"{path}: {e}") from None
+
+
+STAT_COUNTS = ("sentences", "tokens", "kept_tokens")
+
+
+def _check_meta(path: Path, meta: dict) -> None:
+    """Raise DataError for the metadata `w2v prepare` writes in a shape no reader expects:
+    ``stats`` (which dataset.load checks the id files against) and ``source`` (info shows it)
+    are optional, but objects when present."""
+    stats = meta.get("stats", {})
+    if not isinstance(stats, dict) or not all(isinstance(stats.get(k, 0), int)
+                                              and stats.get(k, 0) >= 0 for k in STAT_COUNTS):
+        raise DataError(f'{path}: "stats" must be an object whose {", ".join(STAT_COUNTS)} are '
+                        "non-negative integers; re-run `w2v prepare`")
+    source = meta.get("source", {})
+    files = source.get("files", []) if isinstance(source, dict) else None
+    if not isinstance(files, list) or not all(isinstance(f, dict) and isinstance(f.get("path"), str)
+                                              for f in files):
+        raise DataError(f'{path}: "source" must be an object whose "files", if any, are objects '
+                        'with a "path" string; re-run `w2v prepare`')
