@@ -250,6 +250,37 @@ def test_info_names_what_the_other_commands_would_refuse(planted_corpus, workdir
             if line.startswith("problem ")] == summary["problems"]
 
 
+GOOD_RUN = {"config": {"epochs": 2}, "device": "cpu(0)", "complete": False, "dataset": {},
+            "epochs": [{"epoch": 1, "loss": 0.5, "seconds": 2.0, "tokens": 100}]}
+
+
+@pytest.mark.parametrize("field,value,done,shown", [
+    ("dataset", 5, "1 of 2", "an object"), ("config", None, "1 of 1", "an object"),
+    *[("epochs", v, "? of 2", "a list of objects, each with an epoch and numbers for loss, "
+       "seconds and tokens") for v in (None, [5], [{"epoch": 1, "loss": "NaN"}],
+                                       [{"epoch": 1, "loss": 0.5, "seconds": "2"}])],
+])
+def test_info_shows_a_malformed_run_field_as_a_problem(workdir, field, value, done, shown):
+    from w2v_cli import params
+
+    planted_vocab().save(workdir / "vocab.json")
+    params.save_record(workdir, {**GOOD_RUN, field: value})
+    problems = [f'{workdir / "run.json"}: "{field}" is not {shown}; it is left out',
+                "ids.npy is missing: run `w2v prepare` again",
+                "offsets.npy is missing: run `w2v prepare` again",
+                "model.params is missing: run `w2v train`"]
+    result = run("info")
+    assert result.exit_code == 0, result.output
+    lines = [(name, text.strip()) for name, _, text in
+             (line.partition(" ") for line in result.stdout.splitlines())]
+    assert dict(lines)["epochs"] == f"{done} done (incomplete)"
+    assert [text for name, text in lines if name == "problem"] == problems
+    result = run("info", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert field not in summary["run"] and summary["problems"] == problems
+
+
 def test_plot_writes_a_labelled_png(model, tmp_path):
     out = tmp_path / "map.png"
     result = run("plot", "king", "apple", "-k", "2", "-o", str(out))

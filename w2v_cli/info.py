@@ -32,7 +32,7 @@ def describe(workdir: Path) -> dict:
                "min_count": vocab.meta.get("min_count"), **vocab.meta.get("stats", {})}
     problems = []
     try:
-        run = params.load_record(workdir)
+        run, problems = _readable(params.load_record(workdir), workdir / params.RUN_FILE)
     except ModelError as e:
         run = None
         if (workdir / params.RUN_FILE).exists():
@@ -42,6 +42,32 @@ def describe(workdir: Path) -> dict:
     files = {n: (workdir / n).stat().st_size for n in names if (workdir / n).is_file()}
     return {"workdir": str(workdir), "files": files, "dataset": dataset, "run": run,
             "problems": problems + _problems(files, vocab, run)}
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _epoch(e) -> bool:
+    return isinstance(e, dict) and "epoch" in e and _number(e.get("loss")) \
+        and all(_number(e[k]) for k in ("seconds", "tokens", "centers") if k in e)
+
+
+# The run.json fields the summary reads: (whether a value can be read, what it must be).
+RUN_FIELDS = {
+    "config": (lambda v: isinstance(v, dict), "an object"),
+    "dataset": (lambda v: isinstance(v, dict), "an object"),
+    "epochs": (lambda v: isinstance(v, list) and all(map(_epoch, v)),
+               "a list of objects, each with an epoch and numbers for loss, seconds and tokens"),
+}
+
+
+def _readable(run: dict, path: Path) -> tuple[dict, list[str]]:
+    """``run`` without the fields of RUN_FIELDS it holds in another shape, and a problem
+    naming each: a damaged field hides only itself, not the rest of the summary."""
+    bad = [k for k, (ok, _) in RUN_FIELDS.items() if k in run and not ok(run[k])]
+    return ({k: v for k, v in run.items() if k not in bad},
+            [f'{path}: "{k}" is not {RUN_FIELDS[k][1]}; it is left out' for k in bad])
 
 
 def _problems(files: dict, vocab: Vocab, run) -> list[str]:
@@ -83,9 +109,10 @@ def format_lines(info: dict) -> list[str]:
     else:
         cfg = run.get("config", {})
         epochs = run.get("epochs", [])
-        planned = cfg.get("epochs", len(epochs))
+        done = len(epochs) if "epochs" in run else "?"  # "?": left out by _readable
+        planned = cfg.get("epochs", done)
         state = "complete" if run.get("complete") else "incomplete"
-        rows.append(("epochs", f"{len(epochs)} of {planned} done ({state})"))
+        rows.append(("epochs", f"{done} of {planned} done ({state})"))
         rows.append(("settings", ", ".join(f"{k.replace('_', '-')} {cfg[k]}"
                                            for k in SETTINGS if k in cfg and _applies(k, cfg))))
         rows.append(("device", str(run.get("device", "?"))))
