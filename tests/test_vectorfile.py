@@ -183,13 +183,21 @@ def test_which_does_not_apply_to_a_file(odd_model, tmp_path):
     (b"2 3 4\nx 1 2 3\n", "the first line must be `count dim`"),
     (b"2 3\nx 1 2 3\ny 1 2\n", "row 2: expected a word and 3 values, got 2 values"),
     (b"2 3\nx 1 2 3\ny 1 2 oops\n", "row 2: a value is not a number"),
-    (b"3 3\nx 1 2 3\ny 1 2 3\n", "the header says 3 words but the file ends after 2"),
+    (b"3 3\nx 1.5 2.5 3.5\ny 1.5 2.5 3.5\n",
+     "the header says 3 words but the file ends after 2"),
     (b"1 3\nx 1 2 3\ny 1 2 3\n", "text after the 1 rows the header announces"),
     (b"2 3\nx 1 2 3\nx 4 5 6\n", "the word 'x' appears twice, in rows 1 and 2"),
     (b"2 3\nx 1 2 3\ny 1 nan 3\n", "row 2 ('y') holds a NaN or infinite value"),
     (b"1 3\n\xe9t\xe9 1 2 3\n", "the word of row 1 is not valid UTF-8"),
-    (b"2 3\nx " + np.ones(3, "<f4").tobytes() + b"\ny " + np.ones(2, "<f4").tobytes(),
+    (b"2 3\nxxxx " + np.ones(3, "<f4").tobytes() + b"\nyyyy " + np.ones(2, "<f4").tobytes(),
      "the file ends inside row 2 of the 2"),
+    # rows the header claims that cannot fit, refused before a matrix is allocated for them
+    (b"1000000000 1000000000\na 1 2\n", "the header says 1000000000 words of 1000000000 "
+     "values, more than the 6 bytes after it can hold (a wrong header, or a truncated file)"),
+    (b"100000000 300\na 1 2\n", "the header says 100000000 words of 300 values, more than"),
+    (b"3 3\nx 1 2 3\ny 1 2 3\n", "the header says 3 words of 3 values, more than the 16 bytes"),
+    (b"2 3\nx " + np.ones(3, "<f4").tobytes() + b"\ny " + np.ones(2, "<f4").tobytes(),
+     "the header says 2 words of 3 values, more than the 25 bytes"),
     (b"1 2\nx " + np.array([1, np.inf], "<f4").tobytes(), "row 1 ('x') holds a NaN"),
 ])
 def test_bad_files_name_the_problem(tmp_path, content, message):
@@ -199,6 +207,18 @@ def test_bad_files_name_the_problem(tmp_path, content, message):
         vectorfile.load(path)
     result = run("similar", "x", "--vectors", str(path))
     assert result.exit_code == 3 and f"Error: {path}" in result.stderr
+
+
+def test_running_out_of_memory_is_a_data_error(tmp_path, monkeypatch):
+    path = tmp_path / "v.txt"
+    path.write_text("1 2\nx 1 2\n")
+
+    def out_of_memory(*args):
+        raise MemoryError
+    monkeypatch.setattr(vectorfile, "_read_text", out_of_memory)
+    result = run("export", "--vectors", str(path), "-o", str(tmp_path / "out.txt"))
+    assert result.exit_code == 3
+    assert result.stderr == f"Error: not enough memory to read {path}\n"
 
 
 def test_score_is_what_evaluate_json_prints(odd_model, eval_files):

@@ -16,7 +16,7 @@ value that is not a number; a binary file that ends inside a row; fewer rows tha
 says, or text after the last one; a word that is not valid UTF-8 (decode errors are not
 guessed at, since two damaged words could then become one); a word seen twice (gensim keeps
 the first and warns; a query against such a file would silently ignore the second); a value
-that is NaN or infinite.
+that is NaN or infinite; a header whose rows cannot fit in the file (checked first).
 
 Files ending in .gz, .bz2 or .xz are decompressed into memory; plain files are memory-mapped,
 so a binary file costs the (count, dim) float32 matrix and little more.
@@ -54,6 +54,7 @@ def load(path: str | Path, fmt: str = "auto") -> Vectors:
         count, dim, start = _header(data, path)
         if fmt == "auto":
             fmt = "word2vec" if _looks_like_text(data, start, dim) else "word2vec-binary"
+        _check_size(data, start, count, dim, fmt, path)
         read = _read_text if fmt == "word2vec" else _read_binary
         words, matrix = read(data, start, count, dim, path)
     _check_distinct(words, path)
@@ -80,6 +81,8 @@ def _contents(path: Path):
                 yield m
     except FileNotFoundError:
         raise DataError(f"{path} does not exist") from None
+    except MemoryError:
+        raise DataError(f"not enough memory to read {path}") from None
     except (OSError, EOFError, lzma.LZMAError) as e:
         raise DataError(f"cannot read {path}: {e}") from None
 
@@ -98,6 +101,18 @@ def _header(data, path: Path) -> tuple[int, int, int]:
                         f"gensim and the word2vec tool write), got {shown!r}; a file without "
                         "that header (GloVe's) needs one added")
     return count, dim, end + 1
+
+
+def _check_size(data, start: int, count: int, dim: int, fmt: str, path: Path) -> None:
+    """Raise DataError if ``count`` rows of ``dim`` values cannot fit in the bytes after the
+    header, before a (count, dim) matrix is allocated for them. The least a row takes: text,
+    a 1-byte word and a separator and a digit per value; binary, a 1-byte word, a space and
+    4 bytes per value."""
+    least = 2 * dim + 1 if fmt == "word2vec" else 4 * dim + 2
+    if count * least > len(data) - start:
+        raise DataError(f"{path}: the header says {count} words of {dim} values, more than the "
+                        f"{len(data) - start} bytes after it can hold (a wrong header, or a "
+                        "truncated file)")
 
 
 def _looks_like_text(data, start: int, dim: int) -> bool:
