@@ -250,6 +250,26 @@ def test_info_names_what_the_other_commands_would_refuse(planted_corpus, workdir
             if line.startswith("problem ")] == summary["problems"]
 
 
+@pytest.mark.parametrize("center,context,error", [
+    (MATRIX, MATRIX[:, :3], "the tables' shapes differ: center (9, 5), context (9, 3)"),
+    (MATRIX.astype(np.float64), MATRIX, "the center table's dtype is float64, expected float32"),
+    (MATRIX, MATRIX.astype(np.float16), "the context table's dtype is float16, expected float32"),
+])
+def test_tables_of_another_shape_or_dtype_are_refused(workdir, tmp_path, center, context, error):
+    from w2v_cli.backend import mxnet
+
+    write_model(workdir, planted_vocab(), MATRIX)  # then the tables are replaced
+    nd = mxnet().nd
+    nd.save(str(workdir / "model.params"), {"0.weight": nd.array(center, dtype=center.dtype),
+                                            "1.weight": nd.array(context, dtype=context.dtype)})
+    for args in (["similar", "king"], ["export", "--which", "sum", "-o", str(tmp_path / "out")]):
+        result = run(*args)
+        assert result.exit_code == 5
+        assert result.stderr == (f"Error: {workdir / 'model.params'}: {error}; the file is "
+                                 "damaged or not from `w2v train` (re-run `w2v train`)\n")
+    assert not (tmp_path / "out").exists()
+
+
 GOOD_RUN = {"config": {"epochs": 2}, "device": "cpu(0)", "complete": False, "dataset": {},
             "epochs": [{"epoch": 1, "loss": 0.5, "seconds": 2.0, "tokens": 100}]}
 

@@ -170,11 +170,18 @@ def load_tables(workdir: Path, vocab_size: int, record=_READ) -> dict[str, np.nd
         raise ModelError(f"{path} does not hold w2v embeddings ({CENTER_KEY}, {CONTEXT_KEY})")
     tables = {"center": arrays[CENTER_KEY], "context": arrays[CONTEXT_KEY]}
     for name, t in tables.items():
-        if t.ndim != 2 or t.shape[0] != vocab_size or t.dtype != np.float32:
+        if t.dtype != np.float32:
+            raise ModelError(f"{path}: the {name} table's dtype is {t.dtype}, expected float32; "
+                             "the file is damaged or not from `w2v train` (re-run `w2v train`)")
+        if t.ndim != 2 or t.shape[0] != vocab_size:
             raise ModelError(
                 f"{path}: the {name} table has shape {t.shape} but the vocabulary has "
                 f"{vocab_size} words; the parameters come from a different run (re-run `w2v train`)"
             )
+    if tables["center"].shape != tables["context"].shape:
+        raise ModelError(f"{path}: the tables' shapes differ: center {tables['center'].shape}, "
+                         f"context {tables['context'].shape}; the file is damaged or not from "
+                         "`w2v train` (re-run `w2v train`)")
     _check_params_sha1(workdir, path, digest,
                        load_record_if_any(workdir) if record is _READ else record)
     return tables
