@@ -370,6 +370,70 @@ def test_a_full_disk_says_so(model, tmp_path, monkeypatch):
     assert out.read_text() == "old\n"
 
 
+# ---- standard output and error that cannot be written --------------------------------------
+
+FULL_STDOUT = "Error: cannot write standard output: the disk is full (no space left on device)"
+
+
+def _w2v(*args, stdin: str = "", shell: str = "") -> tuple[int, str]:
+    """Run `python -m w2v_cli ARGS` from this tree with stdout on /dev/full (or as ``shell``
+    redirects it: `exec "$@" SHELL`); its exit code and stderr."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    cmd = [sys.executable, "-m", "w2v_cli", *map(str, args)]
+    if shell:
+        cmd = ["sh", "-c", f'exec "$@" {shell}', "sh", *cmd]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(cmd, input=stdin, stdout=full, stderr=subprocess.PIPE, text=True,
+                              env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=120)
+    return done.returncode, done.stderr
+
+
+@pytest.fixture
+def files(prepared, tmp_path) -> dict:
+    """A prepared workdir, four word2vec text vectors (read without MXNet), a similarity set."""
+    v = tmp_path / "v.txt"
+    v.write_text("4 2\nking 1 1\nqueen 1 0\nman 0 1\nwoman 0.1 0\n", encoding="utf-8")
+    sim = tmp_path / "sim.txt"
+    sim.write_text("king queen 8\nman woman 7\nking woman 3\n", encoding="utf-8")
+    return dict(work=prepared, v=v, sim=sim, out=tmp_path / "out.txt")
+
+
+@pytest.mark.parametrize("args, stdin", [
+    (["--version"], ""),
+    (["info", "--workdir", "{work}"], ""),
+    (["info", "--json", "--workdir", "{work}"], ""),
+    (["similar", "king", "-k", "2", "--vectors", "{v}"], ""),
+    (["similar", "--json", "-k", "2", "--vectors", "{v}"], "king\nman\n"),  # words read from stdin
+    (["analogy", "man", "king", "woman", "-k", "1", "--vectors", "{v}"], ""),
+    (["evaluate", "--similarity", "{sim}", "--vectors", "{v}"], ""),
+    (["evaluate", "--json", "--similarity", "{sim}", "--vectors", "{v}"], ""),
+    (["export", "-o", "{out}", "--vectors", "{v}"], ""),  # its summary line, after the file
+    (["export", "-o", "-", "--vectors", "{v}"], ""),
+])
+def test_a_full_disk_behind_standard_output_is_an_error_line_and_9(files, args, stdin):
+    """`w2v ... > /dev/full`: every command (Click's --version too) says so and exits 9,
+    rather than a traceback and 1."""
+    code, err = _w2v(*(a.format(**files) for a in args), stdin=stdin)
+    assert (code, err) == (9, FULL_STDOUT + "\n")
+    if "{out}" in args:
+        assert files["out"].read_text().startswith("4 2\nking ")
+
+
+def test_a_full_disk_behind_the_summary_of_prepare_is_an_error_after_the_dataset(
+        workdir, corpus_file):
+    code, err = _w2v("prepare", "--corpus", corpus_file, "--min-count", "1", "--workdir",
+                     workdir)
+    assert (code, err) == (9, FULL_STDOUT + "\n")
+    assert sorted(p.name for p in workdir.iterdir()) == ["ids.npy", "offsets.npy",
+                                                         "vocab.json"]
+
+
 # ---- SIGINT ---------------------------------------------------------------------------------
 
 # Runs the CLI with the step that would take time replaced by a stall that says "ready", so

@@ -17,7 +17,7 @@ from .clitypes import FiniteFloat, GivenPath
 from .config import LOSSES, LR, MAX_SEED, MODELS, NS_OPTIONS, OPTIMIZERS, SUBSAMPLE, Config, default
 from .cli_report import (_download_progress, _eval_report, _plot_loss, _prepare_progress,
                          _train_progress)
-from .errors import Interrupted, W2VError
+from .errors import Interrupted, StorageError, W2VError
 
 
 class _Failure(click.ClickException):
@@ -54,12 +54,53 @@ def _errors_to_exit(fn):
 
 def _reader_gone() -> None:
     """Standard output's reader closed the pipe (`w2v export -o - | head`): end without a
-    word, exit 141 as a tool killed by SIGPIPE does, and point stdout at /dev/null so that
-    Python's flush at exit does not complain either."""
+    word, exit 141 as a tool killed by SIGPIPE does."""
+    _stdout_to_devnull()
+    sys.exit(128 + signal.SIGPIPE)
+
+
+def _stdout_to_devnull() -> None:
+    """Point standard output at /dev/null after a failed write, so that what is still in its
+    buffer goes there and Python's flush at exit does not complain."""
     with contextlib.suppress(OSError, ValueError):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    sys.exit(128 + signal.SIGPIPE)
+
+
+class _Group(click.Group):
+    """The ``w2v`` group. On the command line (and under CliRunner) it reports and exits
+    itself rather than leave that to Click, so that every way out ends in one place: a
+    failed write to standard output (the disk behind a redirect is full: ``Error:`` and
+    exit 9, also for --version and for the flush at exit), Ctrl-C while Click parses (130)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
+             **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            try:
+                code = super().main(args, prog_name, complete_var, False, **extra)
+            finally:
+                sys.stdout.flush()  # here a failure is still reported; at exit, a traceback
+        except click.ClickException as e:
+            e.show()
+            code = e.exit_code
+        except click.Abort as e:  # Ctrl-C or SIGTERM while Click parses (w2v has no prompts)
+            term = isinstance(e.__cause__, interrupt.Terminated)
+            code = 128 + (signal.SIGTERM if term else signal.SIGINT)
+        except BrokenPipeError:
+            _reader_gone()
+        except OSError as e:
+            if e.filename is not None:  # a file's, not a stream's
+                raise
+            from pathlib import Path
+
+            from .fileio import STDOUT, os_reason, storage_error
+
+            _stdout_to_devnull()
+            click.echo(f"Error: {storage_error(Path(STDOUT), os_reason(e))}", err=True)
+            code = StorageError.exit_code
+        sys.exit(code if isinstance(code, int) else 0)  # Click returns an Exit's code
 
 
 @contextlib.contextmanager
@@ -113,7 +154,7 @@ def _stderr_is_tty() -> bool:
     return sys.stderr.isatty()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="w2v")
 def cli():
     """Pretrain word2vec embeddings (skip-gram or CBOW) with MXNet Gluon.
