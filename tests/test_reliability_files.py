@@ -434,6 +434,25 @@ def test_a_full_disk_behind_the_summary_of_prepare_is_an_error_after_the_dataset
                                                          "vocab.json"]
 
 
+@pytest.mark.parametrize("args", [["similar", "king", "-k", "2", "--vectors", "{v}"],
+                                  ["export", "-o", "-", "--vectors", "{v}"]])
+def test_a_closed_standard_output_is_an_error_line_and_9(files, args):
+    """`w2v similar king >&-` printed nothing and exited 0."""
+    code, err = _w2v(*(a.format(**files) for a in args), shell=">&-")
+    assert (code, err) == (9, "Error: cannot write standard output: it is closed\n")
+
+
+@pytest.mark.parametrize("args, code", [
+    (["info", "--no-such-option"], 2),  # Click's usage error
+    (["info", "--workdir", "{sim}.d"], 3),  # the core's error
+    (["similar", "nosuchword", "-k", "1", "--vectors", "{v}"], 2),  # a query's, then on
+])
+def test_an_unwritable_standard_error_keeps_the_exit_code(files, args, code):
+    """`w2v ... 2>/dev/full`: the message is lost, what it meant is not (a usage error
+    exited 1)."""
+    assert _w2v(*(a.format(**files) for a in args), shell="2>/dev/full") == (code, "")
+
+
 # ---- SIGINT ---------------------------------------------------------------------------------
 
 # Runs the CLI with the step that would take time replaced by a stall that says "ready", so

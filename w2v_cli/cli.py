@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
+import io
 import logging
 import os
 import signal
@@ -71,12 +73,17 @@ class _Group(click.Group):
     """The ``w2v`` group. On the command line (and under CliRunner) it reports and exits
     itself rather than leave that to Click, so that every way out ends in one place: a
     failed write to standard output (the disk behind a redirect is full: ``Error:`` and
-    exit 9, also for --version and for the flush at exit), Ctrl-C while Click parses (130)."""
+    exit 9, also for --version and for the flush at exit), Ctrl-C while Click parses (130).
+    A failed write to stderr changes nothing: the exit code still says what happened."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
              **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
+        if sys.stdout is None:  # closed (`w2v similar x >&-`): Click would drop every line
+            sys.stdout = _ClosedStdout()
+        if sys.stderr is not None and not isinstance(sys.stderr, _BestEffort):
+            sys.stderr = _BestEffort(sys.stderr)
         try:
             try:
                 code = super().main(args, prog_name, complete_var, False, **extra)
@@ -101,6 +108,39 @@ class _Group(click.Group):
             click.echo(f"Error: {storage_error(Path(STDOUT), os_reason(e))}", err=True)
             code = StorageError.exit_code
         sys.exit(code if isinstance(code, int) else 0)  # Click returns an Exit's code
+
+
+class _BestEffort:
+    """Standard error whose failed writes are dropped: a diagnostic that cannot be shown (a
+    full disk behind 2>) must not change what the command does, nor its exit code."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, s):
+        with contextlib.suppress(OSError):
+            return self._stream.write(s)
+        return len(s)
+
+    def flush(self):
+        with contextlib.suppress(OSError):
+            self._stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+class _ClosedStdout(io.TextIOBase):
+    """Standard output that the shell closed: a write fails, as one to a full disk does."""
+
+    encoding, errors = "utf-8", "strict"
+
+    @property
+    def buffer(self):  # for bytes (`export -o -`), which fail alike
+        return self
+
+    def write(self, s):
+        raise OSError(errno.EBADF, "it is closed")
 
 
 @contextlib.contextmanager
