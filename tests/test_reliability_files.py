@@ -525,6 +525,44 @@ def test_a_signal_in_another_command_exits_128_plus_it(prepared, signum):
     assert err.strip().splitlines() == [f"interrupted by {signum.name}; stopped"]
 
 
+# The console script's way in (tests/conftest.py's REPO on the path), saying when it has
+# started, so the timing of the signal does not depend on how long the interpreter took to
+# start: a KeyboardInterrupt there, before any of w2v's code runs, only Python can avoid.
+_STARTING_CLI = """
+import sys
+from w2v_cli.__main__ import main
+print("started", file=sys.stderr, flush=True)
+main()
+"""
+
+
+def test_ctrl_c_while_the_modules_load_exits_130_without_a_traceback(prepared):
+    """SIGINT in the first tenths of a second (Click, numpy and the rest being imported)
+    printed a KeyboardInterrupt traceback, or numpy's ImportError and exit 1."""
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+
+    for delay in [0, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.07] * 2:
+        proc = subprocess.Popen([sys.executable, "-c", _STARTING_CLI, "info", "--workdir",
+                                 str(prepared)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True,
+                                env=dict(os.environ, PYTHONPATH=str(REPO)))
+        try:
+            assert proc.stderr.readline() == "started\n"
+            time.sleep(delay)
+            proc.send_signal(signal.SIGINT)
+            err = proc.communicate(timeout=60)[1]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 130, (delay, err)
+        # quiet while Click loads; a blank line if Click was parsing; the command's own words
+        assert set(err.splitlines()) <= {"", "interrupted by SIGINT; stopped"}, (delay, err)
+
+
 # ---- leftovers of a killed prepare ----------------------------------------------------------
 
 def test_prepare_removes_what_a_killed_run_left_and_only_that(prepared, corpus_file):
