@@ -134,6 +134,21 @@ def test_hand_written_text_as_the_c_tool_writes_it(tmp_path):
     assert v.source == {"vectors": str(path)}
 
 
+def test_a_pipe_is_read_whole(tmp_path):
+    # `--vectors <(zcat v.txt.gz)` or /dev/stdin: a FIFO has no size to map
+    import os
+    import threading
+
+    path = tmp_path / "v.fifo"
+    os.mkfifo(path)
+    writer = threading.Thread(target=lambda: path.write_bytes(b"2 2\nx 1 0\ny 0 1\n"))
+    writer.start()
+    v = vectorfile.load(path)
+    writer.join()
+    assert v.tokens == ["x", "y"]
+    np.testing.assert_array_equal(v.matrix, np.eye(2, dtype=np.float32))
+
+
 @pytest.mark.parametrize("binary", [False, True])
 def test_gensim_files_read_identically(tmp_path, binary):
     models = pytest.importorskip("gensim.models")

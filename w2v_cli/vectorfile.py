@@ -18,7 +18,8 @@ guessed at, since two damaged words could then become one); a word seen twice (g
 the first and warns; a query against such a file would silently ignore the second); a value
 that is NaN or infinite; a header whose rows cannot fit in the file (checked first).
 
-Files ending in .gz, .bz2 or .xz are decompressed into memory; plain files are memory-mapped,
+Files ending in .gz, .bz2 or .xz are decompressed into memory, as a pipe (``<(zcat f)``,
+/dev/stdin) is read into it; plain files are memory-mapped,
 so a binary file costs the (count, dim) float32 matrix and little more.
 """
 
@@ -29,6 +30,8 @@ import contextlib
 import gzip
 import lzma
 import mmap
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +78,9 @@ def _contents(path: Path):
                 yield f.read()
             return
         with open(path, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # a pipe: <(zcat f), /dev/stdin
+                yield f.read()
+                return
             if path.stat().st_size == 0:
                 raise DataError(f"{path} is empty, not a word2vec file")
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
