@@ -189,6 +189,14 @@ def test_ptb_archive_with_wrong_checksum_is_reported_or_redownloaded(tmp_path, w
     assert sorted(p.name for p in data.iterdir()) == ["ptb.zip"]  # no temporary file left
 
 
+def test_a_folder_in_the_ptb_archives_place_is_named_as_one(tmp_path, workdir):
+    (tmp_path / "data" / "ptb.zip").mkdir(parents=True)
+    fails(workdir, "prepare", "--data-dir", tmp_path / "data", code=3,
+          error=f"Error: {tmp_path / 'data' / 'ptb.zip'} is not a file (a folder, a pipe or a "
+                "device), so it is not the PTB archive and a download cannot go there: move "
+                "it, or point --data-dir / W2V_DATA_DIR at another folder")
+
+
 # ------------------------------------------------------------------------------ options
 
 

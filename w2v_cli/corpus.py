@@ -57,6 +57,10 @@ def ensure_ptb(data_dir: Path, progress: Optional[Progress] = None,
     path = data_dir / PTB_ARCHIVE
     if path.is_file() and sha1_of(path) == PTB_SHA1:
         return path
+    if path.exists() and not path.is_file():
+        raise DataError(f"{path} is not a file (a folder, a pipe or a device), so it is not the "
+                        f"PTB archive and a download cannot go there: move it, or point "
+                        f"--data-dir / W2V_DATA_DIR at another folder")
     bad = path.is_file()
     try:
         download(url, path, PTB_SHA1, progress)
