@@ -140,3 +140,16 @@ def test_missing_mxnet_gives_install_instructions(monkeypatch, planted_corpus, w
     assert result.exit_code == 6
     assert "MXNet cannot be imported" in result.stderr
     assert "pip install 'mxnet==1.9.1' 'numpy<1.24'" in result.stderr
+
+
+def test_a_note_after_mxnet_is_loaded_prints_once():
+    # MXNet's set_np logs through logging.info, which configures the root logger; w2v's
+    # notes would then show twice, the second time as "WARNING:w2v_cli...".
+    import subprocess
+    import sys
+
+    code = ("import logging; from w2v_cli import backend; backend.mxnet(); "
+            "print(logging.getLogger().handlers)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out == "[]\n"

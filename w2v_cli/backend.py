@@ -69,7 +69,13 @@ def mxnet():
     except AttributeError as e:  # numpy >= 1.24 removed np.bool, which MXNet 1.9.1 uses
         raise BackendError(f"MXNet 1.9.1 does not work with this numpy ({e}); "
                            "install `numpy<1.24`") from None
+    root = logging.getLogger()
+    kept = list(root.handlers)
     mx.npx.set_np()
+    # set_np logs through logging.info, which gives an unconfigured root logger a stderr
+    # handler (logging.basicConfig): every note would then print twice, once as "WARNING:".
+    for handler in [h for h in root.handlers if h not in kept]:
+        root.removeHandler(handler)
     return mx
 
 
