@@ -108,7 +108,7 @@ def test_resume_refuses_other_settings_and_another_dataset(tmp_path):
     assert (tmp_path / "model.params").read_bytes() == before
 
 
-def test_resume_without_checkpoint_and_with_a_corrupted_one(tmp_path):
+def test_resume_without_checkpoint_and_with_a_corrupted_one(tmp_path, caplog):
     ds = _prepare(tmp_path)
     config = Config(workdir=str(tmp_path), **SETTINGS)
     with pytest.raises(ResumeError) as e:
@@ -123,11 +123,15 @@ def test_resume_without_checkpoint_and_with_a_corrupted_one(tmp_path):
     states[len(states) // 2] ^= 0xFF
     (newest / "trainer.states").write_bytes(bytes(states))
     config.epochs = 3
-    record = train.train(config, ds, resume=True)
+    with caplog.at_level("WARNING", logger="w2v_cli"):
+        record = train.train(config, ds, resume=True)
+    skipped = (f"skipped step-00002-00000000: {newest / 'trainer.states'} is missing or does "
+               "not match its SHA-1")
     assert record["resumed"][0]["epoch"] == 1
-    assert record["resumed"][0]["notes"] == [
-        f"skipped step-00002-00000000: {newest / 'trainer.states'} is missing or does not "
-        "match its SHA-1"]
+    assert record["resumed"][0]["notes"] == [skipped]
+    # and the user is told, as a note
+    assert [r.getMessage() for r in caplog.records if r.name == "w2v_cli.checkpoint"] == [
+        f"resuming from step-00001-00000000; {skipped}"]
 
 
 def test_ctrl_c_on_the_real_command_says_how_to_resume(tmp_path):

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import pickle
 import shutil
@@ -49,6 +50,8 @@ from .fileio import sha1_of
 from .model import saved_tables
 from .optstate import TRAINER_FILE, load_states, save_states
 from .params import PARAMS_FILE, save_record, vocab_sha1
+
+log = logging.getLogger(__name__)  # one-line notes; the CLI shows them as "note: ..."
 
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "state.json"
@@ -349,6 +352,8 @@ def resume(workdir: Path, config: Config, ds, net, trainer, ctx, catch=None) -> 
                           if CATCHUP_FILE in state["files"] else None)
     except (OSError, mx.base.MXNetError, AssertionError, ValueError, pickle.UnpicklingError) as e:
         raise ResumeError(f"cannot load the checkpoint {d}: {first_line(e)}") from None
+    for note in notes:  # a newer checkpoint that is damaged: say why an older one is used
+        log.warning(f"resuming from {d.name}; {note}")
     record = dict(state["record"])
     record.setdefault("resumed", []).append({"epoch": state["epoch"], "batch": state["batch"],
                                              "notes": notes})
