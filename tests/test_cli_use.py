@@ -250,6 +250,21 @@ def test_info_names_what_the_other_commands_would_refuse(planted_corpus, workdir
             if line.startswith("problem ")] == summary["problems"]
 
 
+def test_info_names_arrays_too_short_for_what_the_json_says(planted_corpus, workdir):
+    assert run("prepare", "--corpus", str(planted_corpus), "--min-count", "1").exit_code == 0
+    assert run("train", "--epochs", "1", "--embed-size", "8", "--device", "cpu").exit_code == 0
+    vocab = json.loads((workdir / "vocab.json").read_text())
+    V, kept = len(vocab["tokens"]), vocab["stats"]["kept_tokens"]
+    for name in ("ids.npy", "model.params"):
+        with open(workdir / name, "r+b") as f:
+            f.truncate(1000)
+    assert json.loads(run("info", "--json").stdout)["problems"] == [
+        f"ids.npy is 1000 bytes, too short to hold {4 * kept} bytes of data: it is damaged, "
+        "run `w2v prepare` again",
+        f"model.params is 1000 bytes, too short for two {V} x 8 tables: it is damaged, run "
+        "`w2v train` again"]
+
+
 @pytest.mark.parametrize("center,context,error", [
     (MATRIX, MATRIX[:, :3], "the tables' shapes differ: center (9, 5), context (9, 3)"),
     (MATRIX.astype(np.float64), MATRIX, "the center table's dtype is float64, expected float32"),

@@ -71,14 +71,27 @@ def _readable(run: dict, path: Path) -> tuple[dict, list[str]]:
 
 
 def _problems(files: dict, vocab: Vocab, run) -> list[str]:
-    """What the other commands would refuse, found from the file list and the JSON files
-    alone (not the arrays: this stays fast for any corpus)."""
+    """What the other commands would refuse, found from the file list, its sizes and the
+    JSON files alone (not the arrays: this stays fast for any corpus)."""
     out = [f"{name} is missing: run `w2v prepare` again" for name in (IDS_FILE, OFFSETS_FILE)
            if name not in files]
+    stats = vocab.meta.get("stats", {})
+    need = {IDS_FILE: 4 * stats.get("kept_tokens", 0),  # (N,) int32 after a header
+            OFFSETS_FILE: 8 * (stats.get("sentences", -1) + 1)}  # (S + 1,) int64
+    out += [f"{name} is {files[name]} bytes, too short to hold {need[name]} bytes of data: it is "
+            "damaged, run `w2v prepare` again" for name in need
+            if name in files and files[name] < need[name]]
     if run is None:
         return out
     if params.PARAMS_FILE not in files:
         out.append(f"{params.PARAMS_FILE} is missing: run `w2v train`")
+    else:  # two (V, E) float32 tables after a header
+        embed = (run.get("config") or {}).get("embed_size")
+        tables = 2 * 4 * len(vocab) * embed if isinstance(embed, int) else 0
+        if files[params.PARAMS_FILE] < tables:
+            out.append(f"{params.PARAMS_FILE} is {files[params.PARAMS_FILE]} bytes, too short "
+                       f"for two {len(vocab)} x {embed} tables: it is damaged, run `w2v train` "
+                       "again")
     trained_on = (run.get("dataset") or {}).get("vocab_sha1")
     if trained_on and trained_on != params.vocab_sha1(vocab):
         out.append(f"the model was trained on another vocabulary than {VOCAB_FILE} holds now "
