@@ -97,6 +97,12 @@ class _Group(click.Group):
             code = 128 + (signal.SIGTERM if term else signal.SIGINT)
         except BrokenPipeError:
             _reader_gone()
+        except SystemExit as e:
+            # Outside standalone mode Click exits by itself only when standard output's
+            # reader went while Click wrote (`w2v train --help | head -1`), with 1.
+            if e.code == 1:
+                _reader_gone()
+            raise
         except OSError as e:
             if e.filename is not None:  # a file's, not a stream's
                 raise
