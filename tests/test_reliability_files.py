@@ -261,6 +261,31 @@ def test_tsv_refused_for_its_metadata_leaves_the_vectors_as_they_were(model, tmp
     assert snapshot(tmp_path) == before
 
 
+def test_a_failed_fsync_of_the_second_file_replaces_neither(model, tmp_path, monkeypatch):
+    """Both temporary files reach the disk before either is renamed: an fsync failing for
+    metadata.tsv (EIO) leaves vectors.tsv as it was, not the new one beside the old words."""
+    import errno
+
+    from w2v_cli import fileio
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("vectors.tsv", "metadata.tsv"):
+        (out / name).write_bytes(b"OLD\n")
+    before = snapshot(tmp_path)
+    real_fsync = os.fsync
+
+    def failing(fd):
+        if ".metadata.tsv." in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+    monkeypatch.setattr(fileio.os, "fsync", failing)
+    result = run("export", "--format", "tsv", "-o", out)
+    assert result.exit_code == 9
+    assert result.output.splitlines()[-1].startswith(f"Error: cannot write {out / 'metadata.tsv'}")
+    assert snapshot(tmp_path) == before
+
+
 def test_npy_to_dev_stdout_is_refused_and_changes_nothing(model, tmp_path):
     out = tmp_path / "out"
     out.write_bytes(b"OLD\n")

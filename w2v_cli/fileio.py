@@ -157,11 +157,19 @@ def atomic_path(path: str | os.PathLike) -> contextlib.AbstractContextManager[Pa
 def atomic_paths(paths: list[str | os.PathLike]) -> Iterator[list[Path]]:
     """:func:`atomic_path` for files that belong together (a matrix and its words): every
     path is checked before any temporary file is made, and each is renamed into place only
-    once the body has written them all, so a refused or failed write replaces none."""
+    once the body has written them all and every temporary file is on disk, so a refused or
+    failed write (or fsync) replaces none."""
     writers = [atomic_path(p) for p in paths]
     with contextlib.ExitStack() as stack:  # it leaves the last entered first: enter backwards,
-        tmps = [stack.enter_context(w) for w in reversed(writers)]  # so they commit in order
-        yield tmps[::-1]
+        tmps = [stack.enter_context(w) for w in reversed(writers)][::-1]  # to commit in order
+        yield tmps
+        for path, tmp in zip(paths, tmps):  # before the first rename (each fsyncs again: cheap)
+            if stat.S_ISREG(os.stat(tmp).st_mode):  # not a FIFO or device written into
+                try:
+                    with open(tmp, "rb+") as f:
+                        os.fsync(f.fileno())
+                except OSError as e:
+                    raise _storage_error(Path(path), e) from None
 
 
 @contextlib.contextmanager
