@@ -75,6 +75,16 @@ def test_make_worker_without_the_dmlc_environment_says_how_to_launch(monkeypatch
     assert not distributed.make_worker(Config(kvstore="device")).distributed
 
 
+def test_launch_memory_counts_the_processes_started_here():
+    from w2v_cli.launch import PROCESS_BYTES, check_memory
+
+    check_memory(2, 1, available=4 * PROCESS_BYTES)  # scheduler, server, 2 workers: fits
+    with pytest.raises(UsageError, match=r"^4 processes on this machine need at least 256\.0 "
+                       r"MiB of memory .* more than the 255\.0 MiB available"):
+        check_memory(2, 1, available=4 * PROCESS_BYTES - (1 << 20))
+    check_memory(1000, 10, hosts=["a", "b"], available=PROCESS_BYTES)  # only the scheduler
+
+
 def test_plan_sets_the_dmlc_environment_for_every_role():
     nodes = launch.plan(["w2v", "train"], num_workers=2, num_servers=1, port=9123)
     assert [n.name for n in nodes] == ["scheduler", "server-0", "worker-0", "worker-1"]
@@ -137,6 +147,31 @@ def test_run_stops_every_process_when_a_worker_fails(tmp_path):
     assert time.monotonic() - start < 25
     pids = _pids(tmp_path)
     assert len(pids) == 3 and not any(map(_alive, pids))
+
+
+def test_a_thread_that_cannot_start_stops_the_job_with_an_error(monkeypatch):
+    """Without --log-dir a thread passes each worker's output on; when the system has no
+    thread left for worker-1, the job stops (worker-0 and worker-1 too) with LaunchError."""
+    nodes = [launch.Node("worker", i, [sys.executable, "-c", "import time; time.sleep(60)"])
+             for i in range(2)]
+    real_start, started, procs = launch.threading.Thread.start, [], []
+
+    def start(thread):
+        if started:
+            raise RuntimeError("can't start new thread")
+        started.append(thread)
+        real_start(thread)
+
+    class Recorded(subprocess.Popen):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            procs.append(self)
+    monkeypatch.setattr(launch.threading.Thread, "start", start)
+    monkeypatch.setattr(launch.subprocess, "Popen", Recorded)
+    with pytest.raises(LaunchError, match=r"^cannot pass on the output of worker-1: can't start "
+                       r"new thread \(too many processes"):
+        launch.run(nodes, timeout=30)
+    assert len(procs) == 2 and all(p.poll() is not None for p in procs)  # stopped, not running
 
 
 def test_run_stops_every_process_at_the_timeout(tmp_path):
@@ -316,6 +351,12 @@ def test_cli_launch_and_train_errors(tmp_path, workdir):
     assert ("Error: --root-uri 192.0.2.1: not an address of this machine, where the scheduler "
             "runs (cannot listen there: Cannot assign requested address)") in result.output
     assert not (tmp_path / "logs2").exists()
+    # more processes than this machine has memory for: refused before anything starts
+    result = runner.invoke(cli, ["launch", "-n", "10000000", "--log-dir",
+                                 str(tmp_path / "logs3"), "--", "true"])
+    assert result.exit_code == 2, result.output
+    assert "Error: 10000002 processes on this machine need at least 610.4 TiB" in result.output
+    assert not (tmp_path / "logs3").exists()
     # train as a dist worker, but not started by a launcher
     dataset.save(encode(["a b a b"], 1), workdir)
     env = {v: None for v in ("DMLC_ROLE", "DMLC_PS_ROOT_URI", "DMLC_PS_ROOT_PORT",

@@ -469,6 +469,7 @@ def launch(num_workers, num_servers, hostfile, root_uri, port, timeout, log_dir,
         raise click.BadParameter(f"expected KEY=VALUE, got {bad[0]!r}", param_hint="--env")
     hosts = launch_mod.read_hosts(hostfile) if hostfile else None
     launch_mod.check_root_uri(root_uri)
+    launch_mod.check_memory(num_workers, num_servers, hosts)
     nodes = launch_mod.plan(list(command), num_workers, num_servers, port, root_uri, hosts,
                             env=dict(e.split("=", 1) for e in env))
     results = launch_mod.run(nodes, timeout, Path(log_dir) if log_dir else None)
